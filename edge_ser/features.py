@@ -1,0 +1,633 @@
+"""The one feature frontend: log-mel (and MFCC) features in NumPy.
+
+Training, quantization, evaluation and the device all call this module, driven by a
+:class:`FeatureConfig` that travels inside the model file. The pipeline has two stages:
+
+1. **Frame stage** (:func:`frame_features`): pre-emphasis -> framing -> window -> |FFT|^p
+   -> mel filterbank -> log (-> DCT for MFCC). Every output frame depends only on the
+   samples under it, so it can run on a stream (:class:`StreamingFeatures`) and give
+   the same frames as on the whole signal.
+2. **Utterance stage** (:func:`utterance_stage`): whatever needs the whole clip:
+   a reference taken from the clip (``db_ref="max"``/``"min"``), ``top_db`` clipping,
+   and per-utterance normalization.
+
+:func:`log_mel` runs both. Conventions follow librosa where it has one (periodic
+windows, ``center`` padding by ``n_fft // 2``, Slaney mel scale and area-normalized
+filters, ``power_to_db``), and python_speech_features for its bin-snapped filterbank,
+``1/n_fft`` power normalization and end padding (``center=False``, ``pad_end=True``).
+With ``center=False`` a frame is the ``win_length`` samples under the window (the
+Kaldi / TFLite-Micro convention), zero-padded to ``n_fft`` for the FFT.
+
+Only NumPy is imported: this module is on the device path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+
+from .errors import FeatureConfigError
+
+__all__ = [
+    "FeatureConfig",
+    "PRESETS",
+    "preset",
+    "frame_features",
+    "utterance_stage",
+    "log_mel",
+    "mel_filterbank",
+    "StreamingFeatures",
+    "num_frames",
+]
+
+_WINDOWS = ("hann", "hamming", "rect")
+_MEL_SCALES = ("slaney", "htk")
+_FILTERBANKS = ("triangular", "bin_snapped")
+_LOGS = ("db", "ln", "none")
+_NORMALIZE = ("none", "mean_var", "min_max")
+_NORM_SCOPES = ("global", "band")
+_PAD_MODES = ("constant", "reflect")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that shapes the features a model sees.
+
+    Two configs with equal fields produce bit-identical features; :meth:`hash` is a
+    stable digest of the fields, stored in the model so the device can refuse to
+    feed a model features it was not trained on.
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: Optional[int] = 400
+    hop_length: int = 160
+    window: str = "hann"
+    center: bool = False
+    pad_mode: str = "constant"
+    pad_end: bool = False
+    preemphasis: float = 0.0
+    spectrum_norm: str = "none"  # "none" or "n_fft" (python_speech_features' 1/NFFT)
+    power: float = 2.0  # 1.0 magnitude, 2.0 power
+    n_mels: int = 64
+    fmin: float = 0.0
+    fmax: Optional[float] = None
+    mel_scale: str = "slaney"
+    mel_norm: Optional[str] = "slaney"  # area normalization of each triangle, or None
+    filterbank: str = "triangular"  # librosa-style, or "bin_snapped" (python_speech_features)
+    log: str = "db"  # "db", "ln" or "none"
+    db_factor: float = 10.0  # 10 for power_to_db, 20 for amplitude_to_db on magnitudes
+    db_ref: Union[float, str] = 1.0  # a number, or "max"/"min" of the clip (utterance stage)
+    amin: float = 1e-10
+    top_db: Optional[float] = None
+    n_mfcc: int = 0  # 0: log-mel output; > 0: DCT-II (ortho) cepstra
+    mfcc_lifter: int = 0
+    mfcc_energy: bool = False  # replace c0 with the log frame energy (python_speech_features)
+    normalize: str = "none"  # per-utterance: "none", "mean_var" or "min_max"
+    normalize_scope: str = "global"  # "global" (one mean/std per clip) or "band"
+    normalize_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation -----------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`FeatureConfigError` naming the first field that is wrong."""
+
+        def bad(field: str, why: str) -> None:
+            raise FeatureConfigError(f"feature config: {field}={getattr(self, field)!r}: {why}")
+
+        if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+            bad("sample_rate", "must be a positive integer")
+        if not isinstance(self.n_fft, int) or self.n_fft < 2:
+            bad("n_fft", "must be an integer >= 2")
+        if self.win_length is not None and not (0 < self.win_length <= self.n_fft):
+            bad("win_length", "must be in 1..n_fft")
+        if not isinstance(self.hop_length, int) or self.hop_length <= 0:
+            bad("hop_length", "must be a positive integer")
+        if self.window not in _WINDOWS:
+            bad("window", f"must be one of {_WINDOWS}")
+        if self.pad_mode not in _PAD_MODES:
+            bad("pad_mode", f"must be one of {_PAD_MODES}")
+        if self.center and self.pad_end:
+            bad("pad_end", "only applies with center=False")
+        if not 0.0 <= self.preemphasis < 1.0:
+            bad("preemphasis", "must be in [0, 1)")
+        if self.spectrum_norm not in ("none", "n_fft"):
+            bad("spectrum_norm", "must be 'none' or 'n_fft'")
+        if self.power <= 0:
+            bad("power", "must be > 0")
+        if not isinstance(self.n_mels, int) or self.n_mels <= 0:
+            bad("n_mels", "must be a positive integer")
+        nyquist = self.sample_rate / 2
+        if not 0.0 <= self.fmin < self.fmax_hz:
+            bad("fmin", "must be >= 0 and below fmax")
+        if self.fmax is not None and self.fmax > nyquist:
+            bad("fmax", f"must not exceed the Nyquist frequency {nyquist:g} Hz")
+        if self.mel_scale not in _MEL_SCALES:
+            bad("mel_scale", f"must be one of {_MEL_SCALES}")
+        if self.mel_norm not in (None, "slaney"):
+            bad("mel_norm", "must be None or 'slaney'")
+        if self.filterbank not in _FILTERBANKS:
+            bad("filterbank", f"must be one of {_FILTERBANKS}")
+        if self.log not in _LOGS:
+            bad("log", f"must be one of {_LOGS}")
+        if isinstance(self.db_ref, str):
+            if self.db_ref not in ("max", "min"):
+                bad("db_ref", "must be a positive number, 'max' or 'min'")
+        elif not self.db_ref > 0:
+            bad("db_ref", "must be a positive number, 'max' or 'min'")
+        if not self.amin > 0:
+            bad("amin", "must be > 0")
+        if self.top_db is not None and not self.top_db >= 0:
+            bad("top_db", "must be >= 0 or None")
+        if self.n_mfcc < 0 or self.n_mfcc > self.n_mels:
+            bad("n_mfcc", "must be in 0..n_mels")
+        if self.n_mfcc and self.log == "none":
+            bad("n_mfcc", "MFCC needs a log (log='db' or 'ln')")
+        if self.normalize not in _NORMALIZE:
+            bad("normalize", f"must be one of {_NORMALIZE}")
+        if self.normalize_scope not in _NORM_SCOPES:
+            bad("normalize_scope", f"must be one of {_NORM_SCOPES}")
+
+    # -- derived values -------------------------------------------------------------
+    @property
+    def frame_length(self) -> int:
+        """Samples under the window (``win_length``, or ``n_fft`` when unset)."""
+        return self.win_length if self.win_length is not None else self.n_fft
+
+    @property
+    def fmax_hz(self) -> float:
+        return float(self.fmax) if self.fmax is not None else self.sample_rate / 2
+
+    @property
+    def n_features(self) -> int:
+        """Columns of the feature matrix."""
+        return self.n_mfcc if self.n_mfcc else self.n_mels
+
+    @property
+    def frame_local(self) -> bool:
+        """True when the utterance stage is the identity (streaming equals batch)."""
+        return self.normalize == "none" and self.top_db is None and not isinstance(self.db_ref, str)
+
+    def seconds_to_frames(self, seconds: float) -> int:
+        return int(round(seconds * self.sample_rate / self.hop_length))
+
+    # -- serialization --------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "FeatureConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FeatureConfigError(f"feature config: unknown field(s) {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FeatureConfigError(f"feature config: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise FeatureConfigError("feature config: JSON must be an object")
+        return cls.from_dict(data)
+
+    def hash(self) -> str:
+        """Stable content hash (first 16 hex digits of SHA-256 over canonical JSON)."""
+        canonical = {k: _canonical(v) for k, v in self.to_dict().items()}
+        blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "FeatureConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _canonical(value: Any) -> Any:
+    """Make ints and floats that are equal hash equally (``16000`` vs ``16000.0``)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return repr(float(value))
+    return value
+
+
+#: Named configurations. ``edge`` is what the shipped model uses.
+PRESETS: Dict[str, FeatureConfig] = {
+    # 25 ms Hann windows every 10 ms, 64 Slaney mels up to 8 kHz, power in dB,
+    # per-utterance mean/variance normalization over the whole clip (gain invariant,
+    # keeps the spectral tilt that carries arousal).
+    "edge": FeatureConfig(
+        sample_rate=16000, n_fft=512, win_length=400, hop_length=160, window="hann",
+        center=False, n_mels=64, fmin=50.0, fmax=8000.0, power=2.0, log="db",
+        amin=1e-10, normalize="mean_var", normalize_scope="global",
+    ),
+    # librosa.feature.melspectrogram(sr=16000) defaults + power_to_db(ref=1.0, top_db=80).
+    "librosa": FeatureConfig(
+        sample_rate=16000, n_fft=2048, win_length=None, hop_length=512, window="hann",
+        center=True, pad_mode="constant", n_mels=128, power=2.0, log="db",
+        db_ref=1.0, amin=1e-10, top_db=80.0,
+    ),
+    # python_speech_features.logfbank with its defaults at 16 kHz.
+    "psf": FeatureConfig(
+        sample_rate=16000, n_fft=512, win_length=400, hop_length=160, window="rect",
+        center=False, pad_end=True, preemphasis=0.97, spectrum_norm="n_fft", power=2.0,
+        n_mels=26, mel_scale="htk", mel_norm=None, filterbank="bin_snapped", log="ln",
+        amin=float(np.finfo(float).eps),
+    ),
+    # python_speech_features.mfcc with its defaults at 16 kHz.
+    "psf_mfcc": FeatureConfig(
+        sample_rate=16000, n_fft=512, win_length=400, hop_length=160, window="rect",
+        center=False, pad_end=True, preemphasis=0.97, spectrum_norm="n_fft", power=2.0,
+        n_mels=26, mel_scale="htk", mel_norm=None, filterbank="bin_snapped", log="ln",
+        amin=float(np.finfo(float).eps), n_mfcc=13, mfcc_lifter=22, mfcc_energy=True,
+    ),
+    # The ancestor's recipe: librosa mel of the magnitude spectrogram (16 kHz, n_fft 2048,
+    # hop 512, 128 mels), amplitude_to_db(ref=np.min), per-clip min-max scaling.
+    # Notebook-era librosa (< 0.10) padded with "reflect" when centering.
+    "seed": FeatureConfig(
+        sample_rate=16000, n_fft=2048, win_length=None, hop_length=512, window="hann",
+        center=True, pad_mode="reflect", n_mels=128, power=1.0, log="db", db_factor=20.0,
+        db_ref="min", amin=1e-5, top_db=80.0, normalize="min_max",
+    ),
+}
+
+
+def preset(name: str) -> FeatureConfig:
+    """Return a named :data:`PRESETS` entry, with a clear error for unknown names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise FeatureConfigError(
+            f"unknown feature preset {name!r}; known: {', '.join(sorted(PRESETS))}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------
+# Building blocks (cached per config: they depend on the config only)
+
+
+def _hz_to_mel(hz: np.ndarray, scale: str) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    if scale == "htk":
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+    # Slaney: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    linear = hz / f_sp
+    log_part = min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
+    return np.where(hz >= min_log_hz, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray, scale: str) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    if scale == "htk":
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    linear = mel * f_sp
+    log_part = min_log_hz * np.exp(logstep * (mel - min_log_mel))
+    return np.where(mel >= min_log_mel, log_part, linear)
+
+
+def _triangular_filterbank(config: FeatureConfig) -> np.ndarray:
+    """Triangles on a continuous frequency axis, peaks equally spaced in mel."""
+    n_bins = config.n_fft // 2 + 1
+    bin_hz = np.linspace(0.0, config.sample_rate / 2, n_bins)
+    edges_mel = np.linspace(
+        _hz_to_mel(config.fmin, config.mel_scale),
+        _hz_to_mel(config.fmax_hz, config.mel_scale),
+        config.n_mels + 2,
+    )
+    edges_hz = _mel_to_hz(edges_mel, config.mel_scale)
+    widths = np.diff(edges_hz)
+    # distance of every FFT bin from every edge: (n_mels + 2, n_bins)
+    offsets = edges_hz[:, None] - bin_hz[None, :]
+    rising = -offsets[:-2] / widths[:-1, None]
+    falling = offsets[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    if config.mel_norm == "slaney":
+        weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
+    return weights
+
+
+def _bin_snapped_filterbank(config: FeatureConfig) -> np.ndarray:
+    """Triangles whose corners are snapped to FFT bins (the classic HTK/psf recipe)."""
+    n_bins = config.n_fft // 2 + 1
+    edges_mel = np.linspace(
+        _hz_to_mel(config.fmin, config.mel_scale),
+        _hz_to_mel(config.fmax_hz, config.mel_scale),
+        config.n_mels + 2,
+    )
+    corners = np.floor((config.n_fft + 1) * _mel_to_hz(edges_mel, config.mel_scale)
+                       / config.sample_rate).astype(np.int64)
+    weights = np.zeros((config.n_mels, n_bins))
+    k = np.arange(n_bins)
+    for m in range(config.n_mels):
+        lo, peak, hi = corners[m], corners[m + 1], corners[m + 2]
+        if peak > lo:
+            up = (k >= lo) & (k < peak)
+            weights[m, up] = (k[up] - lo) / (peak - lo)
+        if hi > peak:
+            down = (k >= peak) & (k < hi)
+            weights[m, down] = (hi - k[down]) / (hi - peak)
+    if config.mel_norm == "slaney":
+        hz = _mel_to_hz(edges_mel, config.mel_scale)
+        weights *= (2.0 / (hz[2:] - hz[:-2]))[:, None]
+    return weights
+
+
+@lru_cache(maxsize=32)
+def mel_filterbank(config: FeatureConfig) -> np.ndarray:
+    """Filterbank matrix ``(n_bins, n_mels)`` float32, ready for ``spectrum @ fb``."""
+    if config.filterbank == "bin_snapped":
+        weights = _bin_snapped_filterbank(config)
+    else:
+        weights = _triangular_filterbank(config)
+    out = np.ascontiguousarray(weights.T, dtype=np.float32)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _analysis_window(config: FeatureConfig) -> np.ndarray:
+    """Periodic window over the frame (``win_length`` samples)."""
+    n = config.frame_length
+    phase = 2.0 * np.pi * np.arange(n) / n
+    if config.window == "hann":
+        w = 0.5 - 0.5 * np.cos(phase)
+    elif config.window == "hamming":
+        w = 0.54 - 0.46 * np.cos(phase)
+    else:
+        w = np.ones(n)
+    out = w.astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Orthonormal DCT-II as a matrix ``(n_in, n_out)``."""
+    n = np.arange(n_in)[:, None]
+    k = np.arange(n_out)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[:, 0] = np.sqrt(1.0 / n_in)
+    out = basis.astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _lifter(n_ceps: int, lifter: int) -> np.ndarray:
+    lift = 1.0 + (lifter / 2.0) * np.sin(np.pi * np.arange(n_ceps) / lifter)
+    return lift.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Frame stage
+
+
+def _frame_offset(config: FeatureConfig) -> int:
+    """Where the window starts inside an ``n_fft`` frame when centering (librosa)."""
+    return (config.n_fft - config.frame_length) // 2 if config.center else 0
+
+
+def num_frames(n_samples: int, config: FeatureConfig) -> int:
+    """Number of frames :func:`frame_features` returns for ``n_samples`` samples."""
+    if config.center:
+        return 1 + (n_samples + 2 * (config.n_fft // 2) - config.n_fft) // config.hop_length
+    if n_samples < config.frame_length:
+        return 1 if (config.pad_end and n_samples > 0) else 0
+    full = 1 + (n_samples - config.frame_length) // config.hop_length
+    if config.pad_end:
+        return 1 + -(-(n_samples - config.frame_length) // config.hop_length)
+    return full
+
+
+def _preemphasize(signal: np.ndarray, coeff: float, previous: float = 0.0) -> np.ndarray:
+    """``y[n] = x[n] - coeff * x[n-1]``; the first sample sees ``previous``.
+
+    python_speech_features keeps the first sample as is, which is the same as a
+    ``previous`` of 0.
+    """
+    out = np.empty_like(signal)
+    if signal.size:
+        out[0] = signal[0] - coeff * previous
+        out[1:] = signal[1:] - coeff * signal[:-1]
+    return out
+
+
+def _frames_to_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """``(n, frame_length)`` windowed-or-not samples -> ``(n, n_features)`` float32."""
+    if frames.shape[0] == 0:
+        return np.zeros((0, config.n_features), dtype=np.float32)
+    windowed = frames * _analysis_window(config)
+    spectrum = np.fft.rfft(windowed, n=config.n_fft, axis=1)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+    if config.power != 2.0:
+        power = np.sqrt(power) if config.power == 1.0 else power ** np.float32(config.power / 2.0)
+    if config.spectrum_norm == "n_fft":
+        power *= np.float32(1.0 / config.n_fft)
+    mel = power @ mel_filterbank(config)
+    if config.log == "db":
+        ref = config.db_ref if not isinstance(config.db_ref, str) else 1.0
+        factor = np.float32(config.db_factor)
+        feats = factor * np.log10(np.maximum(mel, np.float32(config.amin)))
+        feats -= factor * np.float32(np.log10(max(config.amin, ref)))
+    elif config.log == "ln":
+        feats = np.log(np.maximum(mel, np.float32(config.amin)))
+    else:
+        feats = mel
+    if config.n_mfcc:
+        feats = feats @ _dct_matrix(config.n_mels, config.n_mfcc)
+        if config.mfcc_lifter:
+            feats = feats * _lifter(config.n_mfcc, config.mfcc_lifter)
+        if config.mfcc_energy:
+            energy = power.sum(axis=1)
+            feats[:, 0] = np.log(np.maximum(energy, np.float32(config.amin)))
+    return np.ascontiguousarray(feats, dtype=np.float32)
+
+
+def _as_signal(signal: np.ndarray) -> np.ndarray:
+    signal = np.asarray(signal)
+    if signal.ndim != 1:
+        raise ValueError(f"expected a mono 1-D signal, got shape {signal.shape}")
+    return signal.astype(np.float32, copy=False)
+
+
+def frame_features(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Frame stage on a whole mono signal at ``config.sample_rate``: ``(frames, n_features)``."""
+    x = _as_signal(signal)
+    if config.preemphasis:
+        x = _preemphasize(x, np.float32(config.preemphasis))
+    n = x.size
+    n_out = num_frames(n, config)
+    if n_out <= 0:
+        return np.zeros((0, config.n_features), dtype=np.float32)
+    if config.center:
+        half = config.n_fft // 2
+        if config.pad_mode == "reflect" and n > half:
+            x = np.pad(x, half, mode="reflect")
+        else:
+            # librosa falls back to zeros too when the clip is too short to reflect
+            x = np.pad(x, half, mode="constant")
+        start = _frame_offset(config)
+        x = x[start:]
+    needed = (n_out - 1) * config.hop_length + config.frame_length
+    if x.size < needed:
+        x = np.pad(x, (0, needed - x.size))
+    frames = np.lib.stride_tricks.sliding_window_view(x[:needed], config.frame_length)[:: config.hop_length]
+    return _frames_to_features(frames, config)
+
+
+# ---------------------------------------------------------------------------------------
+# Utterance stage
+
+
+def utterance_stage(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Clip-level steps: clip reference, ``top_db`` and per-utterance normalization.
+
+    An empty or constant clip (silence) is valid: normalization then yields zeros
+    instead of dividing by zero.
+    """
+    feats = np.array(frames, dtype=np.float32, copy=True)
+    if feats.shape[0] == 0:
+        return feats
+    if config.log == "db" and not config.n_mfcc:
+        if isinstance(config.db_ref, str):
+            # The reference is a value of the spectrogram (librosa's ref=np.max/np.min),
+            # floored at amin like every other value.
+            ref_db = feats.max() if config.db_ref == "max" else feats.min()
+            feats -= ref_db
+        if config.top_db is not None:
+            np.maximum(feats, feats.max() - np.float32(config.top_db), out=feats)
+    if config.normalize == "mean_var":
+        axis = 0 if config.normalize_scope == "band" else None
+        mean = feats.mean(axis=axis, keepdims=True)
+        std = feats.std(axis=axis, keepdims=True)
+        feats = (feats - mean) / np.maximum(std, np.float32(config.normalize_eps))
+    elif config.normalize == "min_max":
+        axis = 0 if config.normalize_scope == "band" else None
+        lo = feats.min(axis=axis, keepdims=True)
+        span = feats.max(axis=axis, keepdims=True) - lo
+        feats = (feats - lo) / np.maximum(span, np.float32(config.normalize_eps))
+    return feats.astype(np.float32, copy=False)
+
+
+def log_mel(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Features of a whole clip: frame stage then utterance stage. ``(frames, n_features)``."""
+    return utterance_stage(frame_features(signal, config), config)
+
+
+# ---------------------------------------------------------------------------------------
+# Streaming
+
+
+class StreamingFeatures:
+    """Frame stage on a stream: feed chunks of any size, get the newly completed frames.
+
+    Concatenating everything :meth:`push` and :meth:`flush` return equals
+    :func:`frame_features` on the concatenated audio. Apply :func:`utterance_stage`
+    to a stretch of frames when the config needs it (``config.frame_local`` is False).
+    Memory is bounded by one frame of pending samples.
+    """
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._started = False
+        self._head = np.zeros(0, dtype=np.float32)  # first samples, for reflect padding
+        self._last_sample = np.float32(0.0)
+        self._recent = np.zeros(0, dtype=np.float32)  # last n_fft input samples, for reflect at the end
+        self._consumed = 0  # input samples seen
+        self._emitted = 0  # frames returned
+
+    @property
+    def frames_emitted(self) -> int:
+        return self._emitted
+
+    def _take_frames(self, buffer: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+        cfg = self.config
+        length, hop = cfg.frame_length, cfg.hop_length
+        if buffer.size < length:
+            return np.zeros((0, cfg.n_features), dtype=np.float32), buffer
+        n = 1 + (buffer.size - length) // hop
+        frames = np.lib.stride_tricks.sliding_window_view(buffer[: (n - 1) * hop + length], length)[::hop]
+        out = _frames_to_features(frames, cfg)
+        return out, buffer[n * hop:]
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Add samples; return the frames they complete, ``(k, n_features)`` float32."""
+        cfg = self.config
+        x = _as_signal(chunk)
+        if cfg.preemphasis and x.size:
+            prev = self._last_sample
+            self._last_sample = x[-1]
+            x = _preemphasize(x, np.float32(cfg.preemphasis), float(prev))
+        self._consumed += x.size
+        if cfg.center and cfg.pad_mode == "reflect":
+            self._recent = np.concatenate([self._recent, x])[-(cfg.n_fft // 2 + 1):]
+        if cfg.center and not self._started:
+            half = cfg.n_fft // 2
+            self._head = np.concatenate([self._head, x])
+            if cfg.pad_mode == "reflect" and self._head.size <= half:
+                return np.zeros((0, cfg.n_features), dtype=np.float32)
+            if cfg.pad_mode == "reflect":
+                left = self._head[1: half + 1][::-1]
+            else:
+                left = np.zeros(half, dtype=np.float32)
+            x = np.concatenate([left, self._head])[_frame_offset(cfg):]
+            self._head = np.zeros(0, dtype=np.float32)
+            self._started = True
+        elif not cfg.center:
+            self._started = True
+        buffer = np.concatenate([self._pending, x]) if self._pending.size else x
+        out, self._pending = self._take_frames(buffer)
+        self._emitted += out.shape[0]
+        return out
+
+    def flush(self) -> np.ndarray:
+        """End of stream: return the frames that need the end padding, then reset."""
+        cfg = self.config
+        total = num_frames(self._consumed, cfg)
+        missing = total - self._emitted
+        out = np.zeros((0, cfg.n_features), dtype=np.float32)
+        if missing > 0:
+            if cfg.center and not self._started:
+                # too short to have started (reflect): the batch path handles it exactly
+                head = self._head  # already pre-emphasized
+                self.reset()
+                return frame_features(head, cfg.replace(preemphasis=0.0))
+            tail = self._pending
+            if cfg.center:
+                half = cfg.n_fft // 2
+                if cfg.pad_mode == "reflect" and self._consumed > half:
+                    right = self._recent[-half - 1: -1][::-1]
+                else:
+                    right = np.zeros(half, dtype=np.float32)
+                tail = np.concatenate([tail, right])
+            needed = (missing - 1) * cfg.hop_length + cfg.frame_length
+            if tail.size < needed:
+                tail = np.pad(tail, (0, needed - tail.size))
+            frames = np.lib.stride_tricks.sliding_window_view(tail[:needed], cfg.frame_length)[:: cfg.hop_length]
+            out = _frames_to_features(frames, cfg)
+        self.reset()
+        return out
+
+    def reset(self) -> None:
+        self.__init__(self.config)  # type: ignore[misc]

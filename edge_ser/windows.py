@@ -1,0 +1,85 @@
+"""Cut a clip's feature matrix into the fixed-size windows a model takes.
+
+Training and the device both call these functions, so a short clip is padded and a
+long one is covered the same way in both places.
+
+Padding (``center_min``): a clip shorter than the window is placed in the middle and
+the rest is filled with the clip's smallest feature value, which after per-utterance
+normalization is the closest thing to "silence in this clip's own scale". Silence
+itself (a constant feature matrix) therefore becomes an all-constant window.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+__all__ = ["window_starts", "split_windows", "random_window", "pad_value"]
+
+
+def pad_value(features: np.ndarray) -> np.float32:
+    """The fill value for padding: the clip's minimum (0 for an empty clip)."""
+    return np.float32(features.min()) if features.size else np.float32(0.0)
+
+
+def _pad_to(features: np.ndarray, window_frames: int, offset: int) -> np.ndarray:
+    n_feat = features.shape[1]
+    out = np.full((window_frames, n_feat), pad_value(features), dtype=np.float32)
+    out[offset:offset + features.shape[0]] = features
+    return out
+
+
+def window_starts(n_frames: int, window_frames: int, hop_frames: int) -> List[int]:
+    """Start frames of the windows that cover ``n_frames`` frames.
+
+    Windows step by ``hop_frames``; if that leaves a tail uncovered, one more window
+    is aligned with the end, so every frame is seen and no window is padded unless the
+    whole clip is shorter than one window.
+    """
+    if n_frames <= window_frames:
+        return [0]
+    starts = list(range(0, n_frames - window_frames + 1, hop_frames))
+    if starts[-1] + window_frames < n_frames:
+        starts.append(n_frames - window_frames)
+    return starts
+
+
+def split_windows(
+    features: np.ndarray, window_frames: int, hop_frames: int
+) -> Tuple[np.ndarray, List[int]]:
+    """``(frames, F)`` -> ``(windows, window_frames, F)`` float32 and their start frames.
+
+    A clip shorter than one window gives one centered, padded window (start 0).
+    """
+    features = np.asarray(features, dtype=np.float32)
+    n = features.shape[0]
+    if n < window_frames:
+        return _pad_to(features, window_frames, (window_frames - n) // 2)[None], [0]
+    starts = window_starts(n, window_frames, hop_frames)
+    view = np.lib.stride_tricks.sliding_window_view(features, window_frames, axis=0)
+    # sliding_window_view puts the window axis last: (n - W + 1, F, W)
+    windows = np.ascontiguousarray(view[starts].transpose(0, 2, 1))
+    return windows, starts
+
+
+def random_window(
+    features: np.ndarray, window_frames: int, rng: np.random.Generator, min_frames: Optional[int] = None
+) -> np.ndarray:
+    """A training crop: a random window of a long clip, or a short clip padded at a random place.
+
+    ``min_frames`` (optional) first shortens the clip to a random length between it
+    and the window, so the model also learns from padded windows like the device
+    builds for short utterances.
+    """
+    features = np.asarray(features, dtype=np.float32)
+    n = features.shape[0]
+    if min_frames is not None and n > min_frames:
+        length = int(rng.integers(min_frames, min(n, window_frames) + 1))
+        start = int(rng.integers(0, n - length + 1))
+        features, n = features[start:start + length], length
+    if n >= window_frames:
+        start = int(rng.integers(0, n - window_frames + 1))
+        return features[start:start + window_frames].copy()
+    offset = int(rng.integers(0, window_frames - n + 1))
+    return _pad_to(features, window_frames, offset)
