@@ -1,0 +1,476 @@
+#!/usr/bin/env bash
+# Install edge-ser as a systemd service on Raspberry Pi OS (64-bit) or Debian.
+#
+# Supported: Raspberry Pi OS / Debian Bookworm (Python 3.11: tflite-runtime 2.14 with
+# numpy<2) and Trixie (Python 3.13: ai-edge-litert with numpy 2), on aarch64 (Pi 5, Pi 4,
+# Pi 3, Zero 2 W with the 64-bit OS) and x86_64. 32-bit Raspberry Pi OS (armv7l/armv6l)
+# is refused: no TFLite interpreter wheels exist for armv7 on current Pythons.
+#
+# Safe to run again: it upgrades the code and the model, keeps an existing
+# /etc/edge-ser/edge-ser.toml (the new default goes beside it as edge-ser.toml.dist)
+# and never touches the events already recorded.
+#
+# Usage: sudo device/install.sh [options]
+#   --yes              do not ask for confirmation (needed when stdin is not a terminal)
+#   --dry-run          print the plan, one line per step, and change nothing
+#   --no-start         install and enable the service but do not (re)start it
+#   --wheels DIR       offline: pip install --no-index --find-links DIR (a wheelhouse
+#                      made on a machine of the same kind: see the README)
+#   --root DIR         install into DIR instead of / (staging, tests): no apt, no user,
+#                      no systemctl, no chown; --prefix DIR is the same
+#   --model FILE       model to install (default: models/edge-ser-int8.tflite)
+#   --python PY        interpreter for the venv (default: python3)
+#   --os-release FILE  read the OS identity from FILE instead of /etc/os-release
+#   --arch ARCH        take ARCH as the machine type instead of `uname -m`
+#   --uninstall        remove the service, venv, program files and user; keep the
+#                      configuration and the events
+#   --purge            --uninstall, and remove /etc/edge-ser and /var/lib/edge-ser too
+#   -h, --help         this text
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+
+# --- options --------------------------------------------------------------------------
+assume_yes=0
+dry_run=0
+start_service=1
+wheels=""
+root=""
+model="$repo/models/edge-ser-int8.tflite"
+python="${EDGE_SER_PYTHON:-python3}"
+os_release="${EDGE_SER_OS_RELEASE:-/etc/os-release}"
+arch="${EDGE_SER_ARCH:-}"
+action=install
+
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
+}
+
+die() {
+    echo "install.sh: error: $*" >&2
+    exit 1
+}
+
+warn() {
+    echo "install.sh: warning: $*" >&2
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --yes | -y) assume_yes=1; shift ;;
+        --dry-run | -n) dry_run=1; shift ;;
+        --no-start) start_service=0; shift ;;
+        --wheels) wheels="${2:?--wheels needs a directory}"; shift 2 ;;
+        --root | --prefix) root="${2:?$1 needs a directory}"; shift 2 ;;
+        --model) model="${2:?--model needs a file}"; shift 2 ;;
+        --python) python="${2:?--python needs an interpreter}"; shift 2 ;;
+        --os-release) os_release="${2:?--os-release needs a file}"; shift 2 ;;
+        --arch) arch="${2:?--arch needs a machine type}"; shift 2 ;;
+        --uninstall) action=uninstall; shift ;;
+        --purge) action=purge; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) die "unknown option: $1 (see --help)" ;;
+    esac
+done
+
+if [ -n "$root" ]; then
+    case "$root" in
+        /*) ;;
+        *) root="$(pwd)/$root" ;;
+    esac
+    root="${root%/}"
+    [ -n "$root" ] || die "--root / is the real system: leave --root out instead"
+fi
+if [ -n "$wheels" ]; then
+    [ -d "$wheels" ] || die "--wheels: no such directory: $wheels"
+    wheels="$(cd "$wheels" && pwd)"
+fi
+
+# --- where things go (the same paths as edge-ser.service) -----------------------------
+SERVICE=edge-ser
+SERVICE_USER=edge-ser
+APP_DIR=/opt/edge-ser
+VENV_DIR=$APP_DIR/venv
+MODEL_DIR=$APP_DIR/models
+CONF_DIR=/etc/edge-ser
+CONF_FILE=$CONF_DIR/edge-ser.toml
+STATE_DIR=/var/lib/edge-ser
+UNIT_FILE=/etc/systemd/system/edge-ser.service
+APT_PACKAGES=(python3 python3-venv python3-pip python3-dev gcc libc6-dev portaudio19-dev alsa-utils)
+
+# $root + path: where a file really goes (the same as path without --root).
+r() {
+    printf '%s%s' "$root" "$1"
+}
+
+# --- plan/run helpers -----------------------------------------------------------------
+step_no=0
+
+# step "what": announce one step; in --dry-run this line is the whole plan entry.
+step() {
+    step_no=$((step_no + 1))
+    if [ "$dry_run" = 1 ]; then
+        printf 'plan %2d: %s\n' "$step_no" "$*"
+    else
+        printf '==> [%d] %s\n' "$step_no" "$*"
+    fi
+}
+
+# run CMD...: execute unless --dry-run.
+run() {
+    if [ "$dry_run" = 0 ]; then
+        "$@"
+    fi
+}
+
+# --- checks ---------------------------------------------------------------------------
+os_id=""
+os_like=""
+os_codename=""
+os_version=""
+os_pretty=""
+
+read_os_release() {
+    [ -r "$os_release" ] || die "cannot read $os_release: is this Raspberry Pi OS or Debian?"
+    local key value
+    while IFS='=' read -r key value; do
+        value="${value#\"}"
+        value="${value%\"}"
+        case "$key" in
+            ID) os_id="$value" ;;
+            ID_LIKE) os_like="$value" ;;
+            VERSION_CODENAME) os_codename="$value" ;;
+            VERSION_ID) os_version="$value" ;;
+            PRETTY_NAME) os_pretty="$value" ;;
+        esac
+    done <"$os_release"
+}
+
+check_os() {
+    read_os_release
+    case " $os_id $os_like " in
+        *" debian "* | *" raspbian "*) ;;
+        *) die "unsupported OS '${os_pretty:-$os_id}': this installer needs Raspberry Pi OS or Debian (apt, systemd)" ;;
+    esac
+    case "$os_codename" in
+        bookworm | trixie) ;;
+        "") warn "$os_release has no VERSION_CODENAME; continuing, but only Bookworm and Trixie are tested" ;;
+        *) warn "'$os_codename' is not tested (supported: bookworm, trixie); continuing" ;;
+    esac
+}
+
+check_arch() {
+    [ -n "$arch" ] || arch="$(uname -m)"
+    case "$arch" in
+        aarch64 | arm64) arch=aarch64 ;;
+        x86_64 | amd64) arch=x86_64 ;;
+        armv7l | armv6l | armhf | armel | arm)
+            die "32-bit ARM ($arch) is not supported: no TFLite interpreter (tflite-runtime or ai-edge-litert) is published for armv7/armv6 on current Pythons. Install Raspberry Pi OS (64-bit) on a Pi 3/4/5 or Zero 2 W; a Pi Zero/1 (armv6) cannot run it" ;;
+        *) die "unsupported machine type '$arch' (supported: aarch64, x86_64)" ;;
+    esac
+}
+
+python_version=""
+backend_note=""
+
+check_python() {
+    if ! command -v "$python" >/dev/null 2>&1; then
+        if [ -z "$root" ] && [ "$dry_run" = 0 ]; then
+            return # apt installs python3 first; checked again after that
+        fi
+        python_version="(not installed yet: apt installs python3)"
+        backend_note="interpreter chosen by requirements-edge.txt for that Python"
+        return
+    fi
+    python_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    case "$python_version" in
+        3.9 | 3.10 | 3.11) backend_note="tflite-runtime 2.14 + numpy 1.26 (Python $python_version)" ;;
+        3.1[2-9]) backend_note="ai-edge-litert + numpy 2 (Python $python_version)" ;;
+        *) die "Python $python_version is too old (edge-ser needs 3.9 or newer)" ;;
+    esac
+}
+
+check_privileges() {
+    if [ -z "$root" ] && [ "$dry_run" = 0 ] && [ "$(id -u)" != 0 ]; then
+        die "run as root (sudo $0 ...), or use --dry-run to see the plan"
+    fi
+}
+
+confirm() {
+    if [ "$assume_yes" = 1 ] || [ "$dry_run" = 1 ]; then
+        return 0
+    fi
+    if [ ! -t 0 ]; then
+        die "stdin is not a terminal: pass --yes to $action without asking"
+    fi
+    local answer
+    read -r -p "Proceed with $action into ${root:-/}? [y/N] " answer
+    case "$answer" in
+        y | Y | yes | YES) ;;
+        *) die "cancelled" ;;
+    esac
+}
+
+# --- install steps --------------------------------------------------------------------
+install_apt_packages() {
+    if [ -n "$root" ]; then
+        step "apt: skipped (--root $root): needs ${APT_PACKAGES[*]}"
+        return
+    fi
+    step "apt: install ${APT_PACKAGES[*]}"
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        [ "$dry_run" = 1 ] || echo "    all present"
+        return
+    fi
+    run env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+create_user() {
+    if [ -n "$root" ]; then
+        step "user: skipped (--root): would create system user $SERVICE_USER in group audio"
+        return
+    fi
+    if id "$SERVICE_USER" >/dev/null 2>&1; then
+        step "user: $SERVICE_USER exists; make sure it is in group audio"
+        run usermod -a -G audio "$SERVICE_USER"
+    else
+        step "user: create system user $SERVICE_USER (no login, home $STATE_DIR) in group audio"
+        run useradd --system --user-group --groups audio --home-dir "$STATE_DIR" --no-create-home \
+            --shell /usr/sbin/nologin --comment "edge-ser daemon" "$SERVICE_USER"
+    fi
+}
+
+pip_source_args=()
+
+create_venv() {
+    local venv
+    venv="$(r "$VENV_DIR")"
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        step "venv: reuse $venv"
+    else
+        step "venv: create $venv ($python -m venv)"
+        run mkdir -p "$(dirname "$venv")"
+        run "$python" -m venv --clear "$venv"
+    fi
+}
+
+install_requirements() {
+    local venv pip
+    venv="$(r "$VENV_DIR")"
+    pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+    if [ -n "$wheels" ]; then
+        pip_source_args=(--no-index --find-links "$wheels")
+        step "pip: install requirements-edge.txt offline from $wheels: $backend_note"
+    else
+        pip_source_args=()
+        step "pip: install requirements-edge.txt: $backend_note"
+    fi
+    run "${pip[@]}" install -q "${pip_source_args[@]}" -r "$repo/requirements-edge.txt"
+}
+
+install_package() {
+    local venv pip wheel=""
+    venv="$(r "$VENV_DIR")"
+    pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+    if [ -n "$wheels" ]; then
+        wheel="$(find "$wheels" -maxdepth 1 -name 'edge_ser-*.whl' | sort -V | tail -n 1)"
+    fi
+    # --no-deps: requirements-edge.txt pinned every dependency already; the package's own
+    # loose "numpy>=1.23" must not pull a different numpy. --force-reinstall: a re-run
+    # after `git pull` installs the new code even when the version did not change.
+    if [ -n "$wheel" ]; then
+        step "pip: install edge-ser from $(basename "$wheel")"
+        run "${pip[@]}" install -q --no-index --no-deps --force-reinstall "$wheel"
+    elif [ -n "$wheels" ]; then
+        step "pip: build and install edge-ser from $repo (offline, setuptools from $wheels)"
+        run "${pip[@]}" install -q "${pip_source_args[@]}" 'setuptools>=61'
+        run "${pip[@]}" install -q "${pip_source_args[@]}" --no-build-isolation --no-deps \
+            --force-reinstall "$repo"
+    else
+        step "pip: build and install edge-ser from $repo"
+        run "${pip[@]}" install -q --no-deps --force-reinstall "$repo"
+    fi
+}
+
+install_model() {
+    local target
+    # Always the file name the runtime looks for (edge_ser/paths.py), whatever the source is called.
+    target="$(r "$MODEL_DIR")/edge-ser-int8.tflite"
+    [ -f "$model" ] || die "model not found: $model (pass --model FILE)"
+    if [ -f "$target" ] && cmp -s "$model" "$target"; then
+        step "model: $target is up to date"
+        return
+    fi
+    step "model: copy $model -> $target"
+    run install -d -m 0755 "$(r "$MODEL_DIR")"
+    run install -m 0644 "$model" "$target"
+}
+
+install_config() {
+    local source target
+    source="$here/edge-ser.toml"
+    target="$(r "$CONF_FILE")"
+    [ -f "$source" ] || die "default configuration missing: $source"
+    if [ -f "$target" ]; then
+        if cmp -s "$source" "$target"; then
+            step "config: $target is the default already"
+        else
+            step "config: keep $target (yours); new default -> $target.dist"
+            run install -m 0644 "$source" "$target.dist"
+        fi
+        return
+    fi
+    step "config: install $target (default; edit it to choose the microphone)"
+    run install -d -m 0755 "$(r "$CONF_DIR")"
+    run install -m 0644 "$source" "$target"
+}
+
+create_state_dir() {
+    local dir
+    dir="$(r "$STATE_DIR")"
+    step "state: $dir (events file; owner $SERVICE_USER, mode 0750)"
+    run install -d -m 0750 "$dir"
+    if [ -z "$root" ]; then
+        run chown "$SERVICE_USER:$SERVICE_USER" "$dir"
+    fi
+}
+
+install_unit() {
+    local target
+    target="$(r "$UNIT_FILE")"
+    if [ -f "$target" ] && cmp -s "$here/edge-ser.service" "$target"; then
+        step "unit: $target is up to date"
+    else
+        step "unit: install $target"
+        run install -d -m 0755 "$(dirname "$target")"
+        run install -m 0644 "$here/edge-ser.service" "$target"
+    fi
+}
+
+systemd_running() {
+    [ -d /run/systemd/system ]
+}
+
+enable_service() {
+    if [ -n "$root" ]; then
+        if [ "$start_service" = 1 ]; then
+            step "systemd: skipped (--root): would run daemon-reload, enable and start $SERVICE"
+        else
+            step "systemd: skipped (--root): would run daemon-reload, enable $SERVICE"
+        fi
+        return
+    fi
+    if ! systemd_running && [ "$dry_run" = 0 ]; then
+        step "systemd: not running here; enable $SERVICE by hand on the device"
+        return
+    fi
+    if [ "$start_service" = 1 ]; then
+        step "systemd: daemon-reload, enable and (re)start $SERVICE"
+        run systemctl daemon-reload
+        run systemctl enable "$SERVICE"
+        run systemctl restart "$SERVICE"
+    else
+        step "systemd: daemon-reload, enable $SERVICE (not started: --no-start)"
+        run systemctl daemon-reload
+        run systemctl enable "$SERVICE"
+    fi
+}
+
+events_file() {
+    # The path the shipped config names for the events file, if it names one.
+    local conf="$1" line
+    [ -f "$conf" ] || return 0
+    line="$(grep -E '^[[:space:]]*(path|file|events_file)[[:space:]]*=' "$conf" | grep -E "$STATE_DIR" | head -n 1 || true)"
+    line="${line#*=}"
+    line="${line//\"/}"
+    line="${line//\'/}"
+    printf '%s' "${line// /}"
+}
+
+print_next_steps() {
+    local events
+    events="$(events_file "$here/edge-ser.toml")"
+    [ -n "$events" ] || events="$STATE_DIR/ (see [output] in $CONF_FILE)"
+    cat <<EOF
+
+edge-ser is installed${root:+ into $root}.
+  Pick the microphone:  sudo -u $SERVICE_USER $VENV_DIR/bin/edge-ser devices
+                        then set it in $CONF_FILE and: sudo systemctl restart $SERVICE
+  Follow the events:    journalctl -u $SERVICE -f
+                        sudo tail -f $events
+  Service state:        systemctl status $SERVICE
+  Remove:               sudo $0 --uninstall   (keeps config and events; --purge removes them)
+EOF
+}
+
+do_install() {
+    step "check: OS ${os_pretty:-$os_id} [${os_codename:-no codename}, version ${os_version:-?}], $arch, Python ${python_version:-3 (after apt)}"
+    install_apt_packages
+    if [ -z "$python_version" ] && [ "$dry_run" = 0 ]; then
+        check_python
+    fi
+    create_user
+    create_venv
+    install_requirements
+    install_package
+    install_model
+    install_config
+    create_state_dir
+    install_unit
+    enable_service
+    if [ "$dry_run" = 1 ]; then
+        echo "dry run: nothing was changed"
+    else
+        print_next_steps
+    fi
+}
+
+# --- uninstall ------------------------------------------------------------------------
+do_uninstall() {
+    local purge=0
+    [ "$action" = purge ] && purge=1
+    if [ -z "$root" ] && { systemd_running || [ "$dry_run" = 1 ]; }; then
+        step "systemd: stop and disable $SERVICE"
+        run systemctl disable --now "$SERVICE" 2>/dev/null || true
+    fi
+    step "unit: remove $(r "$UNIT_FILE")"
+    run rm -f "$(r "$UNIT_FILE")"
+    if [ -z "$root" ] && { systemd_running || [ "$dry_run" = 1 ]; }; then
+        step "systemd: daemon-reload"
+        run systemctl daemon-reload
+    fi
+    step "files: remove $(r "$APP_DIR") (venv and model)"
+    run rm -rf "$(r "$APP_DIR")"
+    if [ -z "$root" ] && id "$SERVICE_USER" >/dev/null 2>&1; then
+        step "user: remove $SERVICE_USER"
+        run userdel "$SERVICE_USER"
+    fi
+    if [ "$purge" = 1 ]; then
+        step "purge: remove $(r "$CONF_DIR") and $(r "$STATE_DIR") (configuration and events)"
+        run rm -rf "$(r "$CONF_DIR")" "$(r "$STATE_DIR")"
+    else
+        step "keep: $(r "$CONF_DIR") and $(r "$STATE_DIR") (use --purge to remove them)"
+    fi
+    [ "$dry_run" = 1 ] && echo "dry run: nothing was changed"
+    return 0
+}
+
+# --- main -----------------------------------------------------------------------------
+check_privileges
+if [ "$action" = install ]; then
+    check_os
+    check_arch
+    check_python
+fi
+confirm
+if [ "$action" = install ]; then
+    do_install
+else
+    do_uninstall
+fi
