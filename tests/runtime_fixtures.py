@@ -1,10 +1,12 @@
-"""Build small but real ``.tflite`` models for the runtime tests.
+"""Fixtures for the runtime tests: small real models, synthesized clips, the CLI.
+
+**Models.** Build small but real ``.tflite`` models for the runtime tests.
 
 The shipped model may not exist yet (it is trained separately), and the tests must
 also cover models that are *wrong* in specific ways. This script trains nothing: it
 builds a tiny Keras CNN with fixed random weights, converts it with the real TFLite
 converter (full int8, like the shipped model, or float) and embeds metadata with the
-real converter code. It runs in its own process (``python tests/model_factory.py
+real converter code. It runs in its own process (``python tests/runtime_fixtures.py
 OUTDIR``) because importing TensorFlow in the test process would clash with
 tflite_runtime; :func:`build_models` does that and caches the result per script
 version.
@@ -23,14 +25,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional, Sequence
+
+import pytest
 
 WINDOW_FRAMES = 300
 HOP_FRAMES = 100
 NAMES = ("int8", "float_logits", "no_metadata", "wrong_labels", "wrong_window")
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN_ON_DEVICE = ("tensorflow", "keras", "librosa", "scipy", "numba", "sklearn")
 
 
 def build_models(cache_root: Path) -> Dict[str, Path]:
@@ -41,8 +48,7 @@ def build_models(cache_root: Path) -> Dict[str, Path]:
     if all(p.is_file() for p in paths.values()):
         return paths
     out.mkdir(parents=True, exist_ok=True)
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, PYTHONPATH=str(root), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), str(out)],
         env=env, capture_output=True, text=True, timeout=600,
@@ -50,6 +56,65 @@ def build_models(cache_root: Path) -> Dict[str, Path]:
     if proc.returncode != 0:
         raise RuntimeError(f"building test models failed:\n{proc.stdout}\n{proc.stderr}")
     return paths
+
+
+@pytest.fixture(scope="session")
+def test_models(request: pytest.FixtureRequest) -> Dict[str, Path]:
+    """The models above, cached in pytest's cache folder between runs."""
+    return build_models(Path(request.config.cache.mkdir("edge-ser-test-models")))
+
+
+# ---------------------------------------------------------------------------------------
+# Clips
+
+
+def tone(seconds: float, rate: int = 16000, f0: float = 180.0, seed: int = 0) -> "np.ndarray":
+    """A harmonic tone with a syllable-like envelope and a little noise, float32 in [-1, 1]."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * rate))) / rate
+    voiced = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))
+    envelope = 0.5 * (1 - np.cos(2 * np.pi * 3.0 * t))
+    x = 0.2 * voiced * envelope + 0.01 * rng.standard_normal(t.size)
+    return (0.8 * x / max(1e-9, float(np.abs(x).max()))).astype(np.float32)
+
+
+def noise(seconds: float, rate: int = 16000, seed: int = 1) -> "np.ndarray":
+    import numpy as np
+
+    return (0.3 * np.random.default_rng(seed).standard_normal(int(round(seconds * rate)))).clip(-1, 1).astype(np.float32)
+
+
+def espeak_wav(text: str, path: Path, rate: int = 16000, voice: str = "en") -> Path:
+    """Speech synthesized by espeak-ng, converted by sox to ``rate`` Hz mono 16-bit."""
+    if not (shutil.which("espeak-ng") and shutil.which("sox")):
+        pytest.skip("espeak-ng and sox are needed to synthesize speech")
+    raw = path.with_suffix(".espeak.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
+    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(path)], check=True, capture_output=True)
+    raw.unlink()
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Running edge-ser in a fresh process
+
+
+def run_edge_ser(
+    args: Sequence[str], stdin: Optional[bytes] = None, env: Optional[Dict[str, str]] = None,
+    python: Optional[str] = None, timeout: float = 120,
+) -> "subprocess.CompletedProcess[str]":
+    """``python -m edge_ser ARGS`` from the checkout, with text stdout/stderr."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT))
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [python or sys.executable, "-m", "edge_ser", *args], input=stdin, env=full_env,
+        capture_output=True, timeout=timeout, cwd=str(ROOT),
+    )
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    )
 
 
 def _main(out_dir: str) -> None:

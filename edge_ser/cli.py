@@ -1,0 +1,486 @@
+"""The ``edge-ser`` command line (also ``python -m edge_ser``).
+
+Subcommands: ``classify`` (files, folders, stdin), ``info`` (what a model is),
+``bench`` (how fast this machine runs it), and -- when the daemon package is
+installed -- ``listen``/``devices`` registered by :mod:`edge_ser.daemon.cli`.
+
+Error policy, because this runs unattended on devices and in shell pipelines:
+a user error (:class:`~edge_ser.errors.EdgeSerError`, :class:`OSError`) is one line,
+never a traceback; one bad file does not stop a batch; the exit status is 0 when
+everything succeeded, 1 when something failed, 2 for usage errors, 130 on Ctrl-C.
+Heavy modules (NumPy, the interpreter) are imported only by the subcommand that runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+
+from . import __version__
+from .errors import EdgeSerError
+
+__all__ = ["main", "build_parser", "expand_inputs"]
+
+PROG = "edge-ser"
+STDIN = "-"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+# ---------------------------------------------------------------------------------------
+# Small output helpers
+
+
+def _error_line(message: object, stream: Optional[TextIO] = None) -> None:
+    print(f"{PROG}: error: {message}", file=stream or sys.stderr, flush=True)
+
+
+def _describe_os_error(exc: OSError, source: Optional[str] = None) -> str:
+    where = source or exc.filename
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where else reason
+
+
+def _percent(p: float) -> str:
+    return f"{100.0 * p:.1f}%"
+
+
+def _format_table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> List[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+# ---------------------------------------------------------------------------------------
+# classify
+
+
+def expand_inputs(inputs: Sequence[str]) -> Iterator[Tuple[str, Optional[str]]]:
+    """``(input, problem)`` pairs: files as given, folders walked for ``*.wav``.
+
+    Folders are walked recursively in sorted order, matching ``.wav`` in any case;
+    hidden entries are skipped. A folder without WAV files yields itself with a
+    problem, so it is reported instead of silently doing nothing. Non-existent paths
+    are passed through: opening them gives the error message.
+    """
+    for item in inputs:
+        if item == STDIN or not os.path.isdir(item):
+            yield item, None
+            continue
+        found = False
+        for directory, subdirs, files in os.walk(item):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.lower().endswith(".wav") and not name.startswith("."):
+                    found = True
+                    yield os.path.join(directory, name), None
+        if not found:
+            yield item, "folder contains no .wav files"
+
+
+class _TableWriter:
+    """Prints one aligned row per clip as soon as it is classified."""
+
+    def __init__(self, file_width: int, top_k: int, show_windows: bool) -> None:
+        self.file_width = max(4, file_width)  # never truncated: the name is what identifies a row
+        self.top_k = top_k
+        self.show_windows = show_windows
+
+    def header(self) -> None:
+        extra = "".join(f"  {'#' + str(i):<16}" for i in range(2, self.top_k + 1))
+        print(f"{'FILE':<{self.file_width}}  {'EMOTION':<10} {'CONF':>6} {'DURATION':>9}{extra}".rstrip(), flush=True)
+
+    def row(self, name: str, prediction: Any) -> None:
+        extra = "".join(f"  {label + ' ' + _percent(p):<16}" for label, p in prediction.top(self.top_k)[1:])
+        print(
+            f"{name:<{self.file_width}}  {prediction.label:<10} {_percent(prediction.confidence):>6} "
+            f"{prediction.duration:>8.2f}s{extra}".rstrip(),
+            flush=True,
+        )
+        if self.show_windows:
+            for w in prediction.windows:
+                print(f"{'':<{self.file_width}}    {w.start_s:6.2f}-{w.end_s:6.2f}s  {w.label:<10} {_percent(w.confidence):>6}", flush=True)
+
+    def error(self, name: str, message: str) -> None:
+        _error_line(message)
+
+
+class _JsonWriter:
+    """Prints one JSON object per clip (JSON lines); errors are objects with ``error``."""
+
+    def __init__(self, top_k: int, show_windows: bool, model_id: str, backend: str) -> None:
+        self.top_k = top_k
+        self.show_windows = show_windows
+        self.model_id = model_id
+        self.backend = backend
+
+    def header(self) -> None:
+        pass
+
+    def row(self, name: str, prediction: Any) -> None:
+        data = prediction.to_dict(windows=self.show_windows)
+        data["source"] = name
+        data["top"] = [{"label": label, "confidence": p} for label, p in prediction.top(self.top_k)]
+        data["model"] = self.model_id
+        data["backend"] = self.backend
+        print(json.dumps(data), flush=True)
+
+    def error(self, name: str, message: str) -> None:
+        print(json.dumps({"source": name, "error": message}), flush=True)
+
+
+def _classify_one(classifier: Any, item: str) -> Any:
+    if item == STDIN:
+        data = sys.stdin.buffer.read()
+        return classifier.classify_file(data, name="<stdin>")
+    return classifier.classify_file(item)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .classify import Classifier
+
+    if args.top_k < 1:
+        raise _UsageError("--top-k must be 1 or more")
+    if args.inputs.count(STDIN) > 1:
+        raise _UsageError("'-' (stdin) can be given only once")
+    items = list(expand_inputs(args.inputs))
+    classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads)
+    if args.json:
+        writer: Any = _JsonWriter(args.top_k, args.windows, classifier.model_id, classifier.backend_name)
+    else:
+        writer = _TableWriter(max(len(_display(i)) for i, _ in items), args.top_k, args.windows)
+    writer.header()
+    failures = 0
+    for item, problem in items:
+        name = _display(item)
+        try:
+            if problem:
+                raise EdgeSerError(f"{item}: {problem}")
+            prediction = _classify_one(classifier, item)
+        except EdgeSerError as exc:
+            failures += 1
+            writer.error(name, str(exc))
+            continue
+        except OSError as exc:
+            failures += 1
+            writer.error(name, _describe_os_error(exc, name))
+            continue
+        writer.row(name, prediction)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _display(item: str) -> str:
+    return "<stdin>" if item == STDIN else item
+
+
+# ---------------------------------------------------------------------------------------
+# info
+
+
+def _flatten(prefix: str, value: Any, out: List[Tuple[str, str]]) -> None:
+    if isinstance(value, dict) and value:
+        for key in sorted(value):
+            _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], out)
+    else:
+        text = value if isinstance(value, str) else json.dumps(value)
+        out.append((prefix, text))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .model import Model
+    from .paths import resolve_model_path
+
+    model = Model.load(resolve_model_path(args.model_file or args.model), backend=args.backend, num_threads=args.threads)
+    info = model.describe()
+    if args.json:
+        print(json.dumps(info, indent=1, sort_keys=True))
+        return EXIT_OK
+    meta = model.metadata
+    cfg = meta.feature_config
+    inp, out = model.input, model.output
+
+    def tensor_line(t: Any) -> str:
+        q = f"  scale {t.scale:.6g}  zero-point {t.zero_point}" if t.quantized else "  (not quantized)"
+        return f"{t.dtype.name} {list(t.shape)}{q}"
+
+    hop_s = cfg.hop_length / cfg.sample_rate
+    rows: List[Tuple[str, str]] = [
+        ("model", model.path),
+        ("id", model.model_id),
+        ("sha256", model.sha256),
+        ("size", f"{model.size_bytes / 1024:.1f} KiB ({model.size_bytes} bytes)"),
+        ("labels", f"{', '.join(meta.labels)} ({len(meta.labels)})"),
+        ("output", meta.output),
+        ("input tensor", tensor_line(inp)),
+        ("output tensor", tensor_line(out)),
+        ("window", f"{meta.window_frames} frames ({meta.window_seconds:.2f} s), hop {meta.hop_frames} frames "
+                   f"({meta.hop_frames * hop_s:.2f} s), pad {meta.pad_mode}"),
+        ("features", f"hash {meta.feature_hash}, {cfg.n_features} x {'MFCC' if cfg.n_mfcc else 'log-mel'} "
+                     f"at {cfg.sample_rate} Hz, hop {cfg.hop_length}"),
+    ]
+    fields = [f"{k}={v}" for k, v in cfg.to_dict().items()]
+    rows += [("", ", ".join(fields[i:i + 5])) for i in range(0, len(fields), 5)]
+    rows.append(("backend", f"{model.backend.label} (threads: {args.threads or 'default'})"))
+    extra: List[Tuple[str, str]] = []
+    _flatten("", meta.extra, extra)
+    rows += [(key, value) for key, value in extra if key]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# bench
+
+
+def _speechlike(seconds: float, rate: int, seed: int = 0) -> Any:
+    """A voiced, syllable-modulated harmonic signal with noise: exercises the pipeline like speech."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 150.0 + 30.0 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4.0 * t)) ** 2
+    signal = 0.1 * voiced * envelope + 0.005 * rng.standard_normal(t.size)
+    return (signal / max(1e-9, np.abs(signal).max()) * 0.7).astype(np.float32)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import platform
+    import time
+
+    import numpy as np
+
+    from .audio import load_audio
+    from .classify import Classifier
+    from .features import log_mel
+    from .wav import wav_bytes
+    from .windows import split_windows
+
+    if args.seconds <= 0 or args.repeat < 1:
+        raise _UsageError("--seconds must be > 0 and --repeat >= 1")
+    classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads)
+    meta = classifier.metadata
+    rate = classifier.sample_rate
+    native = wav_bytes(_speechlike(args.seconds, rate), rate)
+    at_48k = wav_bytes(_speechlike(args.seconds, 48000), 48000)
+    samples, _ = load_audio(native, rate, name="bench")
+    feats = log_mel(samples, meta.feature_config)
+    windows, _ = split_windows(feats, meta.window_frames, meta.hop_frames)
+
+    stages: List[Tuple[str, Callable[[], Any]]] = [
+        (f"decode WAV ({rate // 1000} kHz)", lambda: load_audio(native, rate, name="bench")),
+        ("decode + resample 48 kHz", lambda: load_audio(at_48k, rate, name="bench")),
+        ("features (log-mel)", lambda: log_mel(samples, meta.feature_config)),
+        (f"inference ({len(windows)} window{'s' if len(windows) != 1 else ''})", lambda: classifier.model.predict(windows)),
+        ("end to end (classify_file)", lambda: classifier.classify_file(native, name="bench")),
+    ]
+    results = []
+    for name, fn in stages:
+        fn()  # warm-up: first-call allocations and caches are not what a device sees per clip
+        times = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        ms = np.array(times) * 1000.0
+        results.append({
+            "stage": name,
+            "median_ms": float(np.median(ms)),
+            "p90_ms": float(np.percentile(ms, 90)),
+            "ms_per_audio_s": float(np.median(ms) / args.seconds),
+        })
+    print(f"model    {classifier.model_path} ({classifier.model_id})")
+    print(f"backend  {classifier.model.backend.label}, threads {args.threads or 'default'}")
+    print(f"machine  {platform.machine()} {platform.processor() or ''}".rstrip()
+          + f", Python {platform.python_version()}, numpy {np.__version__}")
+    print(f"clip     {args.seconds:g} s synthesized speech-like audio, {args.repeat} runs per stage (+1 warm-up)")
+    print()
+    rows = [("stage", "median ms", "p90 ms", "ms per audio s")]
+    rows += [(r["stage"], f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['ms_per_audio_s']:.2f}") for r in results]
+    for line in _format_table(rows, right=(False, True, True, True)):
+        print(line)
+    total = results[-1]["median_ms"] / 1000.0
+    print(f"\nreal-time factor (end to end): {total / args.seconds:.4f} ({args.seconds / total:.0f}x faster than real time)")
+    if args.output:
+        report = {
+            "model": classifier.model_path, "model_id": classifier.model_id,
+            "backend": classifier.model.backend.label, "threads": args.threads,
+            "machine": platform.machine(), "python": platform.python_version(),
+            "numpy": np.__version__, "seconds": args.seconds, "repeat": args.repeat, "stages": results,
+        }
+        Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"results written to {args.output}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# parser
+
+
+class _UsageError(Exception):
+    """A bad combination of arguments that argparse cannot check by itself (exit 2)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True) -> None:
+    if model_flag:
+        parser.add_argument("--model", metavar="PATH",
+                            help="the .tflite model (default: $EDGE_SER_MODEL, then models/edge-ser-int8.tflite)")
+    parser.add_argument("--backend", metavar="B",
+                        help="interpreter: litert, tflite-runtime or tensorflow (default: $EDGE_SER_BACKEND, "
+                             "else the first one installed)")
+    parser.add_argument("--threads", metavar="N", type=_positive_int, help="interpreter threads (default: backend's)")
+
+
+_CLASSIFY_EPILOG = """examples:
+  edge-ser classify clip.wav
+  edge-ser classify recordings/ --top-k 3          # every .wav below the folder, sorted
+  edge-ser classify a.wav b.wav --json | jq .label  # one JSON object per line
+  arecord -d 3 -f S16_LE -r 16000 -t wav | edge-ser classify -
+exit status: 0 all classified, 1 some failed (each reported on its own line), 2 usage error"""
+
+_INFO_EPILOG = """examples:
+  edge-ser info
+  edge-ser info models/edge-ser-int8.tflite --json"""
+
+_BENCH_EPILOG = """examples:
+  edge-ser bench
+  edge-ser bench --seconds 5 --repeat 50 --threads 1 --output bench.json"""
+
+
+def _add_daemon_subcommands(subparsers: Any) -> None:
+    """Let the daemon package add ``listen``/``devices`` when it is installed.
+
+    Only a missing module is tolerated; a daemon module that fails to import for
+    another reason is a bug and must show.
+    """
+    try:
+        spec = importlib.util.find_spec("edge_ser.daemon.cli")
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None:
+        return
+    module = importlib.import_module("edge_ser.daemon.cli")
+    module.add_subcommands(subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Offline speech emotion recognition with an int8 TFLite model.",
+        epilog="examples:\n  edge-ser classify clip.wav\n  edge-ser info\n  edge-ser bench\n"
+               "run 'edge-ser COMMAND --help' for the options of a command",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+
+    p = subparsers.add_parser(
+        "classify", help="classify WAV files, folders or stdin",
+        description="Classify the emotion of WAV clips (any sample rate and PCM/float format; resampled "
+                    "to the model's rate). Long clips are cut into overlapping windows whose "
+                    "probabilities are averaged.",
+        epilog=_CLASSIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="WAV file, folder (walked for *.wav), or - for stdin")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    p.add_argument("--top-k", type=_positive_int, default=1, metavar="N", help="also show the N most likely emotions")
+    p.add_argument("--windows", action="store_true", help="also show the answer for every window")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = subparsers.add_parser(
+        "info", help="describe a model: labels, features, tensors, metrics",
+        description="Show what a model expects and outputs, read from its embedded metadata and tensors.",
+        epilog=_INFO_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model_file", nargs="?", metavar="MODEL", help="the .tflite model (default: as for classify)")
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    _add_model_options(p, model_flag=False)
+    p.set_defaults(func=cmd_info)
+
+    p = subparsers.add_parser(
+        "bench", help="measure decode, feature and inference latency on this machine",
+        description="Time each stage on synthesized speech-like audio and print a table (median and "
+                    "90th percentile per clip, and per second of audio).",
+        epilog=_BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--seconds", type=_positive_float, default=3.0, help="clip length in seconds (default 3)")
+    p.add_argument("--repeat", type=_positive_int, default=20, metavar="N", help="timed runs per stage (default 20)")
+    p.add_argument("--output", metavar="FILE", help="also write the results as JSON")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_bench)
+
+    _add_daemon_subcommands(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _UsageError as exc:
+        parser.error(str(exc))  # exits 2
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except EdgeSerError as exc:
+        _error_line(exc)
+    except OSError as exc:
+        _error_line(_describe_os_error(exc))
+    return EXIT_FAILED
+
+
+def run() -> None:
+    """Console-script entry point: exit with :func:`main`'s status, Ctrl-C included."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()
