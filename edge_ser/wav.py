@@ -391,7 +391,8 @@ def _decode(raw: bytes, fmt: _Format, n_frames: int, mono: bool) -> np.ndarray:
 
 def _decode_block(block: memoryview, tag: int, width: int) -> np.ndarray:
     if tag == _IEEE_FLOAT:
-        values = np.frombuffer(block, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 -> inf
+            values = np.frombuffer(block, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
         # Float WAVs may hold overs or garbage; features need bounded, finite input.
         np.nan_to_num(values, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
         return np.clip(values, -1.0, 1.0, out=values)
