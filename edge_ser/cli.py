@@ -69,7 +69,7 @@ def _format_table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> List[
 def expand_inputs(inputs: Sequence[str]) -> Iterator[Tuple[str, Optional[str]]]:
     """``(input, problem)`` pairs: files as given, folders walked for ``*.wav``.
 
-    Folders are walked recursively in sorted order, matching ``.wav`` in any case;
+    Folders are walked recursively, matching ``.wav`` in any case, in path order;
     hidden entries are skipped. A folder without WAV files yields itself with a
     problem, so it is reported instead of silently doing nothing. Non-existent paths
     are passed through: opening them gives the error message.
@@ -78,15 +78,16 @@ def expand_inputs(inputs: Sequence[str]) -> Iterator[Tuple[str, Optional[str]]]:
         if item == STDIN or not os.path.isdir(item):
             yield item, None
             continue
-        found = False
+        found = []
         for directory, subdirs, files in os.walk(item):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-            for name in sorted(files):
-                if name.lower().endswith(".wav") and not name.startswith("."):
-                    found = True
-                    yield os.path.join(directory, name), None
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+            found += [os.path.join(directory, name) for name in files
+                      if name.lower().endswith(".wav") and not name.startswith(".")]
         if not found:
             yield item, "folder contains no .wav files"
+        # sorted by path components, like 'find | sort': a.wav, b/z.wav, c.wav
+        for path in sorted(found, key=lambda p: Path(p).relative_to(item).parts):
+            yield path, None
 
 
 class _TableWriter:
