@@ -16,7 +16,9 @@ tflite_runtime's native libraries clash in one process (``ValueError: vector::re
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import sys
 from dataclasses import dataclass
@@ -78,8 +80,12 @@ class Backend:
         kwargs: Dict[str, Any] = {"model_content": model_content}
         if num_threads is not None:
             kwargs["num_threads"] = int(num_threads)
+        # numpy 2 writes a long warning with a stack dump to sys.stderr before that
+        # SystemError; hold Python-level stderr back and show it only if all went well.
+        held = io.StringIO()
         try:
-            interpreter = self.interpreter_class(**kwargs)
+            with contextlib.redirect_stderr(held):
+                interpreter = self.interpreter_class(**kwargs)
         except SystemError as exc:
             if self.name == "tflite-runtime" and "CreateWrapper" in str(exc):
                 raise BackendError(_numpy2_message(self)) from None
@@ -87,6 +93,7 @@ class Backend:
         except ValueError as exc:
             # Raised for bytes that are not a flatbuffer model, or one it cannot verify.
             raise ModelError(f"{source}: {self.name} cannot load this model ({_first_line(exc)})") from None
+        sys.stderr.write(held.getvalue())
         try:
             interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
