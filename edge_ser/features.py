@@ -518,9 +518,11 @@ def utterance_stage(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
             np.maximum(feats, feats.max() - np.float32(config.top_db), out=feats)
     if config.normalize == "mean_var":
         axis = 0 if config.normalize_scope == "band" else None
-        mean = feats.mean(axis=axis, keepdims=True)
-        std = feats.std(axis=axis, keepdims=True)
-        feats = (feats - mean) / np.maximum(std, np.float32(config.normalize_eps))
+        # Statistics in float64: a float32 mean of a constant clip (silence) is off by
+        # rounding, and dividing that by normalize_eps blew it up to a nonzero constant.
+        mean = feats.mean(axis=axis, keepdims=True, dtype=np.float64)
+        std = feats.std(axis=axis, keepdims=True, dtype=np.float64)
+        feats = ((feats - mean) / np.maximum(std, config.normalize_eps)).astype(np.float32)
     elif config.normalize == "min_max":
         axis = 0 if config.normalize_scope == "band" else None
         lo = feats.min(axis=axis, keepdims=True)
