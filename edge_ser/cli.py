@@ -20,7 +20,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from . import __version__
 from .errors import EdgeSerError
@@ -120,7 +120,7 @@ class _TableWriter:
 class _JsonWriter:
     """Prints one JSON object per clip (JSON lines); errors are objects with ``error``."""
 
-    def __init__(self, top_k: int, show_windows: bool, model_id: str, backend: str) -> None:
+    def __init__(self, top_k: int, show_windows: bool, model_id: str, backend: Any) -> None:
         self.top_k = top_k
         self.show_windows = show_windows
         self.model_id = model_id
@@ -134,7 +134,8 @@ class _JsonWriter:
         data["source"] = name
         data["top"] = [{"label": label, "confidence": p} for label, p in prediction.top(self.top_k)]
         data["model"] = self.model_id
-        data["backend"] = self.backend
+        data["backend"] = self.backend.name
+        data["backend_version"] = self.backend.version
         print(json.dumps(data), flush=True)
 
     def error(self, name: str, message: str) -> None:
@@ -158,7 +159,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     items = list(expand_inputs(args.inputs))
     classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads)
     if args.json:
-        writer: Any = _JsonWriter(args.top_k, args.windows, classifier.model_id, classifier.backend_name)
+        writer: Any = _JsonWriter(args.top_k, args.windows, classifier.model_id, classifier.model.backend)
     else:
         writer = _TableWriter(max(len(_display(i)) for i, _ in items), args.top_k, args.windows)
     writer.header()
