@@ -152,8 +152,6 @@ def _classify_one(classifier: Any, item: str) -> Any:
 def cmd_classify(args: argparse.Namespace) -> int:
     from .classify import Classifier
 
-    if args.top_k < 1:
-        raise _UsageError("--top-k must be 1 or more")
     if args.inputs.count(STDIN) > 1:
         raise _UsageError("'-' (stdin) can be given only once")
     items = list(expand_inputs(args.inputs))
@@ -273,8 +271,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .wav import wav_bytes
     from .windows import split_windows
 
-    if args.seconds <= 0 or args.repeat < 1:
-        raise _UsageError("--seconds must be > 0 and --repeat >= 1")
     classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads)
     meta = classifier.metadata
     rate = classifier.sample_rate

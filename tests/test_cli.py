@@ -261,3 +261,13 @@ def test_shipped_model_on_corpus_clips(repo_root, ravdess_dir):
     assert proc.returncode == 0, proc.stderr
     objs = _json_lines(proc.stdout)
     assert len(objs) == len(paths) and all(len(o["probabilities"]) == 8 for o in objs)
+
+
+def test_daemon_subcommands_are_registered_when_the_daemon_exists():
+    if not (ROOT / "edge_ser" / "daemon" / "cli.py").is_file():
+        pytest.skip("edge_ser/daemon/cli.py does not exist (yet)")
+    proc = run_edge_ser(["--help"])
+    assert proc.returncode == 0, proc.stderr
+    assert "listen" in proc.stdout and "devices" in proc.stdout
+    proc = run_edge_ser(["devices", "--help"])
+    assert proc.returncode == 0 and "usage: edge-ser devices" in proc.stdout
