@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .audio import load_audio, resample
 from .errors import AudioError
 from .features import log_mel
 from .metadata import ModelMetadata
@@ -176,8 +177,6 @@ class Classifier:
         ``name`` labels the result (and error messages) when ``source`` is not a path.
         Bad audio raises :class:`~edge_ser.errors.AudioError`.
         """
-        from .audio import load_audio
-
         samples, _ = load_audio(source, self.sample_rate, name=name)
         if name is None and isinstance(source, (str, os.PathLike)):
             name = os.fspath(source)
@@ -191,8 +190,6 @@ class Classifier:
             raise AudioError(f"sample rate must be a positive integer, got {sample_rate!r}", source)
         x = _as_mono_float(samples, source)
         if int(sample_rate) != self.sample_rate:
-            from .resample import resample
-
             x = np.asarray(resample(x, int(sample_rate), self.sample_rate), dtype=np.float32)
         duration = x.size / self.sample_rate
         return self.classify_features(log_mel(x, self.metadata.feature_config), duration, source)
