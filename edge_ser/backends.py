@@ -26,10 +26,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import BackendError, ModelError
 
-__all__ = ["Backend", "BACKENDS", "ENV_VAR", "load_backend", "canonical_name", "install_hint"]
+__all__ = ["Backend", "BACKENDS", "ENV_VAR", "THREADS_ENV_VAR", "load_backend", "canonical_name",
+           "install_hint", "resolve_num_threads"]
 
 #: Environment variable that picks a backend (``litert``, ``tflite-runtime``, ``tensorflow``).
 ENV_VAR = "EDGE_SER_BACKEND"
+#: Environment variable with the default interpreter thread count (a service sets it once).
+THREADS_ENV_VAR = "EDGE_SER_NUM_THREADS"
 
 #: Canonical backend names, in the default order of preference.
 BACKENDS: Tuple[str, ...] = ("litert", "tflite-runtime", "tensorflow")
@@ -115,6 +118,21 @@ def _numpy2_message(backend: Backend) -> str:
         f"{backend.label} does not work with numpy {numpy_version} (it was built for numpy 1). "
         "Fix: pip install 'numpy<2', or use LiteRT instead: pip install ai-edge-litert"
     )
+
+
+def resolve_num_threads(num_threads: Optional[int] = None) -> Optional[int]:
+    """``num_threads``, else ``$EDGE_SER_NUM_THREADS``, else None (the backend's default)."""
+    if num_threads is None:
+        text = os.environ.get(THREADS_ENV_VAR, "").strip()
+        if not text:
+            return None
+        try:
+            num_threads = int(text)
+        except ValueError:
+            raise BackendError(f"{THREADS_ENV_VAR}={text!r}: expected a whole number of threads") from None
+    if int(num_threads) < 1:
+        raise BackendError(f"interpreter threads must be 1 or more, got {num_threads}")
+    return int(num_threads)
 
 
 def canonical_name(name: str) -> str:

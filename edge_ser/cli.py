@@ -231,7 +231,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     ]
     fields = [f"{k}={v}" for k, v in cfg.to_dict().items()]
     rows += [("", ", ".join(fields[i:i + 5])) for i in range(0, len(fields), 5)]
-    rows.append(("backend", f"{model.backend.label} (threads: {args.threads or 'default'})"))
+    rows.append(("backend", f"{model.backend.label} (threads: {model.num_threads or 'default'})"))
     extra: List[Tuple[str, str]] = []
     _flatten("", meta.extra, extra)
     rows += [(key, value) for key, value in extra if key]
@@ -303,7 +303,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "ms_per_audio_s": float(np.median(ms) / args.seconds),
         })
     print(f"model    {classifier.model_path} ({classifier.model_id})")
-    print(f"backend  {classifier.model.backend.label}, threads {args.threads or 'default'}")
+    threads = classifier.model.num_threads
+    print(f"backend  {classifier.model.backend.label}, threads {threads or 'default'}")
     print(f"machine  {platform.machine()} {platform.processor() or ''}".rstrip()
           + f", Python {platform.python_version()}, numpy {np.__version__}")
     print(f"clip     {args.seconds:g} s synthesized speech-like audio, {args.repeat} runs per stage (+1 warm-up)")
@@ -317,7 +318,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.output:
         report = {
             "model": classifier.model_path, "model_id": classifier.model_id,
-            "backend": classifier.model.backend.label, "threads": args.threads,
+            "backend": classifier.model.backend.label, "threads": threads,
             "machine": platform.machine(), "python": platform.python_version(),
             "numpy": np.__version__, "seconds": args.seconds, "repeat": args.repeat, "stages": results,
         }
@@ -361,7 +362,7 @@ def _add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True)
     parser.add_argument("--backend", metavar="B",
                         help="interpreter: litert, tflite-runtime or tensorflow (default: $EDGE_SER_BACKEND, "
                              "else the first one installed)")
-    parser.add_argument("--threads", metavar="N", type=_positive_int, help="interpreter threads (default: backend's)")
+    parser.add_argument("--threads", metavar="N", type=_positive_int, help="interpreter threads (default: $EDGE_SER_NUM_THREADS, else the backend's)")
 
 
 _CLASSIFY_EPILOG = """examples:

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .backends import Backend, load_backend
+from .backends import Backend, load_backend, resolve_num_threads
 from .errors import ModelError
 from .metadata import ModelMetadata
 
@@ -117,7 +117,8 @@ class Model:
     ) -> "Model":
         """Read, parse and check the model at ``path``.
 
-        Raises :class:`ModelError` for a missing/unreadable/inconsistent file and
+        ``num_threads=None`` uses ``$EDGE_SER_NUM_THREADS`` if set, else the backend's
+        default. Raises :class:`ModelError` for a missing/unreadable/inconsistent file and
         :class:`~edge_ser.errors.BackendError` when no interpreter can run it. The
         metadata is parsed before any interpreter is imported, so a wrong file is
         reported without paying for (or needing) a backend.
@@ -133,6 +134,7 @@ class Model:
         except OSError as exc:
             raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
         metadata = ModelMetadata.from_tflite(content, source=path)
+        num_threads = resolve_num_threads(num_threads)
         chosen = load_backend(backend)
         interpreter = chosen.make_interpreter(content, num_threads=num_threads, source=path)
         return cls(

@@ -211,3 +211,16 @@ def test_default_model_search_order_and_error(monkeypatch):
             default_model_path()
         for path in candidates:
             assert str(path) in str(info.value)
+
+
+def test_thread_count_from_argument_or_environment(monkeypatch, test_models):
+    monkeypatch.setenv("EDGE_SER_NUM_THREADS", "2")
+    assert Model.load(test_models["int8"]).num_threads == 2
+    assert Model.load(test_models["int8"], num_threads=1).num_threads == 1  # argument wins
+    monkeypatch.setenv("EDGE_SER_NUM_THREADS", "lots")
+    with pytest.raises(BackendError, match="EDGE_SER_NUM_THREADS='lots'"):
+        Model.load(test_models["int8"])
+    monkeypatch.delenv("EDGE_SER_NUM_THREADS")
+    assert Model.load(test_models["int8"]).num_threads is None
+    with pytest.raises(BackendError, match="1 or more"):
+        Model.load(test_models["int8"], num_threads=0)
