@@ -8,8 +8,8 @@ so the comparison itself is exercised before the shipped model exists.
 Why not bit-identical: two things differ between the environments, both measured on
 the test model (see the runtime report):
 
-* the features: numpy 1.26 and 2.4 FFTs differ in the last float32 bits, which flips
-  the rounding of a couple of quantized inputs per clip;
+* the features: numpy 1.26 and 2.4 FFTs differ in the last float32 bits (up to
+  ~1e-6), which can flip the rounding of a quantized input that sits on a boundary;
 * the kernels: with *identical* int8 inputs, LiteRT 2.3's XNNPACK delegate and
   tflite-runtime 2.14 differ by one output step in some values (their builtin
   kernels, XNNPACK disabled, agree exactly).
