@@ -380,10 +380,13 @@ def _decode(raw: bytes, fmt: _Format, n_frames: int, mono: bool) -> np.ndarray:
         block = buf[start * fmt.block_align: stop * fmt.block_align]
         values = _decode_block(block, fmt.tag, bytes_per_sample).reshape(stop - start, channels)
         if mono:
-            if channels == 1:
-                out[start:stop] = values[:, 0]
-            else:
-                out[start:stop] = values.mean(axis=1, dtype=np.float64 if channels > 8 else np.float32)
+            # Column sums, not values.mean(axis=1): reducing a 2-wide axis is ~100x slower.
+            target = out[start:stop]
+            target[:] = values[:, 0]
+            for channel in range(1, channels):
+                target += values[:, channel]
+            if channels > 1:
+                target *= np.float32(1.0 / channels)
         else:
             out[start:stop] = values
     return out
@@ -401,12 +404,28 @@ def _decode_block(block: memoryview, tag: int, width: int) -> np.ndarray:
     if width == 2:
         return np.frombuffer(block, dtype="<i2").astype(np.float32) * np.float32(1 / 32768)
     if width == 3:
-        # Put each 3-byte sample in the top of a little-endian int32, shift back (sign kept).
-        triples = np.frombuffer(block, dtype=np.uint8).reshape(-1, 3)
-        wide = np.zeros((triples.shape[0], 4), dtype=np.uint8)
-        wide[:, 1:] = triples
-        return (wide.view("<i4")[:, 0] >> 8).astype(np.float32) * np.float32(1 / 8388608)
+        return _decode_24bit(np.frombuffer(block, dtype=np.uint8))
     return np.frombuffer(block, dtype="<i4").astype(np.float32) * np.float32(1 / 2147483648)
+
+
+def _decode_24bit(raw: np.ndarray) -> np.ndarray:
+    """Packed little-endian 24-bit samples -> float32, without a Python loop.
+
+    Sample ``i`` occupies bytes ``3i..3i+2``; the int32 read at byte ``3i - 1`` (a
+    strided, overlapping view: no copy) holds it in its top three bytes, so an
+    arithmetic shift right by 8 gives the sign-extended value. Sample 0 has no byte
+    before it and is done by hand.
+    """
+    count = raw.size // 3
+    out = np.empty(count, dtype=np.float32)
+    if count == 0:
+        return out
+    scale = np.float32(1 / 8388608)
+    shifted = np.ndarray(shape=(count - 1,), dtype="<i4", buffer=raw, offset=2, strides=(3,))
+    np.multiply(shifted >> 8, scale, out=out[1:], casting="unsafe")
+    first = int(raw[0]) | int(raw[1]) << 8 | int(raw[2]) << 16
+    out[0] = (first - (1 << 24) if first & 0x800000 else first) * scale
+    return out
 
 
 def _read(source: Source, name: Optional[str], mono: bool) -> WavAudio:
