@@ -19,6 +19,9 @@
 #   --root DIR         install into DIR instead of / (staging, tests): no apt, no user,
 #                      no systemctl, no chown; --prefix DIR is the same
 #   --model FILE       model to install (default: models/edge-ser-int8.tflite)
+#   --requirements F   pinned dependencies to install (default: requirements-edge.txt)
+#   --config FILE      configuration to install when none exists (default:
+#                      device/edge-ser.toml)
 #   --python PY        interpreter for the venv (default: python3)
 #   --os-release FILE  read the OS identity from FILE instead of /etc/os-release
 #   --arch ARCH        take ARCH as the machine type instead of `uname -m`
@@ -38,6 +41,8 @@ start_service=1
 wheels=""
 root=""
 model="$repo/models/edge-ser-int8.tflite"
+requirements="$repo/requirements-edge.txt"
+default_config="$here/edge-ser.toml"
 python="${EDGE_SER_PYTHON:-python3}"
 os_release="${EDGE_SER_OS_RELEASE:-/etc/os-release}"
 arch="${EDGE_SER_ARCH:-}"
@@ -64,6 +69,8 @@ while [ $# -gt 0 ]; do
         --wheels) wheels="${2:?--wheels needs a directory}"; shift 2 ;;
         --root | --prefix) root="${2:?$1 needs a directory}"; shift 2 ;;
         --model) model="${2:?--model needs a file}"; shift 2 ;;
+        --requirements) requirements="${2:?--requirements needs a file}"; shift 2 ;;
+        --config) default_config="${2:?--config needs a file}"; shift 2 ;;
         --python) python="${2:?--python needs an interpreter}"; shift 2 ;;
         --os-release) os_release="${2:?--os-release needs a file}"; shift 2 ;;
         --arch) arch="${2:?--arch needs a machine type}"; shift 2 ;;
@@ -82,6 +89,7 @@ if [ -n "$root" ]; then
     root="${root%/}"
     [ -n "$root" ] || die "--root / is the real system: leave --root out instead"
 fi
+[ -f "$requirements" ] || die "--requirements: no such file: $requirements"
 if [ -n "$wheels" ]; then
     [ -d "$wheels" ] || die "--wheels: no such directory: $wheels"
     wheels="$(cd "$wheels" && pwd)"
@@ -266,12 +274,12 @@ install_requirements() {
     pip=("$venv/bin/python" -m pip --disable-pip-version-check)
     if [ -n "$wheels" ]; then
         pip_source_args=(--no-index --find-links "$wheels")
-        step "pip: install requirements-edge.txt offline from $wheels: $backend_note"
+        step "pip: install $(basename "$requirements") offline from $wheels: $backend_note"
     else
         pip_source_args=()
-        step "pip: install requirements-edge.txt: $backend_note"
+        step "pip: install $(basename "$requirements"): $backend_note"
     fi
-    run "${pip[@]}" install -q "${pip_source_args[@]}" -r "$repo/requirements-edge.txt"
+    run "${pip[@]}" install -q "${pip_source_args[@]}" -r "$requirements"
 }
 
 install_package() {
@@ -288,8 +296,8 @@ install_package() {
         step "pip: install edge-ser from $(basename "$wheel")"
         run "${pip[@]}" install -q --no-index --no-deps --force-reinstall "$wheel"
     elif [ -n "$wheels" ]; then
-        step "pip: build and install edge-ser from $repo (offline, setuptools from $wheels)"
-        run "${pip[@]}" install -q "${pip_source_args[@]}" 'setuptools>=61'
+        step "pip: build and install edge-ser from $repo (offline, setuptools and wheel from $wheels)"
+        run "${pip[@]}" install -q "${pip_source_args[@]}" 'setuptools>=61' wheel
         run "${pip[@]}" install -q "${pip_source_args[@]}" --no-build-isolation --no-deps \
             --force-reinstall "$repo"
     else
@@ -314,7 +322,7 @@ install_model() {
 
 install_config() {
     local source target
-    source="$here/edge-ser.toml"
+    source="$default_config"
     target="$(r "$CONF_FILE")"
     [ -f "$source" ] || die "default configuration missing: $source"
     if [ -f "$target" ]; then
@@ -395,7 +403,7 @@ events_file() {
 
 print_next_steps() {
     local events
-    events="$(events_file "$here/edge-ser.toml")"
+    events="$(events_file "$(r "$CONF_FILE")")"
     [ -n "$events" ] || events="$STATE_DIR/ (see [output] in $CONF_FILE)"
     cat <<EOF
 

@@ -1,0 +1,353 @@
+"""The Raspberry Pi deployment: installer, systemd unit, arm64 check script.
+
+The installer is run for real: ``--dry-run`` for the plan on a (faked) Bookworm/Trixie
+aarch64 and the refusals, and ``--root DIR`` to install into a scratch root offline
+(``--wheels``), again to prove it is idempotent and keeps a user's configuration, and
+``--uninstall``/``--purge`` to prove what they keep. apt, useradd and systemctl are the
+only steps ``--root`` skips. The unit is checked with ``systemd-analyze`` when it runs
+here.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVICE = ROOT / "device"
+INSTALL = DEVICE / "install.sh"
+UNIT = DEVICE / "edge-ser.service"
+CONFIG = DEVICE / "edge-ser.toml"
+
+BOOKWORM = """PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+VERSION_CODENAME=bookworm
+ID=debian
+"""
+TRIXIE_PI = """PRETTY_NAME="Raspbian GNU/Linux 13 (trixie)"
+NAME="Raspbian GNU/Linux"
+VERSION_ID="13"
+VERSION_CODENAME=trixie
+ID=raspbian
+ID_LIKE=debian
+"""
+FEDORA = """NAME="Fedora Linux"
+ID=fedora
+VERSION_ID=40
+"""
+
+
+def run_install(*args: str, env: Dict[str, str] = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ)
+    full_env.pop("EDGE_SER_OS_RELEASE", None)
+    full_env.pop("EDGE_SER_ARCH", None)
+    full_env.update(env or {})
+    return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def os_release(tmp_path: Path):
+    def write(text: str) -> Path:
+        path = tmp_path / f"os-release-{abs(hash(text))}"
+        path.write_text(text)
+        return path
+    return write
+
+
+@pytest.fixture
+def fake_model(tmp_path: Path) -> Path:
+    """Bytes standing in for the model: the installer copies files, it does not read them."""
+    path = tmp_path / "some-model.tflite"
+    path.write_bytes(b"TFL3" + bytes(range(256)) * 8)
+    return path
+
+
+def fake_python(tmp_path: Path, version: str) -> Path:
+    """An interpreter that only answers the installer's version question."""
+    path = tmp_path / f"python{version}"
+    path.write_text(f"#!/bin/sh\necho {version}\n")
+    path.chmod(0o755)
+    return path
+
+
+def plan_lines(output: str) -> List[str]:
+    return [line for line in output.splitlines() if line.startswith("plan ")]
+
+
+# ---------------------------------------------------------------------------------------
+# Static checks
+
+
+@pytest.mark.parametrize("script", ["install.sh", "check-arm64.sh"])
+def test_shellcheck_clean(script: str) -> None:
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck not installed")
+    proc = subprocess.run(["shellcheck", "-x", str(DEVICE / script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_scripts_are_strict_and_executable() -> None:
+    for script in ("install.sh", "check-arm64.sh"):
+        path = DEVICE / script
+        assert "set -euo pipefail" in path.read_text()
+        assert path.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
+
+
+def unit_sections() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # keep key case
+    # systemd allows repeated keys (SystemCallFilter twice): keep the last for lookups.
+    parser.read_string(UNIT.read_text())
+    return parser
+
+
+def test_unit_is_a_watched_notify_service() -> None:
+    service = unit_sections()["Service"]
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert int(service["WatchdogSec"]) > 0
+    assert service["Restart"] == "on-failure"
+    assert service["User"] == "edge-ser"
+    assert "audio" in service["SupplementaryGroups"].split()
+    assert service["ExecStart"] == "/opt/edge-ser/venv/bin/edge-ser listen --config /etc/edge-ser/edge-ser.toml"
+    assert service["StateDirectory"] == "edge-ser"
+
+
+def test_unit_hardening() -> None:
+    service = unit_sections()["Service"]
+    expected = {
+        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+        "DevicePolicy": "closed", "DeviceAllow": "char-alsa rw", "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes", "ProtectControlGroups": "yes",
+        "ProtectClock": "yes", "ProtectHostname": "yes", "ProtectProc": "invisible",
+        "RestrictNamespaces": "yes", "RestrictRealtime": "yes", "RestrictSUIDSGID": "yes",
+        "LockPersonality": "yes", "MemoryDenyWriteExecute": "yes", "SystemCallArchitectures": "native",
+        "CapabilityBoundingSet": "", "UMask": "0077", "RestrictAddressFamilies": "AF_UNIX",
+    }
+    for key, value in expected.items():
+        assert key in service, f"{key} missing"
+        assert service[key] == value, f"{key}={service[key]!r}, expected {value!r}"
+    assert "@system-service" in UNIT.read_text()
+    assert "MemoryMax" in service and "CPUQuota" in service
+    # PrivateDevices would hide /dev/snd: the microphone would vanish.
+    assert "PrivateDevices" not in service
+
+
+def _unit_with_existing_binary(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointed at /bin/true, so verify checks everything else."""
+    text = UNIT.read_text().replace("ExecStart=/opt/edge-ser/venv/bin/edge-ser", "ExecStart=/bin/true")
+    path = tmp_path / "edge-ser.service"
+    path.write_text(text)
+    return path
+
+
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed")
+    proc = subprocess.run(["systemd-analyze", "verify", str(_unit_with_existing_binary(tmp_path))],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "edge-ser.service" not in proc.stderr, proc.stderr  # no warnings about our unit
+
+
+def test_systemd_security_exposure_is_low(tmp_path: Path) -> None:
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed")
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", str(UNIT)],
+                          capture_output=True, text=True, timeout=60)
+    if "--offline" in proc.stderr and "unrecognized" in proc.stderr:
+        pytest.skip("this systemd-analyze has no offline security mode")
+    match = re.search(r"Overall exposure level for edge-ser\.service: ([0-9.]+)", proc.stdout)
+    assert match, proc.stdout[-2000:] + proc.stderr
+    assert float(match.group(1)) <= 2.5, proc.stdout[-400:]
+
+
+# ---------------------------------------------------------------------------------------
+# Plans and refusals
+
+
+def test_dry_run_plan_on_bookworm_aarch64(os_release, fake_model: Path, tmp_path: Path) -> None:
+    proc = run_install("--dry-run", "--os-release", str(os_release(BOOKWORM)), "--arch", "aarch64",
+                       "--model", str(fake_model), "--python", str(fake_python(tmp_path, "3.11")))
+    assert proc.returncode == 0, proc.stderr
+    plan = plan_lines(proc.stdout)
+    text = "\n".join(plan)
+    assert plan[0].startswith("plan  1: check:") and "bookworm" in plan[0] and "aarch64" in plan[0]
+    for expected in ("apt: install", "portaudio19-dev", "python3-venv", "user: create system user edge-ser",
+                     "group audio", "venv: create /opt/edge-ser/venv", "tflite-runtime 2.14",
+                     "pip: build and install edge-ser", "model: copy", "/opt/edge-ser/models/edge-ser-int8.tflite",
+                     "config: install /etc/edge-ser/edge-ser.toml", "state: /var/lib/edge-ser",
+                     "unit: install /etc/systemd/system/edge-ser.service",
+                     "systemd: daemon-reload, enable and (re)start edge-ser"):
+        assert expected in text, f"{expected!r} not in plan:\n{text}"
+    # One line per step, numbered in order, and nothing changed.
+    numbers = [int(re.match(r"plan +(\d+):", line).group(1)) for line in plan]
+    assert numbers == list(range(1, len(plan) + 1))
+    assert "nothing was changed" in proc.stdout
+
+
+def test_dry_run_on_trixie_picks_litert(os_release, fake_model: Path, tmp_path: Path) -> None:
+    proc = run_install("--dry-run", "--os-release", str(os_release(TRIXIE_PI)), "--arch", "aarch64",
+                       "--model", str(fake_model), "--python", str(fake_python(tmp_path, "3.13")),
+                       "--no-start", "--wheels", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    text = "\n".join(plan_lines(proc.stdout))
+    assert "trixie" in text and "ai-edge-litert" in text and "Python 3.13" in text
+    assert "offline from" in text
+    assert "not started: --no-start" in text
+
+
+@pytest.mark.parametrize("arch", ["armv7l", "armv6l"])
+def test_refuses_32_bit_arm(arch: str, os_release, fake_model: Path) -> None:
+    proc = run_install("--dry-run", "--os-release", str(os_release(BOOKWORM)), "--arch", arch,
+                       "--model", str(fake_model))
+    assert proc.returncode != 0
+    assert "32-bit ARM" in proc.stderr and "64-bit" in proc.stderr
+    assert "plan " not in proc.stdout
+
+
+def test_refuses_non_debian(os_release, fake_model: Path) -> None:
+    proc = run_install("--dry-run", "--os-release", str(os_release(FEDORA)), "--arch", "x86_64",
+                       "--model", str(fake_model))
+    assert proc.returncode != 0
+    assert "unsupported OS" in proc.stderr
+
+
+def test_needs_root_without_root_or_dry_run(os_release, fake_model: Path) -> None:
+    if os.geteuid() == 0:
+        # As root, prove the check by asking a non-root shell.
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root and setpriv is missing")
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(INSTALL),
+                               "--yes", "--os-release", str(os_release(BOOKWORM))],
+                              capture_output=True, text=True, timeout=60)
+    else:
+        proc = run_install("--yes", "--os-release", str(os_release(BOOKWORM)))
+    assert proc.returncode != 0
+    assert "run as root" in proc.stderr
+
+
+def test_unknown_option_and_help() -> None:
+    proc = run_install("--frobnicate")
+    assert proc.returncode != 0 and "unknown option" in proc.stderr
+    proc = run_install("--help")
+    assert proc.returncode == 0 and "--uninstall" in proc.stdout and "--wheels" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# A real install into a scratch root, offline
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheelhouse holding the edge-ser wheel, built offline from a copy of the sources."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, src / name)
+    if not (src / "README.md").exists():
+        (src / "README.md").write_text("edge-ser\n")
+    shutil.copytree(ROOT / "edge_ser", src / "edge_ser", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path_factory.mktemp("wheels")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "--no-index", "-w", str(out), str(src)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert list(out.glob("edge_ser-*.whl")), list(out.iterdir())
+    return out
+
+
+def _system_python() -> str:
+    """A Python with the venv module for the installer's venv (the system one on a Pi)."""
+    for candidate in ("/usr/bin/python3", shutil.which("python3") or ""):
+        if candidate and subprocess.run([candidate, "-c", "import venv, ensurepip"],
+                                        capture_output=True).returncode == 0:
+            return candidate
+    pytest.skip("no python3 with venv/ensurepip for the installer")
+
+
+def test_install_into_root_offline_idempotent_and_keeps_config(
+        tmp_path: Path, os_release, fake_model: Path, wheelhouse: Path) -> None:
+    assert CONFIG.is_file(), "device/edge-ser.toml (the default configuration) is missing"
+    root = tmp_path / "root"
+    requirements = tmp_path / "requirements-none.txt"
+    requirements.write_text("# the dependencies are not installed in this test (no network)\n")
+    args = ["--root", str(root), "--yes", "--no-start", "--wheels", str(wheelhouse),
+            "--os-release", str(os_release(BOOKWORM)), "--arch", "aarch64", "--model", str(fake_model),
+            "--python", _system_python(), "--requirements", str(requirements)]
+    first = run_install(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    unit = root / "etc/systemd/system/edge-ser.service"
+    config = root / "etc/edge-ser/edge-ser.toml"
+    model = root / "opt/edge-ser/models/edge-ser-int8.tflite"
+    state = root / "var/lib/edge-ser"
+    venv_python = root / "opt/edge-ser/venv/bin/python"
+    assert unit.read_bytes() == UNIT.read_bytes()
+    assert config.read_bytes() == CONFIG.read_bytes()
+    assert model.read_bytes() == fake_model.read_bytes()
+    assert state.is_dir() and stat.S_IMODE(state.stat().st_mode) == 0o750
+    assert (root / "opt/edge-ser/venv/bin/edge-ser").is_file()
+    # The package really is in the venv (its dependencies are not: no network here).
+    proc = subprocess.run([str(venv_python), "-c", "import edge_ser, sys; print(edge_ser.__file__)"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and str(root) in proc.stdout, proc.stderr
+    assert "journalctl -u edge-ser -f" in first.stdout and "edge-ser devices" in first.stdout
+    assert "systemd: skipped (--root)" in first.stdout and "apt: skipped" in first.stdout
+
+    # Again, unchanged: nothing is replaced needlessly.
+    stamps = {p: p.stat().st_mtime_ns for p in (unit, config, model)}
+    second = run_install(*args)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "venv: reuse" in second.stdout
+    assert "is up to date" in second.stdout and "is the default already" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # The user edits the config and a new model arrives: the config stays, the model is replaced.
+    config.write_text(config.read_text() + "\n# chosen by the user\n")
+    fake_model.write_bytes(fake_model.read_bytes() + b"v2")
+    third = run_install(*args)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert config.read_text().endswith("# chosen by the user\n")
+    assert (config.parent / "edge-ser.toml.dist").read_bytes() == CONFIG.read_bytes()
+    assert model.read_bytes() == fake_model.read_bytes()
+    assert "keep " in third.stdout
+
+    # Uninstall keeps the configuration and events; purge removes them.
+    (state / "events.jsonl").write_text('{"label": "calm"}\n')
+    proc = run_install("--uninstall", "--root", str(root), "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert not unit.exists() and not (root / "opt/edge-ser").exists()
+    assert config.is_file() and (state / "events.jsonl").is_file()
+    proc = run_install("--purge", "--root", str(root), "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert not config.exists() and not state.exists()
+
+
+def test_install_needs_the_model(tmp_path: Path, os_release) -> None:
+    proc = run_install("--dry-run", "--os-release", str(os_release(BOOKWORM)), "--arch", "aarch64",
+                       "--model", str(tmp_path / "missing.tflite"))
+    assert proc.returncode != 0 and "model not found" in proc.stderr
+
+
+def test_check_arm64_rejects_bad_arguments() -> None:
+    """The arm64 check itself takes minutes (run by hand); its argument handling is cheap."""
+    script = DEVICE / "check-arm64.sh"
+    proc = subprocess.run(["bash", str(script), "--clips", "many"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "--clips must be a positive integer" in proc.stderr
+    proc = subprocess.run(["bash", str(script), "--root", str(ROOT / "arm64")], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode != 0 and "outside the repository" in proc.stderr
+    proc = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and "qemu" in proc.stdout
