@@ -105,6 +105,8 @@ CONF_DIR=/etc/edge-ser
 CONF_FILE=$CONF_DIR/edge-ser.toml
 STATE_DIR=/var/lib/edge-ser
 UNIT_FILE=/etc/systemd/system/edge-ser.service
+MQTT_DROPIN=/etc/systemd/system/edge-ser.service.d/mqtt.conf
+MQTT_PACKAGE='paho-mqtt>=2,<3'
 APT_PACKAGES=(python3 python3-venv python3-pip python3-dev gcc libc6-dev portaudio19-dev alsa-utils)
 
 # $root + path: where a file really goes (the same as path without --root).
@@ -361,6 +363,32 @@ install_unit() {
     fi
 }
 
+config_has_mqtt() {
+    # The config that will be in force: the installed one, else the one about to be installed.
+    local conf
+    conf="$(r "$CONF_FILE")"
+    [ -f "$conf" ] || conf="$default_config"
+    grep -q -E '^[[:space:]]*\[mqtt\][[:space:]]*(#.*)?$' "$conf"
+}
+
+configure_mqtt() {
+    # The unit has no network (PrivateNetwork=yes). An [mqtt] table in the config needs
+    # one, and paho-mqtt: install both, or take the drop-in away when MQTT is not used.
+    local dropin venv
+    dropin="$(r "$MQTT_DROPIN")"
+    venv="$(r "$VENV_DIR")"
+    if config_has_mqtt; then
+        step "mqtt: [mqtt] configured: pip install $MQTT_PACKAGE; network drop-in $dropin"
+        run "$venv/bin/python" -m pip --disable-pip-version-check install -q "${pip_source_args[@]}" "$MQTT_PACKAGE"
+        run install -d -m 0755 "$(dirname "$dropin")"
+        run install -m 0644 "$here/edge-ser-mqtt.conf" "$dropin"
+    elif [ -f "$dropin" ]; then
+        step "mqtt: not configured: remove the network drop-in $dropin"
+        run rm -f "$dropin"
+        run rmdir --ignore-fail-on-non-empty "$(dirname "$dropin")"
+    fi
+}
+
 systemd_running() {
     [ -d /run/systemd/system ]
 }
@@ -431,6 +459,7 @@ do_install() {
     install_config
     create_state_dir
     install_unit
+    configure_mqtt
     enable_service
     if [ "$dry_run" = 1 ]; then
         echo "dry run: nothing was changed"
@@ -447,8 +476,11 @@ do_uninstall() {
         step "systemd: stop and disable $SERVICE"
         run systemctl disable --now "$SERVICE" 2>/dev/null || true
     fi
-    step "unit: remove $(r "$UNIT_FILE")"
-    run rm -f "$(r "$UNIT_FILE")"
+    step "unit: remove $(r "$UNIT_FILE") and its MQTT drop-in"
+    run rm -f "$(r "$UNIT_FILE")" "$(r "$MQTT_DROPIN")"
+    if [ -d "$(r "$(dirname "$MQTT_DROPIN")")" ]; then
+        run rmdir --ignore-fail-on-non-empty "$(r "$(dirname "$MQTT_DROPIN")")"
+    fi
     if [ -z "$root" ] && { systemd_running || [ "$dry_run" = 1 ]; }; then
         step "systemd: daemon-reload"
         run systemctl daemon-reload

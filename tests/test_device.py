@@ -351,3 +351,21 @@ def test_check_arm64_rejects_bad_arguments() -> None:
     assert proc.returncode != 0 and "outside the repository" in proc.stderr
     proc = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and "qemu" in proc.stdout
+
+
+def test_mqtt_config_gets_network_drop_in(tmp_path: Path, os_release, fake_model: Path) -> None:
+    """The unit has no network; an [mqtt] table in the config must bring the drop-in."""
+    config = tmp_path / "mqtt.toml"
+    config.write_text('[mqtt]\nhost = "broker.local"\n')
+    proc = run_install("--dry-run", "--os-release", str(os_release(BOOKWORM)), "--arch", "aarch64",
+                       "--model", str(fake_model), "--config", str(config),
+                       "--python", str(fake_python(tmp_path, "3.11")))
+    assert proc.returncode == 0, proc.stderr
+    text = "\n".join(plan_lines(proc.stdout))
+    assert "mqtt: [mqtt] configured: pip install paho-mqtt" in text
+    assert "/etc/systemd/system/edge-ser.service.d/mqtt.conf" in text
+    dropin = configparser.ConfigParser(strict=False, interpolation=None)
+    dropin.optionxform = str
+    dropin.read_string((DEVICE / "edge-ser-mqtt.conf").read_text())
+    assert dropin["Service"]["PrivateNetwork"] == "no"
+    assert "AF_INET" in dropin["Service"]["RestrictAddressFamilies"]
