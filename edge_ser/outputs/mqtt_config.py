@@ -266,6 +266,15 @@ _FLAG_TO_KEY = {
 }
 
 
+class _RefusePassword(argparse.Action):
+    """Turns ``--mqtt-password`` into a usage error that does not echo the value."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: Optional[str] = None) -> None:
+        parser.error(f"--mqtt-password is not accepted (it would be visible in 'ps'); "
+                     f"use --mqtt-password-file FILE or ${PASSWORD_ENV}")
+
+
 def add_mqtt_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``--mqtt-*`` flags to ``parser`` (in their own help group).
 
@@ -283,6 +292,9 @@ def add_mqtt_arguments(parser: argparse.ArgumentParser) -> None:
                        help="topic prefix (default edge-ser/<hostname>)")
     group.add_argument("--mqtt-username", metavar="USER", help="broker user name")
     group.add_argument("--mqtt-password-file", metavar="FILE", help="file holding the broker password")
+    # Exact-match decoy: without it argparse would take "--mqtt-password SECRET" as an
+    # abbreviation of --mqtt-password-file and later print SECRET in "cannot read file".
+    group.add_argument("--mqtt-password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
     group.add_argument("--mqtt-tls", action="store_const", const=True, default=None,
                        help="connect with TLS (implied by --mqtt-ca-file)")
     group.add_argument("--mqtt-ca-file", metavar="FILE", help="CA certificate(s) to verify the broker with")
