@@ -470,36 +470,46 @@ CALLGRIND_SCRIPT = textwrap.dedent("""
     import sys
     from edge_ser.classify import Classifier
     classifier = Classifier(sys.argv[1])
-    if len(sys.argv) > 2:
+    for _ in range(int(sys.argv[3])):
         classifier.classify_file(sys.argv[2])
 """)
 
+CALLGRIND_REPEAT = 10
+
 
 def instructions(model: Path, files: Dict[str, Path], sizes: Sizes) -> Dict[str, Any]:
-    """Instructions to classify a 3 s clip: callgrind of (startup + clip) minus (startup)."""
+    """Instructions per 3 s clip under callgrind, by differences of whole processes.
+
+    Three runs of the same script: startup only (imports + model load), startup + 1
+    clip, startup + 1 + N clips. The first difference is the first clip (with its
+    one-time costs: lazy imports, filterbank, interpreter warm-up), the second divided
+    by N the steady per-clip cost (decode + features + inference).
+    """
     if not sizes.callgrind:
         return {"error": "skipped (--quick)"}
     valgrind = shutil.which("valgrind")
     if not valgrind:
         return {"error": "valgrind not installed"}
     env = child_env()
-    env["EDGE_SER_NUM_THREADS"] = env.get("EDGE_SER_NUM_THREADS", "1")
+    env["EDGE_SER_NUM_THREADS"] = "1"
     counts = []
     with tempfile.TemporaryDirectory() as tmp:
-        for extra in ([], [str(files["clip3"])]):
+        for n in (0, 1, 1 + CALLGRIND_REPEAT):
             cmd = [valgrind, "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.%p",
-                   sys.executable, "-c", CALLGRIND_SCRIPT, str(model), *extra]
+                   sys.executable, "-c", CALLGRIND_SCRIPT, str(model), str(files["clip3"]), str(n)]
             run = run_process(cmd, env, timeout=1800)
             collected = [line for line in run.stderr.splitlines() if "Collected :" in line]
             if run.returncode != 0 or not collected:
                 return {"error": "callgrind failed: " + run.stderr.strip()[-300:]}
             counts.append(int(collected[-1].split(":")[-1].strip()))
-    per_clip = counts[1] - counts[0]
+    per_clip = (counts[2] - counts[1]) / CALLGRIND_REPEAT
     return {
         "startup_instructions": counts[0],
+        "first_clip_instructions": counts[1] - counts[0],
         "clip_instructions": per_clip,
         "clip_seconds": 3.0,
         "per_audio_second": per_clip / 3.0,
+        "repeat": CALLGRIND_REPEAT,
     }
 
 
@@ -604,6 +614,7 @@ def environment(model: Path, blas_note: str) -> Dict[str, Any]:
         "openblas_env": blas_note,
         "model": str(model),
         "model_bytes": model.stat().st_size,
+        "load_average_start": list(os.getloadavg()),
     }
 
 
@@ -614,7 +625,9 @@ def markdown(r: Dict[str, Any]) -> str:
         "",
         f"{env['date']}; {env['device']} ({env['machine']}, {env['cores']} cores); Python {env['python']}, "
         f"numpy {env['numpy']} ({env['blas']}); {env['openblas_env']}.",
-        f"Model: `{Path(env['model']).name}` ({env['model_bytes'] / 1024:.0f} KiB). Mode: {r['mode']}.",
+        f"Model: `{Path(env['model']).name}` ({env['model_bytes'] / 1024:.0f} KiB). Mode: {r['mode']}. "
+        f"Load average (1 min) at start/end: {env['load_average_start'][0]:.2f} / "
+        f"{env.get('load_average_end', [float('nan')])[0]:.2f} (other work on the machine inflates the times).",
         "Cold processes: median wall time of the runs, largest peak RSS (`ru_maxrss` of the child).",
         "",
     ]
@@ -689,10 +702,11 @@ def markdown(r: Dict[str, Any]) -> str:
         else:
             est = r["pi_estimate"]
             lines += [
-                "Instructions (valgrind callgrind, 1 interpreter thread; process classifying a 3 s clip minus the "
-                "same process without the clip):", "",
+                "Instructions (valgrind callgrind, 1 interpreter thread; differences of whole processes: startup "
+                f"only, + 1 clip, + 1 + {ins['repeat']} clips):", "",
                 f"- startup (imports + model load): {ins['startup_instructions'] / 1e6:.0f} M instructions",
-                f"- one 3 s clip (decode + features + inference): {ins['clip_instructions'] / 1e6:.1f} M instructions "
+                f"- first 3 s clip (with one-time costs): {ins['first_clip_instructions'] / 1e6:.1f} M instructions",
+                f"- each further 3 s clip (decode + features + inference): {ins['clip_instructions'] / 1e6:.1f} M instructions "
                 f"= **{ins['per_audio_second'] / 1e6:.1f} M instructions per second of audio**",
                 f"- rough Pi estimate ({est['assumption']}): {est['text']}",
                 "",
@@ -831,6 +845,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             print("daemon ...", file=sys.stderr)
             results["daemon"] = daemon(model, files, daemon_seconds)
+    results["environment"]["load_average_end"] = list(os.getloadavg())
     results["goals"] = evaluate_goals(results)
     text = markdown(results)
     print(text)
