@@ -1,0 +1,158 @@
+"""Data augmentation, in the audio domain (precomputed) and the feature domain (online).
+
+Audio-domain variants are deterministic functions of ``(clip, variant number, seed)``
+so they can be cached on disk: each variant draws a random combination of gain,
+additive noise (white, pink or brown, at a random SNR), a mild synthetic room
+reverberation and a speed perturbation (which shifts pitch and tempo together).
+Variant 0 is always the clean clip.
+
+Feature-domain augmentation runs on every training step: random crops (through
+:func:`edge_ser.windows.random_window`, so padding matches the device), SpecAugment
+time/frequency masks, and mixup of whole windows and their labels.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Tuple
+
+import numpy as np
+
+from edge_ser.windows import pad_value, random_window
+
+# -- audio domain ---------------------------------------------------------------------------
+
+
+def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
+    """Unit-RMS noise whose power spectrum falls as 1/f^0 (white), 1/f (pink) or 1/f^2 (brown)."""
+    exponent = {"white": 0.0, "pink": 1.0, "brown": 2.0}[colour]
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.arange(spectrum.size, dtype=np.float64)
+    freqs[0] = 1.0
+    spectrum /= freqs ** (exponent / 2)
+    noise = np.fft.irfft(spectrum, n)
+    return (noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)).astype(np.float32)
+
+
+def add_noise(signal: np.ndarray, snr_db: float, colour: str, rng: np.random.Generator) -> np.ndarray:
+    """Mix noise at ``snr_db`` relative to the clip's RMS."""
+    rms = float(np.sqrt(np.mean(signal.astype(np.float64) ** 2))) + 1e-9
+    noise = coloured_noise(signal.size, colour, rng) * rms / (10.0 ** (snr_db / 20.0))
+    return signal + noise
+
+
+def synthetic_rir(sample_rate: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """A room impulse response: direct path plus exponentially decaying noise (-60 dB at rt60)."""
+    n = max(2, int(rt60 * sample_rate))
+    t = np.arange(n) / sample_rate
+    decay = np.exp(-6.9078 * t / rt60)  # ln(1000): amplitude -60 dB at rt60
+    rir = rng.standard_normal(n) * decay
+    rir[: int(0.002 * sample_rate)] = 0.0  # a short gap before the first reflections
+    rir *= 0.3 / (np.sqrt(np.sum(rir ** 2)) + 1e-12)  # diffuse energy below the direct path
+    rir[0] = 1.0
+    return rir.astype(np.float32)
+
+
+def reverberate(signal: np.ndarray, sample_rate: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    rir = synthetic_rir(sample_rate, rt60, rng)
+    size = signal.size + rir.size - 1
+    n_fft = 1 << (size - 1).bit_length()
+    wet = np.fft.irfft(np.fft.rfft(signal, n_fft) * np.fft.rfft(rir, n_fft), n_fft)[: signal.size]
+    return wet.astype(np.float32)
+
+
+def change_speed(signal: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``factor`` times faster (pitch rises with it), by polyphase resampling."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly  # workstation only
+
+    ratio = Fraction(1.0 / factor).limit_denominator(100)
+    return resample_poly(signal, ratio.numerator, ratio.denominator).astype(np.float32)
+
+
+def variant_seed(path: str, variant: int, seed: int) -> int:
+    """A stable seed per (clip, variant): independent of file order and of Python's hash()."""
+    return zlib.crc32(f"{path}|{variant}|{seed}".encode("utf-8"))
+
+
+def augment_audio(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> Tuple[np.ndarray, str]:
+    """One random audio-domain variant of ``signal`` and a short description of it."""
+    x = np.asarray(signal, dtype=np.float32)
+    steps = []
+    if rng.random() < 0.6:
+        factor = float(rng.choice([0.9, 0.95, 1.05, 1.1]))
+        x = change_speed(x, factor)
+        steps.append(f"speed{factor:g}")
+    if rng.random() < 0.35:
+        rt60 = float(rng.uniform(0.15, 0.5))
+        x = reverberate(x, sample_rate, rt60, rng)
+        steps.append(f"rt60={rt60:.2f}")
+    if rng.random() < 0.6:
+        colour = str(rng.choice(["white", "pink", "brown"]))
+        snr = float(rng.uniform(10.0, 35.0))
+        x = add_noise(x, snr, colour, rng)
+        steps.append(f"{colour}@{snr:.0f}dB")
+    gain_db = float(rng.uniform(-12.0, 6.0))
+    x = x * np.float32(10.0 ** (gain_db / 20.0))
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 0.99:  # keep it a plausible recording: no clipping
+        x *= np.float32(0.99 / peak)
+    steps.append(f"gain{gain_db:+.0f}dB")
+    return x.astype(np.float32), ",".join(steps)
+
+
+# -- feature domain -------------------------------------------------------------------------
+
+
+def spec_augment(
+    window: np.ndarray, rng: np.random.Generator, time_masks: int = 2, time_width: int = 30,
+    freq_masks: int = 2, freq_width: int = 8,
+) -> np.ndarray:
+    """SpecAugment masks on a ``(frames, features)`` window, filled with the window minimum.
+
+    The minimum is what padding uses too, so a mask looks like a silent stretch or a
+    missing band rather than an impossible value.
+    """
+    out = window.copy()
+    fill = pad_value(window)
+    n_t, n_f = out.shape
+    for _ in range(time_masks):
+        width = int(rng.integers(0, time_width + 1))
+        if width:
+            start = int(rng.integers(0, max(1, n_t - width)))
+            out[start:start + width] = fill
+    for _ in range(freq_masks):
+        width = int(rng.integers(0, freq_width + 1))
+        if width:
+            start = int(rng.integers(0, max(1, n_f - width)))
+            out[:, start:start + width] = fill
+    return out
+
+
+def training_window(
+    features: np.ndarray, window_frames: int, rng: np.random.Generator,
+    short_fraction: float = 0.2, min_frames: int = 100, specaugment: bool = True,
+) -> np.ndarray:
+    """A random crop (a fraction of them shortened and padded like the device does) + masks."""
+    use_min = min_frames if rng.random() < short_fraction else None
+    window = random_window(features, window_frames, rng, min_frames=use_min)
+    if specaugment:
+        window = spec_augment(window, rng)
+    return window
+
+
+def mixup(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, rng: np.random.Generator, alpha: float = 0.2,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mix each example with a random partner: inputs, one-hot labels and sample weights."""
+    if alpha <= 0:
+        return x, y, w
+    lam = rng.beta(alpha, alpha, size=x.shape[0]).astype(np.float32)
+    lam = np.maximum(lam, 1.0 - lam)  # the original example stays dominant
+    perm = rng.permutation(x.shape[0])
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    x_mix = lam.reshape(shape) * x + (1.0 - lam).reshape(shape) * x[perm]
+    y_mix = lam[:, None] * y + (1.0 - lam)[:, None] * y[perm]
+    w_mix = lam * w + (1.0 - lam) * w[perm]
+    return x_mix.astype(np.float32), y_mix.astype(np.float32), w_mix.astype(np.float32)

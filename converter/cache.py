@@ -1,0 +1,115 @@
+"""On-disk cache of clip features (clean and augmented variants).
+
+Computing features for a corpus and its augmented copies takes minutes; a training
+run or a cross-validation fold should not redo it. An entry is keyed by everything that
+determines its contents: the feature config hash, the clip's absolute path, size and
+modification time, the augmentation variant and its seed. Change any of them and the
+old entry is simply not found (stale files can be deleted with the folder).
+
+Default folder: ``.features-cache/`` in the repository (git-ignored); override with
+``--cache DIR`` or ``EDGE_SER_CACHE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge_ser.features import FeatureConfig, log_mel
+
+from .audio_io import load_clip
+from .augment import augment_audio, variant_seed
+
+AUGMENT_VERSION = "a1"  # bump when augment_audio changes meaning
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("EDGE_SER_CACHE")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / ".features-cache"
+
+
+def entry_key(path: str, config: FeatureConfig, variant: int, seed: int) -> str:
+    st = os.stat(path)
+    parts = [config.hash(), os.path.abspath(path), str(st.st_size), str(st.st_mtime_ns), str(variant)]
+    if variant:
+        parts += [AUGMENT_VERSION, str(seed)]
+    return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:24]
+
+
+def compute_features(path: str, config: FeatureConfig, variant: int, seed: int) -> np.ndarray:
+    """Features of a clip (variant 0) or of one augmented copy of it (variant >= 1)."""
+    signal = load_clip(path, config.sample_rate)
+    if variant:
+        rng = np.random.default_rng(variant_seed(os.path.abspath(path), variant, seed))
+        signal, _ = augment_audio(signal, config.sample_rate, rng)
+    return log_mel(signal, config)
+
+
+def _fill(job: Tuple[str, str, dict, int, int]) -> str:
+    target, path, config_dict, variant, seed = job
+    feats = compute_features(path, FeatureConfig.from_dict(config_dict), variant, seed)
+    tmp = target + ".tmp.npy"
+    np.save(tmp, feats.astype(np.float32))
+    os.replace(tmp, target)
+    return target
+
+
+class FeatureCache:
+    """Get features for many (clip, variant) pairs, computing only what is missing."""
+
+    def __init__(self, config: FeatureConfig, directory: Optional[Path] = None, seed: int = 0) -> None:
+        self.config = config
+        self.directory = Path(directory) if directory else default_cache_dir()
+        self.seed = seed
+
+    def _target(self, path: str, variant: int) -> str:
+        key = entry_key(path, self.config, variant, self.seed)
+        return str(self.directory / key[:2] / f"{key}.npy")
+
+    def get_many(
+        self, paths: Sequence[str], variants: Sequence[int] = (0,), workers: int = 2, progress: bool = True,
+    ) -> Dict[Tuple[str, int], np.ndarray]:
+        """``{(path, variant): features}`` for every path and variant."""
+        jobs = []
+        targets: Dict[Tuple[str, int], str] = {}
+        for path in paths:
+            for variant in variants:
+                target = self._target(path, variant)
+                targets[(path, variant)] = target
+                if not os.path.exists(target):
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    jobs.append((target, path, self.config.to_dict(), variant, self.seed))
+        if jobs:
+            self._run(jobs, workers, progress)
+        return {k: np.load(t) for k, t in targets.items()}
+
+    @staticmethod
+    def _run(jobs: List[tuple], workers: int, progress: bool) -> None:
+        bar = None
+        if progress:
+            import sys
+
+            from tqdm import tqdm
+
+            # a live bar on a terminal, a line every 20 s in a log file
+            bar = tqdm(total=len(jobs), desc="features", unit="clip",
+                       mininterval=0.5 if sys.stderr.isatty() else 20.0)
+        if workers <= 1 or len(jobs) < 8:
+            for job in jobs:
+                _fill(job)
+                if bar:
+                    bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for _ in pool.map(_fill, jobs, chunksize=8):
+                    if bar:
+                        bar.update(1)
+        if bar:
+            bar.close()

@@ -1,0 +1,207 @@
+"""Speaker-independent cross-validation: per-fold float and int8 scores, tables and plots.
+
+For each fold (EmoBox folds by default) the fold's speakers are the test set, a few
+other speakers are held out for early stopping, and the rest train. The fold model is
+scored as Keras float model and again after full-int8 conversion, run in-process by
+``tf.lite.Interpreter`` exactly as on the device (windows of the whole clip, averaged).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edge_ser.metadata import EMOTIONS
+
+from .corpora import EMOBOX_FOLDS, cv_folds
+from .quantize import TFLiteRunner, convert, graph_report, representative_windows
+from .train import (ClipSet, Recipe, choose_val_speakers, clip_windows, confusion, keras_predictor,
+                    predict_clips, train_model, ua_wa)
+
+
+def int8_model(model, train: ClipSet, recipe: Recipe, count: int = 300) -> bytes:
+    """Full-int8 conversion calibrated on real windows of the training clips."""
+    windows = [clip_windows(f[0], recipe.window_frames, recipe.hop_frames) for f in train.feats]
+    reps = representative_windows(windows, train.labels, train.speakers, count=count, seed=recipe.seed)
+    return convert(model, reps, "int8")
+
+
+def score(model, tflite_bytes: bytes, test: ClipSet, recipe: Recipe) -> Dict[str, object]:
+    clips = [f[0] for f in test.feats]
+    y = test.labels
+    p_float = predict_clips(keras_predictor(model), clips, recipe.window_frames, recipe.hop_frames)
+    p_int8 = predict_clips(TFLiteRunner(tflite_bytes).predict, clips, recipe.window_frames, recipe.hop_frames)
+    cm_f, cm_q = confusion(y, p_float.argmax(1)), confusion(y, p_int8.argmax(1))
+    ua_f, wa_f = ua_wa(cm_f)
+    ua_q, wa_q = ua_wa(cm_q)
+    return {
+        "clips": int(len(y)),
+        "float": {"ua": ua_f, "wa": wa_f, "confusion": cm_f.tolist()},
+        "int8": {"ua": ua_q, "wa": wa_q, "confusion": cm_q.tolist()},
+        "agreement": float(np.mean(p_float.argmax(1) == p_int8.argmax(1))),
+    }
+
+
+def run_cv(
+    data: ClipSet, recipe: Recipe, val_speakers: int = 2, folds: Sequence[Sequence[str]] = EMOBOX_FOLDS,
+    only: Optional[Sequence[int]] = None, log=print,
+) -> Dict[str, object]:
+    present = cv_folds(data.items, folds)
+    missing = [i for i, f in enumerate(folds, start=1) if i not in {n for n, _ in present}]
+    if missing:
+        log(f"folds {missing} skipped: none of their speakers are in the data")
+    results: List[Dict[str, object]] = []
+    for number, test_speakers in present:
+        if only and number not in only:
+            continue
+        test = data.subset(test_speakers)
+        rest = data.subset(test_speakers, keep=False)
+        val_ids = choose_val_speakers(rest.speakers, val_speakers, recipe.seed + number)
+        val = rest.subset(val_ids) if val_ids else None
+        train = rest.subset(val_ids, keep=False) if val_ids else rest
+        log(f"fold {number}: test {','.join(test_speakers)} ({len(test.items)} clips), val "
+            f"{','.join(val_ids) or '-'}, train {len(set(train.speakers))} speakers ({len(train.items)} clips)")
+        t0 = time.time()
+        result = train_model(train, val, recipe, log=log)
+        tfl = int8_model(result.model, train, recipe)
+        fold = {"fold": number, "test_speakers": list(test_speakers), "val_speakers": val_ids,
+                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                "best_val_ua": result.best_val_ua, "train_seconds": round(result.seconds, 1),
+                "int8_bytes": len(tfl), "integer_only": graph_report(tfl)["integer_only"]}
+        fold.update(score(result.model, tfl, test, recipe))
+        fold["seconds"] = round(time.time() - t0, 1)
+        results.append(fold)
+        log(f"fold {number}: float UA {fold['float']['ua']:.3f} WA {fold['float']['wa']:.3f} | int8 UA "
+            f"{fold['int8']['ua']:.3f} WA {fold['int8']['wa']:.3f} | agreement {fold['agreement']:.3f} "
+            f"| best epoch {result.best_epoch} | {fold['seconds']:.0f}s")
+    return summarize(results, recipe)
+
+
+def summarize(results: List[Dict[str, object]], recipe: Recipe) -> Dict[str, object]:
+    def mean(kind: str, metric: str) -> float:
+        return float(np.mean([r[kind][metric] for r in results])) if results else float("nan")
+
+    total_f = np.sum([r["float"]["confusion"] for r in results], axis=0) if results else np.zeros((8, 8))
+    total_q = np.sum([r["int8"]["confusion"] for r in results], axis=0) if results else np.zeros((8, 8))
+    per_class = {}
+    for i, name in enumerate(EMOTIONS):
+        support = int(total_q[i].sum())
+        per_class[name] = {
+            "support": support,
+            "recall_float": float(total_f[i, i] / support) if support else None,
+            "recall_int8": float(total_q[i, i] / support) if support else None,
+            "precision_int8": float(total_q[i, i] / total_q[:, i].sum()) if total_q[:, i].sum() else None,
+        }
+    return {
+        "protocol": "speaker-independent cross-validation, EmoBox RAVDESS folds (test actors never seen "
+                    "in training or early stopping); clip score = mean of window probabilities",
+        "labels": list(EMOTIONS),
+        "recipe": recipe.to_dict(),
+        "folds": results,
+        "mean": {
+            "float_ua": mean("float", "ua"), "float_wa": mean("float", "wa"),
+            "int8_ua": mean("int8", "ua"), "int8_wa": mean("int8", "wa"),
+            "agreement": float(np.mean([r["agreement"] for r in results])) if results else float("nan"),
+            "best_epoch_median": int(np.median([r["best_epoch"] for r in results])) if results else None,
+        },
+        "pooled_confusion_float": total_f.tolist(),
+        "pooled_confusion_int8": total_q.tolist(),
+        "per_class": per_class,
+    }
+
+
+def markdown_table(summary: Dict[str, object]) -> str:
+    lines = ["| fold | test actors | clips | float UA | float WA | int8 UA | int8 WA | float/int8 agreement | best epoch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["folds"]:
+        lines.append(
+            f"| {r['fold']} | {', '.join(r['test_speakers'])} | {r['clips']} | {100 * r['float']['ua']:.1f} % | "
+            f"{100 * r['float']['wa']:.1f} % | {100 * r['int8']['ua']:.1f} % | {100 * r['int8']['wa']:.1f} % | "
+            f"{100 * r['agreement']:.1f} % | {r['best_epoch']} |")
+    m = summary["mean"]
+    lines.append(f"| **mean** | | | **{100 * m['float_ua']:.1f} %** | {100 * m['float_wa']:.1f} % | "
+                 f"**{100 * m['int8_ua']:.1f} %** | {100 * m['int8_wa']:.1f} % | {100 * m['agreement']:.1f} % | "
+                 f"{m['best_epoch_median']} (median) |")
+    return "\n".join(lines)
+
+
+def per_class_table(summary: Dict[str, object]) -> str:
+    lines = ["| class | clips | recall (float) | recall (int8) | precision (int8) |", "|---|---|---|---|---|"]
+    for name, row in summary["per_class"].items():
+        def pct(v):
+            return "-" if v is None else f"{100 * v:.1f} %"
+        lines.append(f"| {name} | {row['support']} | {pct(row['recall_float'])} | {pct(row['recall_int8'])} | "
+                     f"{pct(row['precision_int8'])} |")
+    return "\n".join(lines)
+
+
+def confusion_text(cm: Sequence[Sequence[int]]) -> str:
+    cm = np.asarray(cm)
+    short = [e[:5] for e in EMOTIONS]
+    head = "true\\pred " + " ".join(f"{s:>5}" for s in short)
+    rows = [head] + [f"{short[i]:>9} " + " ".join(f"{v:5d}" for v in cm[i]) for i in range(len(short))]
+    return "\n".join(rows)
+
+
+def plot_confusion(cm: Sequence[Sequence[int]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, dtype=np.float64)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    for i in range(len(EMOTIONS)):
+        for j in range(len(EMOTIONS)):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="recall (row-normalized)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_results(summary: Dict[str, object], out_dir: Path, command: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = dict(summary, command=command)
+    (out_dir / "cv.json").write_text(json.dumps(summary, indent=1) + "\n")
+    m = summary["mean"]
+    md = [
+        "# Speaker-independent cross-validation (RAVDESS, EmoBox folds 1-5)",
+        "",
+        summary["protocol"] + ".",
+        "",
+        f"Reproduce: `{command}`",
+        "",
+        markdown_table(summary),
+        "",
+        "UA = unweighted average recall (mean of per-class recalls), WA = accuracy over clips.",
+        "",
+        "## Per class (pooled over folds)",
+        "",
+        per_class_table(summary),
+        "",
+        "## Confusion matrix, int8 model (pooled over folds; rows = true class)",
+        "",
+        "```",
+        confusion_text(summary["pooled_confusion_int8"]),
+        "```",
+        "",
+        "![confusion matrix](confusion.png)",
+        "",
+    ]
+    (out_dir / "cv.md").write_text("\n".join(md))
+    plot_confusion(summary["pooled_confusion_int8"], out_dir / "confusion.png",
+                   f"int8, speaker-independent CV (UA {100 * m['int8_ua']:.1f} %, WA {100 * m['int8_wa']:.1f} %)")

@@ -1,0 +1,158 @@
+"""Package a trained model for the device: int8 .tflite + metadata, and its model card."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+from edge_ser.features import FeatureConfig
+from edge_ser.metadata import EMOTIONS, ModelMetadata
+
+from .quantize import graph_report
+from .tflite_metadata import embed_metadata
+
+MODEL_NAME = "edge-ser-cnn"
+
+
+def build_metadata(
+    config: FeatureConfig, window_frames: int, hop_frames: int, extra: Dict[str, object],
+    labels: Sequence[str] = EMOTIONS, name: str = MODEL_NAME, version: str = "1",
+) -> ModelMetadata:
+    return ModelMetadata(labels=tuple(labels), feature_config=config, window_frames=window_frames,
+                         hop_frames=hop_frames, name=name, version=version, extra=extra)
+
+
+def cv_digest(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:
+    """The CV figures worth carrying inside the model file (not the full confusion matrices)."""
+    if not summary:
+        return None
+    folds = [{"fold": f["fold"], "test_speakers": f["test_speakers"],
+              "float_ua": round(f["float"]["ua"], 4), "float_wa": round(f["float"]["wa"], 4),
+              "int8_ua": round(f["int8"]["ua"], 4), "int8_wa": round(f["int8"]["wa"], 4),
+              "agreement": round(f["agreement"], 4)} for f in summary["folds"]]
+    mean = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary["mean"].items()}
+    return {"protocol": summary["protocol"], "folds": folds, "mean": mean}
+
+
+def finish_tflite(tflite_bytes: bytes, metadata: ModelMetadata, out: Path) -> Dict[str, object]:
+    """Embed metadata, check the graph, write the file; return the graph report."""
+    data = embed_metadata(tflite_bytes, metadata)
+    report = graph_report(data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return report
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def model_card(
+    path: Path, metadata: ModelMetadata, report: Dict[str, object], cv: Optional[Dict[str, object]],
+    params: int, command: str, train_info: Dict[str, object],
+) -> str:
+    from .evaluate import confusion_text, markdown_table, per_class_table
+
+    cfg = metadata.feature_config
+    lines = [
+        "# Model card: edge-ser-int8.tflite",
+        "",
+        f"- File: `models/{path.name}`, {report['size_bytes'] / 1024:.1f} KiB, full-integer int8 "
+        f"(int8 input and output, softmax inside the graph; ops: {', '.join(report['ops'])}).",
+        f"- Network: compact CNN (3x3 convolutions + BatchNorm folded + ReLU, max pooling, global average "
+        f"pooling, dropout, dense softmax; a fixed time-difference filter adds deltas as a second channel), "
+        f"{params:,} parameters.",
+        f"- Input: one window of {metadata.window_frames} frames x {cfg.n_features} log-mel bands "
+        f"({metadata.window_seconds:.1f} s), tensor `[1, {metadata.window_frames}, {cfg.n_features}, 1]`. "
+        f"Longer clips are cut into windows every {metadata.hop_frames} frames and the window "
+        f"probabilities averaged; shorter ones are padded (`center_min`).",
+        f"- Features: preset `edge` (16 kHz, 25 ms Hann / 10 ms hop, 64 Slaney mels {cfg.fmin:g}-"
+        f"{cfg.fmax_hz:g} Hz, power dB, per-utterance mean/variance normalization), feature hash "
+        f"`{metadata.feature_hash}`.",
+        f"- Labels (output order): {', '.join(metadata.labels)}.",
+        f"- Trained: {train_info.get('date')} on {train_info.get('speakers')} RAVDESS actors "
+        f"({train_info.get('clips')} clips), {train_info.get('epochs')} epochs, "
+        f"{train_info.get('seconds', 0) / 60:.1f} min on a 2-core CPU.",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "The command reads the corpus from `../shared/datasets/ravdess` (or `--data` / `EDGE_SER_DATA`), "
+        "caches features in `.features-cache/`, trains with fixed seeds and TensorFlow's deterministic "
+        "ops, quantizes and embeds the metadata (including the cross-validation figures below). "
+        "`python -m converter cv` reproduces the cross-validation.",
+        "",
+        "## Data",
+        "",
+        "RAVDESS speech, audio only (Livingstone & Russo 2018, CC BY-NC-SA 4.0): 20 professional "
+        "North-American actors (actors 06, 13, 17, 22 are not in this copy), 60 clips each, "
+        "two fixed sentences (\"Kids are talking by the door\", \"Dogs are sitting by the door\") "
+        "acted in 8 emotions at two intensities, resampled to 16 kHz mono. Neutral has half as many "
+        "clips as the other classes; training weights classes to compensate.",
+        "",
+        "Training augmentation: 4 precomputed audio variants per clip (random speed perturbation "
+        "0.9-1.1, synthetic reverberation, white/pink/brown noise at 10-35 dB SNR, gain), random "
+        "3 s crops (20 % shortened and padded like short device input), SpecAugment masks, mixup, "
+        "label smoothing; AdamW with cosine decay.",
+        "",
+    ]
+    if cv:
+        m = cv["mean"]
+        lines += [
+            "## Speaker-independent evaluation",
+            "",
+            cv["protocol"] + ". Each fold model was trained on the other 14 actors, with 2 further "
+            "actors held out for early stopping, then converted to int8 exactly like the shipped model. "
+            "The shipped model itself is trained on all 20 actors, so it has no held-out score of its "
+            "own: these figures are the estimate of how it does on new speakers.",
+            "",
+            markdown_table(cv),
+            "",
+            f"Mean over folds: **UA {100 * m['int8_ua']:.1f} %** (int8), {100 * m['float_ua']:.1f} % "
+            f"(float); float and int8 give the same top-1 class on {100 * m['agreement']:.1f} % of clips.",
+            "",
+            "### Per class (pooled over the 5 test folds)",
+            "",
+            per_class_table(cv),
+            "",
+            "### Confusion matrix (int8, pooled; rows = true class)",
+            "",
+            "```",
+            confusion_text(cv["pooled_confusion_int8"]),
+            "```",
+            "",
+            "![confusion matrix](results/confusion.png)",
+            "",
+            "Full results: `models/results/cv.json`, `models/results/cv.md`.",
+            "",
+        ]
+    else:
+        lines += ["## Evaluation", "", "No cross-validation results were available when this model was built.", ""]
+    lines += [
+        "## Limits and intended use",
+        "",
+        "- Acted, read English speech by 20 North-American actors, two sentences, studio conditions. "
+        "Spontaneous speech, other languages and accents, children, far-field or noisy microphones "
+        "will score lower, likely much lower; calm vs neutral and fearful vs sad/surprised are the "
+        "usual confusions.",
+        "- The label is what an actor was asked to portray, not what a speaker feels. Outputs are "
+        "guesses with calibrated-looking probabilities, not facts about a person.",
+        "- Not for clinical or mental-health assessment, hiring or employee monitoring, law enforcement, "
+        "surveillance, or any decision about a person. Suitable for demos, research and "
+        "interaction experiments where a wrong guess is harmless.",
+        "- Dataset licence (CC BY-NC-SA 4.0) limits commercial use of a model trained on it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def load_cv(path: Path) -> Optional[Dict[str, object]]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None

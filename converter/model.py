@@ -1,0 +1,80 @@
+"""The compact CNN that edge-ser ships, built only from ops that quantize fully to int8.
+
+Input: one window of log-mel features, ``(window_frames, n_mels, 1)``. The network is a
+VGG-style stack of 3x3 convolutions (bias-free, each followed by BatchNorm and ReLU,
+which the converter folds into the convolution), max pooling that halves time and
+frequency, a global average over what is left (so the decision pools evidence over
+the whole window), dropout and a dense softmax layer. Every op (Conv2D, MaxPool,
+Mean, FullyConnected, Softmax, plus a fixed Conv2D for the time difference) has an
+int8 kernel in TFLite, so the converted graph has no float islands.
+
+Why a fixed time-difference filter: the feature config cannot carry delta features
+(it is fixed for the device), but a Conv2D with frozen weights ``[-1, 0, 1]`` along
+time computes them inside the graph. It is stacked with the plain features as a
+second input channel.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def build_model(
+    window_frames: int = 300,
+    n_features: int = 64,
+    n_classes: int = 8,
+    channels: Sequence[int] = (24, 32, 48, 64, 96),
+    dropout: float = 0.3,
+    deltas: bool = True,
+    weight_decay: float = 0.0,
+    head: str = "time_pool",
+    name: str = "edge_ser_cnn",
+):
+    """Return an uncompiled Keras model mapping a feature window to class probabilities."""
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
+    inputs = keras.Input(shape=(window_frames, n_features, 1), name="features")
+    x = inputs
+    if deltas:
+        delta = layers.Conv2D(1, (3, 1), padding="same", use_bias=False, trainable=False, name="time_delta")
+        d = delta(inputs)
+        delta.set_weights([np.array([-0.5, 0.0, 0.5], dtype=np.float32).reshape(3, 1, 1, 1)])
+        x = layers.Concatenate(axis=-1, name="with_delta")([inputs, d])
+
+    def conv_bn_relu(x, filters: int, label: str, strides=(1, 1), kernel=(3, 3)):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                          kernel_regularizer=reg, name=f"{label}_conv")(x)
+        # momentum 0.9: with ~30 steps per epoch the default 0.99 lags the weights by
+        # several epochs and validation scores swing wildly
+        x = layers.BatchNormalization(momentum=0.9, name=f"{label}_bn")(x)
+        return layers.ReLU(name=f"{label}_relu")(x)
+
+    c = list(channels)
+    # stem: stride 2 in both axes -> (T/2, F/2)
+    x = conv_bn_relu(x, c[0], "stem", strides=(2, 2))
+    for i, filters in enumerate(c[1:], start=1):
+        x = conv_bn_relu(x, filters, f"block{i}")
+        if i < len(c) - 1:
+            x = layers.MaxPooling2D((2, 2), name=f"pool{i}")(x)
+    if head == "gap":
+        x = layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        # pool over time only (mean and max), keep where in frequency things happened:
+        # pitch and formant positions carry much of the emotion signal
+        frames = int(x.shape[1])
+        mean_t = layers.AveragePooling2D((frames, 1), name="time_mean")(x)
+        max_t = layers.MaxPooling2D((frames, 1), name="time_max")(x)
+        x = layers.Concatenate(axis=-1, name="time_stats")([mean_t, max_t])
+        x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=reg, name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def count_params(model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.weights if w.trainable) +
+               sum(np.prod(w.shape) for w in model.non_trainable_weights if "time_delta" in w.path))

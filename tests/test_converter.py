@@ -1,0 +1,299 @@
+"""Tests of the workstation side: corpus readers, augmentation, training smoke run, conversion.
+
+The heavy tests (training, conversion) run real TensorFlow on a tiny model; the int8
+result is then loaded by ``tflite_runtime`` in a fresh subprocess (it must not share a
+process with TensorFlow) the way the device loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from converter.corpora import (  # noqa: E402
+    CorpusError, cv_folds, normalize_label, read_corpus, read_folders, read_manifest, read_ravdess,
+)
+from edge_ser.metadata import EMOTIONS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def write_tone(path: Path, seconds: float = 0.5, freq: float = 220.0, rate: int = 16000, seed: int = 0) -> Path:
+    """A short harmonic tone with a little noise, as 16-bit mono PCM."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    x = sum(np.sin(2 * np.pi * freq * k * t) / k for k in range(1, 5)) * 0.2
+    x = x + 0.01 * rng.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as fh:
+        fh.setnchannels(1)
+        fh.setsampwidth(2)
+        fh.setframerate(rate)
+        fh.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+# -- corpus readers ---------------------------------------------------------------------------
+
+
+def test_label_synonyms_and_unknown_label():
+    assert normalize_label("fear") == "fearful"
+    assert normalize_label("Surprise") == "surprised"
+    assert normalize_label("neu") == "neutral"
+    assert normalize_label(" ANGER ") == "angry"
+    assert normalize_label("pleasant surprise") == "surprised"
+    with pytest.raises(CorpusError, match="unknown emotion label 'bored'"):
+        normalize_label("bored")
+
+
+def test_ravdess_names_give_emotion_and_actor(tmp_path):
+    write_tone(tmp_path / "Actor_03" / "03-01-06-02-01-02-03.wav")
+    write_tone(tmp_path / "Actor_12" / "03-01-08-01-02-01-12.wav")
+    write_tone(tmp_path / "Actor_12" / "03-02-05-01-02-01-12.wav")  # song: skipped
+    (tmp_path / "Actor_12" / "notes.txt").write_text("not audio")
+    items = read_ravdess(tmp_path)
+    assert [(i.label, i.speaker) for i in items] == [("fearful", "03"), ("surprised", "12")]
+    assert read_corpus(tmp_path) == items
+
+
+def test_ravdess_bad_name_is_a_clear_error(tmp_path):
+    write_tone(tmp_path / "Actor_01" / "recording.wav")
+    with pytest.raises(CorpusError, match="not a RAVDESS file name"):
+        read_ravdess(tmp_path)
+
+
+def test_ravdess_real_corpus(ravdess_dir):
+    items = read_ravdess(ravdess_dir)
+    assert len(items) == 1200
+    by_label = {e: sum(1 for i in items if i.label == e) for e in EMOTIONS}
+    assert by_label["neutral"] == 80 and by_label["angry"] == 160
+    folds = cv_folds(items)
+    assert [n for n, _ in folds] == [1, 2, 3, 4, 5]  # fold 6's actors are absent
+
+
+def test_folder_layout_with_and_without_speaker_folders(tmp_path):
+    write_tone(tmp_path / "happy" / "spk1_a.wav")
+    write_tone(tmp_path / "fear" / "bob" / "x.wav")
+    items = read_folders(tmp_path)
+    assert {(i.label, i.speaker) for i in items} == {("happy", "spk1"), ("fearful", "bob")}
+    assert all(i.corpus == tmp_path.name for i in items)
+
+
+def test_folder_layout_unknown_label_folder(tmp_path):
+    write_tone(tmp_path / "sleepy" / "a.wav")
+    with pytest.raises(CorpusError, match="sleepy"):
+        read_folders(tmp_path)
+
+
+def test_csv_manifest(tmp_path):
+    write_tone(tmp_path / "audio" / "one.wav")
+    write_tone(tmp_path / "audio" / "two.wav")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,speaker\naudio/one.wav,surprise,s1\n" f"{tmp_path / 'audio' / 'two.wav'},neu,\n")
+    items = read_manifest(manifest)
+    assert [(i.label, i.speaker) for i in items] == [("surprised", "s1"), ("neutral", "two")]
+    assert read_corpus(manifest) == items
+
+
+def test_csv_manifest_errors(tmp_path):
+    write_tone(tmp_path / "a.wav")
+    bad_label = tmp_path / "bad.csv"
+    bad_label.write_text("path,label\na.wav,joyful-ish\n")
+    with pytest.raises(CorpusError, match=r"bad.csv:2: unknown emotion label"):
+        read_manifest(bad_label)
+    missing = tmp_path / "missing.csv"
+    missing.write_text("path,label\nnope.wav,sad\n")
+    with pytest.raises(CorpusError, match="does not exist"):
+        read_manifest(missing)
+    no_header = tmp_path / "nohead.csv"
+    no_header.write_text("a.wav,sad\n")
+    with pytest.raises(CorpusError, match="header"):
+        read_manifest(no_header)
+
+
+# -- augmentation and cache ---------------------------------------------------------------------
+
+
+def test_augmentation_is_deterministic_and_keeps_length_plausible():
+    from converter.augment import augment_audio, coloured_noise, spec_augment
+
+    x = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * 0.3
+    a, desc_a = augment_audio(x, 16000, np.random.default_rng(5))
+    b, desc_b = augment_audio(x, 16000, np.random.default_rng(5))
+    assert desc_a == desc_b and np.array_equal(a, b)
+    assert 0.85 * x.size < a.size < 1.15 * x.size
+    assert np.max(np.abs(a)) <= 0.99 + 1e-6
+    brown = coloured_noise(4096, "brown", np.random.default_rng(0))
+    spec = np.abs(np.fft.rfft(brown)) ** 2
+    assert spec[1:50].mean() > 100 * spec[-500:].mean()  # energy falls with frequency
+    w = np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32)
+    masked = spec_augment(w, np.random.default_rng(1), time_width=40, freq_width=10)
+    assert masked.shape == w.shape and np.sum(masked == w.min()) > 1
+
+
+def test_feature_cache_reuses_entries(tmp_path):
+    from converter.cache import FeatureCache
+    from edge_ser.features import log_mel, preset
+
+    clip = write_tone(tmp_path / "c.wav", seconds=1.0)
+    cache = FeatureCache(preset("edge"), tmp_path / "cache")
+    first = cache.get_many([str(clip)], variants=(0, 1), workers=1, progress=False)
+    files = sorted((tmp_path / "cache").rglob("*.npy"))
+    assert len(files) == 2
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    again = cache.get_many([str(clip)], variants=(0, 1), workers=1, progress=False)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+    assert np.array_equal(first[(str(clip), 0)], again[(str(clip), 0)])
+    from converter.audio_io import load_clip
+
+    assert np.allclose(first[(str(clip), 0)], log_mel(load_clip(str(clip)), preset("edge")))
+    assert not np.array_equal(first[(str(clip), 0)].shape, ()) and (str(clip), 1) in again
+
+
+# -- training smoke test -------------------------------------------------------------------------
+
+
+def _synth_corpus(root: Path) -> Path:
+    """8 classes x 3 speakers of short tones that differ by pitch per class."""
+    for e, label in enumerate(EMOTIONS):
+        for s in range(3):
+            for r in range(2):
+                write_tone(root / label / f"spk{s}_{r}.wav", seconds=1.2 + 0.4 * r, freq=120 + 60 * e,
+                           seed=100 * e + 10 * s + r)
+    return root
+
+
+def run_converter(args, cwd=ROOT, timeout=300):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([PY, "-m", "converter", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def check_in_tflite_runtime(model_path: Path, wav: Path) -> dict:
+    """Load the model with tflite_runtime in a fresh process (never beside TensorFlow)."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        from tflite_runtime.interpreter import Interpreter
+        from edge_ser.metadata import load_metadata
+        from edge_ser.features import log_mel
+        from edge_ser.windows import split_windows
+        from converter.audio_io import load_clip
+        meta = load_metadata({str(model_path)!r})
+        it = Interpreter(model_path={str(model_path)!r})
+        it.allocate_tensors()
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        feats = log_mel(load_clip({str(wav)!r}, meta.feature_config.sample_rate), meta.feature_config)
+        wins, _ = split_windows(feats, meta.window_frames, meta.hop_frames)
+        scale, zero = inp["quantization"]
+        probs = []
+        for w in wins:
+            q = np.clip(np.round(w / scale + zero), -128, 127).astype(np.int8).reshape(inp["shape"])
+            it.set_tensor(inp["index"], q)
+            it.invoke()
+            o = it.get_tensor(out["index"])[0].astype(np.float32)
+            probs.append((o - out["quantization"][1]) * out["quantization"][0])
+        p = np.mean(probs, axis=0)
+        print(json.dumps({{"labels": list(meta.labels), "shape": [int(d) for d in inp["shape"]],
+                          "in_dtype": str(inp["dtype"].__name__), "out_dtype": str(out["dtype"].__name__),
+                          "sum": float(p.sum()), "top": meta.labels[int(p.argmax())],
+                          "hash": meta.feature_hash, "extra_keys": sorted(meta.extra)}}))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_train_one_epoch_quantize_and_run_on_device_runtime(tmp_path):
+    data = _synth_corpus(tmp_path / "corpus")
+    out = tmp_path / "tiny.tflite"
+    card = tmp_path / "CARD.md"
+    proc = run_converter([
+        "train", "--data", str(data), "--cache", str(tmp_path / "cache"), "--epochs", "1",
+        "--channels", "4,8,8", "--aug-variants", "1", "--cv-results", "", "--val-speakers", "1",
+        "--out", str(out), "--card", str(card), "--keras-out", str(tmp_path / "tiny.keras"),
+    ])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "integer only: True" in proc.stdout
+    assert out.stat().st_size < 250 * 1024
+    assert "Limits and intended use" in card.read_text()
+    result = check_in_tflite_runtime(out, data / "happy" / "spk0_0.wav")
+    assert result["labels"] == list(EMOTIONS)
+    assert result["shape"] == [1, 300, 64, 1]
+    assert result["in_dtype"] == "int8" and result["out_dtype"] == "int8"
+    assert abs(result["sum"] - 1.0) < 0.05
+    assert {"corpora", "protocol", "command", "trained", "params"} <= set(result["extra_keys"])
+    from edge_ser.features import preset
+
+    assert result["hash"] == preset("edge").hash()
+
+    # the saved Keras model re-quantizes through the quantize command (float16 variant too)
+    q = run_converter(["quantize", str(tmp_path / "tiny.keras"), "--variant", "float16",
+                       "--out", str(tmp_path / "f16.tflite")])
+    assert q.returncode == 0, q.stderr[-2000:]
+    assert json.loads(q.stdout)["size_bytes"] > 0
+
+
+def _tiny_seed_model(tmp_path: Path, with_channel: bool, suffix: str) -> Path:
+    import keras
+    from keras import layers
+
+    shape = (126, 128, 1) if with_channel else (126, 128)
+    inputs = keras.Input(shape=shape)
+    x = inputs if with_channel else layers.Reshape((126, 128, 1))(inputs)
+    x = layers.Conv2D(4, 3, strides=2, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(8, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    path = tmp_path / f"seed{suffix}"
+    model.save(path)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_channel,suffix", [(True, ".keras"), (False, ".h5")])
+def test_convert_user_model_with_seed_preset(tmp_path, with_channel, suffix):
+    model = _tiny_seed_model(tmp_path, with_channel, suffix)
+    calib = tmp_path / "calib"
+    for i in range(4):
+        write_tone(calib / f"c{i}.wav", seconds=2.0 + i, freq=150 + 40 * i, seed=i)
+    out = tmp_path / "user.tflite"
+    proc = run_converter(["convert", str(model), "--preset", "seed", "--calibration", str(calib),
+                          "--labels", ",".join(EMOTIONS), "--out", str(out)])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert report["window_frames"] == 126 and report["integer_only"]
+    assert 0.0 <= report["top1_agreement_float_vs_int8"] <= 1.0
+    result = check_in_tflite_runtime(out, calib / "c3.wav")
+    from edge_ser.features import preset
+
+    assert result["hash"] == preset("seed").hash()
+    assert result["shape"][1:3] == [126, 128]
+
+
+@pytest.mark.slow
+def test_convert_rejects_feature_mismatch_and_label_count(tmp_path):
+    model = _tiny_seed_model(tmp_path, True, ".keras")
+    calib = tmp_path / "calib"
+    write_tone(calib / "c.wav", seconds=2.0)
+    proc = run_converter(["convert", str(model), "--preset", "edge", "--calibration", str(calib),
+                          "--labels", ",".join(EMOTIONS), "--out", str(tmp_path / "x.tflite")])
+    assert proc.returncode == 2
+    assert "takes 128 features per frame but the feature config gives 64" in proc.stderr
+    proc = run_converter(["convert", str(model), "--preset", "seed", "--calibration", str(calib),
+                          "--labels", "a,b,c", "--out", str(tmp_path / "x.tflite")])
+    assert proc.returncode == 2 and "8 outputs but 3 labels" in proc.stderr
+    assert not (tmp_path / "x.tflite").exists()
