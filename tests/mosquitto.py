@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 LOCALHOST = "127.0.0.1"
 
@@ -30,6 +30,20 @@ def mosquitto_binary() -> Optional[str]:
     """Path of the broker binary (Debian puts it in /usr/sbin, often not on a user's PATH)."""
     return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
+
+
+def self_signed_certificate(directory: Path) -> Tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, made with the openssl command; the cert is its own CA."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise FileNotFoundError("openssl command not found")
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "broker-cert.pem", directory / "broker-key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 def free_port() -> int:
@@ -51,7 +65,8 @@ class Mosquitto:
     """One private broker process; ``start()``/``stop()`` may be called repeatedly."""
 
     def __init__(self, workdir: Path, *, port: Optional[int] = None, persistence: bool = False,
-                 users: Optional[Dict[str, str]] = None) -> None:
+                 users: Optional[Dict[str, str]] = None,
+                 tls_cert: Optional[Tuple[Path, Path]] = None) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise FileNotFoundError("mosquitto binary not found (apt-get install mosquitto)")
@@ -62,6 +77,7 @@ class Mosquitto:
         self.host = LOCALHOST
         self.persistence = persistence
         self.users = dict(users or {})
+        self.tls_cert = tls_cert
         self.log_path = self.workdir / "mosquitto.log"
         self.conf_path = self.workdir / "mosquitto.conf"
         self._process: Optional[subprocess.Popen] = None
@@ -70,6 +86,7 @@ class Mosquitto:
     def _write_config(self) -> None:
         lines = [
             f"listener {self.port} {LOCALHOST}",
+            *([f"certfile {self.tls_cert[0]}", f"keyfile {self.tls_cert[1]}"] if self.tls_cert else []),
             # Running as root, mosquitto would switch to the 'mosquitto' user and could not
             # read our temporary files; "user <me>" keeps whoever we are.
             f"user {getpass.getuser()}",
@@ -157,7 +174,7 @@ class Subscriber:
 
     def __init__(self, broker: Mosquitto, topics: Sequence[str], *, client_id: Optional[str] = None,
                  persistent: bool = False, username: Optional[str] = None,
-                 password: Optional[str] = None) -> None:
+                 password: Optional[str] = None, ca_file: Optional[str] = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.topics = list(topics)
@@ -170,6 +187,8 @@ class Subscriber:
                                   clean_session=not persistent)
         if username:
             self.client.username_pw_set(username, password)
+        if ca_file:
+            self.client.tls_set(ca_certs=ca_file)
         self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.3)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *args: self.connected.clear()

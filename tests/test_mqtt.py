@@ -32,7 +32,8 @@ from edge_ser.outputs.mqtt_config import (
 )
 from edge_ser.outputs.outbox import OutMessage, Outbox, RetainedTopics
 
-from mosquitto import FlakyLink, Mosquitto, Subscriber, free_port, mosquitto_binary, wait_until
+from mosquitto import (FlakyLink, Mosquitto, Subscriber, free_port, mosquitto_binary, self_signed_certificate,
+                       wait_until)
 
 ROOT = Path(__file__).resolve().parent.parent
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
@@ -400,6 +401,35 @@ def test_last_will_says_offline_when_the_process_is_killed(broker, tmp_path):
     late.close()
 
 
+def run_bridge(args: List[str], stdin: str = "") -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "edge_ser.outputs.mqtt_bridge", *args], input=stdin,
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+
+
+@needs_broker
+def test_bridge_reads_the_toml_table_and_skips_bad_lines(broker, tmp_path):
+    prefix = f"test/{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "edge-ser.toml"
+    config.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntopic_prefix = "{prefix}"\n'
+                      f'client_id = "bridge-{uuid.uuid4().hex[:6]}"\n')
+    watcher = Subscriber(broker, [f"{prefix}/event"])
+    lines = [json.dumps(utterance(1)), "{not json", json.dumps(utterance(2))]
+    result = run_bridge(["--config", str(config)], "\n".join(lines) + "\n")
+    assert result.returncode == 1  # one bad line
+    assert "stdin line 2: skipped" in result.stderr
+    summary = json.loads(result.stderr.strip().splitlines()[-1])
+    assert summary["bad_lines"] == 1 and summary["mqtt"]["published"] == 2 and summary["mqtt"]["queued"] == 0
+    watcher.wait_for(lambda _: len(watcher.on(f"{prefix}/event")) == 2, what="the bridged events")
+    assert seqs(watcher, f"{prefix}/event") == [1, 2]
+    watcher.close()
+
+    config.write_text('[mqtt]\nhost = "127.0.0.1"\nprot = 1883\n')
+    result = run_bridge(["--config", str(config)])
+    assert result.returncode == 2 and "unknown key(s) prot" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @needs_broker
 def test_broker_restart_loses_no_event_and_keeps_order(tmp_path, paho, sinks):
     # A persistent broker keeps the *subscriber's* session over the restart; the sink's
@@ -528,6 +558,42 @@ def test_bad_password_is_reported_once_and_emit_keeps_working(tmp_path, paho, si
         watcher.wait_for(lambda _: len(watcher.on(cfg.event_topic)) == 1, what="event with the right password")
         assert good.counters()["last_error"] is None
         watcher.close()
+    finally:
+        for sink in sinks:
+            sink.close()
+        sinks.clear()
+        server.stop()
+
+
+@needs_broker
+def test_tls_with_a_ca_file_and_a_clear_error_for_an_untrusted_broker(tmp_path, paho, sinks):
+    try:
+        cert, key = self_signed_certificate(tmp_path / "pki")
+        other_ca, _ = self_signed_certificate(tmp_path / "other")
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot make a test certificate: {exc}")
+    server = Mosquitto(tmp_path / "broker", tls_cert=(cert, key)).start()
+    try:
+        cfg = make_config(server, ca_file=str(cert))
+        assert cfg.tls
+        watcher = Subscriber(server, [f"{cfg.topic_prefix}/#"], ca_file=str(cert))
+        sink = make_sink(sinks, cfg)
+        sink.emit(utterance(0, "surprised"))
+        watcher.wait_for(lambda _: len(watcher.on(cfg.event_topic)) == 1, what="event over TLS")
+        assert json.loads(watcher.payloads(cfg.event_topic)[0]) == utterance(0, "surprised")
+        for seq in range(1, 60):  # many acknowledgements per TLS record: none may stall
+            sink.emit(utterance(seq))
+        wait_until(lambda: sink.counters()["published"] == 60, what="their acknowledgements")
+        watcher.wait_for(lambda _: len(watcher.on(cfg.event_topic)) == 60, what="60 events over TLS")
+        assert seqs(watcher, cfg.event_topic) == list(range(60))
+        assert sink.counters()["last_error"] is None
+        watcher.close()
+
+        untrusting = make_sink(sinks, make_config(server, ca_file=str(other_ca)))
+        untrusting.emit(utterance(2))
+        wait_until(lambda: untrusting.counters()["connect_failures"] >= 1, what="a TLS failure")
+        assert "certificate verify failed" in untrusting.last_error
+        assert untrusting.counters()["queued"] == 1
     finally:
         for sink in sinks:
             sink.close()

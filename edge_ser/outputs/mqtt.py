@@ -303,6 +303,7 @@ class MqttSink:
                     self._drain_wake()
                 if sock in readable:
                     client.loop_read()
+                    self._read_tls_leftovers(client)
                 if sock in writable and client.socket() is not None:
                     client.loop_write()
                 if client.socket() is not None:
@@ -353,6 +354,16 @@ class MqttSink:
             self._wake()
             return False
         return self._offline_set and self._retained.all_acknowledged()
+
+    @staticmethod
+    def _read_tls_leftovers(client: Any) -> None:
+        """Consume bytes TLS already decrypted: select() cannot see them, they would wait."""
+        for _ in range(1000):
+            sock = client.socket()
+            pending = getattr(sock, "pending", None)
+            if sock is None or pending is None or pending() <= 0:
+                return
+            client.loop_read()
 
     def _drain_wake(self) -> None:
         try:
