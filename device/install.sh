@@ -300,12 +300,38 @@ install_package() {
     elif [ -n "$wheels" ]; then
         step "pip: build and install edge-ser from $repo (offline, setuptools and wheel from $wheels)"
         run "${pip[@]}" install -q "${pip_source_args[@]}" 'setuptools>=61' wheel
-        run "${pip[@]}" install -q "${pip_source_args[@]}" --no-build-isolation --no-deps \
-            --force-reinstall "$repo"
+        install_from_stage "${pip[@]}" install -q "${pip_source_args[@]}" --no-build-isolation --no-deps \
+            --force-reinstall
     else
         step "pip: build and install edge-ser from $repo"
-        run "${pip[@]}" install -q --no-deps --force-reinstall "$repo"
+        install_from_stage "${pip[@]}" install -q --no-deps --force-reinstall
     fi
+}
+
+install_from_stage() {
+    # Run "$@ STAGE" on a copy of the sources, then remove the copy.
+    [ "$dry_run" = 1 ] && return 0
+    local stage status=0
+    stage="$(staged_source)"
+    "$@" "$stage" || status=$?
+    rm -rf "$stage"
+    return "$status"
+}
+
+staged_source() {
+    # A copy of what the package is built from, so setuptools' build/ and *.egg-info
+    # (root-owned under sudo) never land in the user's checkout.
+    local stage
+    stage="$(mktemp -d "${TMPDIR:-/tmp}/edge-ser-src.XXXXXX")"
+    cp "$repo/pyproject.toml" "$stage/"
+    if [ -f "$repo/README.md" ]; then
+        cp "$repo/README.md" "$stage/"
+    else
+        echo "edge-ser" >"$stage/README.md"
+    fi
+    cp -r "$repo/edge_ser" "$stage/"
+    find "$stage" -name __pycache__ -type d -prune -exec rm -rf {} +
+    printf '%s' "$stage"
 }
 
 install_model() {
