@@ -157,7 +157,7 @@ class MqttSink:
             self._retained.set(self.config.state_topic, to_json(state_payload(event)))
         if dropped and not self._warned_drop:
             self._warned_drop = True  # once per outage: the counter has the numbers
-            log.warning("MQTT queue full (%d events): dropping the oldest until the broker is back",
+            log.warning("MQTT queue full (%d events): dropping the oldest (broker away or too slow)",
                         self.config.queue_size)
         self._wake()
 
@@ -172,7 +172,7 @@ class MqttSink:
         self._final_deadline = now + timeout
         self._closing.set()
         self._wake()
-        self._thread.join(timeout + 5.0)
+        self._thread.join(timeout + 1.0)  # a connect() in progress may outlive this; the thread then ends by itself
         left = len(self._outbox)
         if left:
             log.warning("MQTT output closed with %d event(s) the broker never acknowledged", left)
@@ -229,7 +229,9 @@ class MqttSink:
                 break
             now = time.monotonic()
             if self._closing.is_set():
-                if now >= self._final_deadline:
+                # Nothing left to deliver: no need to wait for a broker that is away (if we
+                # were connected before, the Last Will already said "offline").
+                if now >= self._final_deadline or len(self._outbox) == 0:
                     break
                 time.sleep(min(delay, self._final_deadline - now))
             else:
@@ -407,8 +409,8 @@ class MqttSink:
         with self._lock:
             self._connected = False
         if was_connected and not self._said_goodbye and not self._closing.is_set():
-            self._note_error(f"MQTT connection to {self.config.host}:{self.config.port} lost: {reason}",
-                             logging.WARNING)
+            self._note_error(f"MQTT connection to {self.config.host}:{self.config.port} lost ({reason});"
+                             " reconnecting", logging.WARNING)
 
     def _on_publish(self, link: _Link, mid: int) -> None:
         item = link.pending.pop(mid, None)
