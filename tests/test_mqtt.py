@@ -505,6 +505,34 @@ def test_network_drop_with_events_in_flight_resends_them_in_order(broker, sinks)
 
 
 @needs_broker
+def test_steady_stream_through_two_broker_restarts_arrives_complete_and_in_order(tmp_path, paho, sinks):
+    import time
+
+    server = Mosquitto(tmp_path / "broker", persistence=True).start()
+    try:
+        cfg = make_config(server)
+        watcher = Subscriber(server, [cfg.event_topic], client_id=f"watch-{uuid.uuid4().hex[:6]}", persistent=True)
+        sink = make_sink(sinks, cfg)
+        outages = {60: server.stop, 100: server.start, 140: server.stop, 180: server.start}
+        for seq in range(240):  # like a daemon: events keep coming whatever the broker does
+            outages.get(seq, lambda: None)()
+            sink.emit(utterance(seq))
+            time.sleep(0.003)  # pacing only, so some events are in flight when the broker goes
+        wait_until(lambda: sink.counters()["queued"] == 0, timeout=30, what="the outbox to drain")
+        watcher.wait_for(lambda _: set(seqs(watcher, cfg.event_topic)) >= set(range(240)), timeout=30,
+                         what="all 240 events")
+        assert first_occurrences(seqs(watcher, cfg.event_topic)) == list(range(240))
+        counters = sink.counters()
+        assert counters["reconnects"] >= 2 and counters["dropped"] == 0
+        watcher.close()
+    finally:
+        for sink in sinks:
+            sink.close()
+        sinks.clear()
+        server.stop()
+
+
+@needs_broker
 def test_full_queue_drops_the_oldest_and_counts_them(tmp_path, paho, sinks):
     server = Mosquitto(tmp_path / "broker", persistence=True).start()
     try:
