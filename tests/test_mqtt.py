@@ -142,12 +142,14 @@ def test_flags_override_the_toml_table_and_no_host_means_no_mqtt():
     assert MqttConfig.from_args(parser.parse_args([])) is None
     assert MqttConfig.from_args(parser.parse_args([]), {}) is None
     args = parser.parse_args(["--mqtt-host", "flag-host", "--mqtt-qos", "0", "--mqtt-no-discovery",
-                              "--mqtt-topic-prefix", "house/hall"])
+                              "--mqtt-topic-prefix", "house/hall", "--mqtt-device-name", "Hall"])
     cfg = MqttConfig.from_args(args, {"host": "toml-host", "port": 1999, "keepalive": 30})
     assert (cfg.host, cfg.port, cfg.keepalive, cfg.qos, cfg.discovery) == ("flag-host", 1999, 30, 0, False)
-    assert cfg.topic_prefix == "house/hall"
+    assert cfg.topic_prefix == "house/hall" and cfg.device_name == "Hall"
     with pytest.raises(MqttConfigError, match="no host"):
         MqttConfig.from_args(parser.parse_args(["--mqtt-port", "1884"]))
+    with pytest.raises(MqttConfigError, match="expected a \\[mqtt\\] table"):
+        MqttConfig.from_args(parser.parse_args([]), "broker.lan")  # mqtt = "broker.lan" in TOML
 
 
 def test_there_is_no_password_flag_and_it_does_not_echo_the_secret(capsys):
@@ -307,11 +309,12 @@ def test_events_state_status_and_daemon_topics(broker, sinks):
     cfg = make_config(broker)
     watcher = Subscriber(broker, [f"{cfg.topic_prefix}/#"])
     sink = make_sink(sinks, cfg)
-    started = {"type": "status", "state": "started", "counters": {"utterances": 0}}
+    started = {"type": "status", "seq": 0, "event": "start", "counters": {"utterances": 0}}
     events = [utterance(0, "calm", 0.5), utterance(1, "happy", 0.6), utterance(2, "angry", 0.9)]
     sink.emit(started)
     for event in events:
         sink.emit(event)
+    assert sink.dropped == 0
     watcher.wait_for(lambda _: len(watcher.on(cfg.event_topic)) >= 3, what="3 events")
     assert [json.loads(p) for p in watcher.payloads(cfg.event_topic)] == events
     assert [json.loads(p) for p in watcher.payloads(cfg.daemon_topic)] == [started]
@@ -333,18 +336,19 @@ def test_events_state_status_and_daemon_topics(broker, sinks):
 
 @needs_broker
 def test_late_subscriber_sees_retained_state_status_and_discovery(broker, sinks):
-    cfg = make_config(broker)
-    sink = make_sink(sinks, cfg, device_name="Kitchen Pi", labels=EMOTIONS)
+    cfg = make_config(broker, device_name="Kitchen Pi")
+    sink = make_sink(sinks, cfg, device_name="USB mic", labels=EMOTIONS)  # the config's name wins
     for seq in range(3):
         sink.emit(utterance(seq, ("sad", "happy", "fearful")[seq]))
-    sink.emit({"type": "status", "state": "device_lost", "counters": {}})
-    wait_until(lambda: sink.counters()["published"] == 4, what="events acknowledged")
+    sink.emit({"type": "status", "seq": 3, "event": "device_lost", "counters": {}})
+    sink.emit({**utterance(4, "disgust"), "type": "window"})  # continuous mode's result events
+    wait_until(lambda: sink.counters()["published"] == 5, what="events acknowledged")
 
     late = Subscriber(broker, [f"{cfg.topic_prefix}/#", f"{cfg.discovery_prefix}/sensor/{cfg.node_id}/#"])
     assert all(m.retain for m in late.messages if not m.topic.startswith("test-barrier"))
-    assert json.loads(late.payloads(cfg.state_topic)[-1])["emotion"] == "fearful"
+    assert json.loads(late.payloads(cfg.state_topic)[-1])["emotion"] == "disgust"
     assert late.payloads(cfg.status_topic) == [b"online"]
-    assert json.loads(late.payloads(cfg.daemon_topic)[-1])["state"] == "device_lost"
+    assert json.loads(late.payloads(cfg.daemon_topic)[-1])["event"] == "device_lost"
     assert late.payloads(cfg.event_topic) == []  # events are a stream, not retained
     config = json.loads(late.payloads(cfg.discovery_topic)[-1])
     assert config["state_topic"] == cfg.state_topic and config["availability_topic"] == cfg.status_topic

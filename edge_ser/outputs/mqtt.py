@@ -3,11 +3,11 @@
 Topics (``<prefix>`` is ``topic_prefix``, default ``edge-ser/<hostname>``):
 
 ==============================  =========  ================================================
-``<prefix>/event``              QoS 1      every utterance event as JSON, in order
+``<prefix>/event``              QoS 1      every utterance (or window) event as JSON, in order
 ``<prefix>/state``              retained   latest emotion, confidence, time, probabilities
 ``<prefix>/status``             retained   ``online`` / ``offline`` (``offline`` is also the
                                            Last Will, so a crashed device shows as offline)
-``<prefix>/daemon``             QoS 1,     daemon status events (started, stopped,
+``<prefix>/daemon``             QoS 1,     daemon status events (start, stop, periodic,
                                 retained   device_lost, device_recovered), in order
 ``homeassistant/sensor/<node>/  retained   discovery config of the "Room emotion" sensor
 emotion/config``
@@ -66,6 +66,9 @@ log = logging.getLogger("edge_ser.outputs.mqtt")
 MAX_IN_FLIGHT = 20
 #: How long to wait for the broker's CONNACK after the TCP connection is up.
 CONNACK_TIMEOUT = 10.0
+#: Event types that carry a classification and so update the retained state
+#: (``window`` is what the daemon emits in continuous mode).
+_RESULT_TYPES = ("utterance", "window")
 #: Connection refusals that mean "your credentials are wrong" (MQTT 3.1.1 codes 4, 5 as v5 reason codes).
 _AUTH_REASONS = {134, 135}
 
@@ -102,7 +105,8 @@ class _Link:
 class MqttSink:
     """Publishes daemon events to MQTT; see the module docstring for topics and guarantees.
 
-    ``device_name`` names the Home Assistant device ("Living room Pi"), ``model_id`` is
+    ``device_name`` names the Home Assistant device ("Living room Pi") unless the config
+    has its own ``device_name``; ``model_id`` is
     shown as its model ("edge-ser 1.0 ab12cd"); ``labels`` (the model's emotions), when
     given, make the sensor an HA ``enum`` so automations can pick a state from a list.
     """
@@ -115,7 +119,7 @@ class MqttSink:
         self._retained = RetainedTopics()
         if config.discovery:
             self._retained.set(config.discovery_topic, to_json(discovery_payload(
-                config, device_name=device_name, model_id=model_id,
+                config, device_name=config.device_name or device_name, model_id=model_id,
                 sw_version=sw_version, labels=labels)))
         self._retained.set(config.status_topic, ONLINE.encode())
 
@@ -153,7 +157,7 @@ class MqttSink:
         else:
             message = OutMessage(self.config.event_topic, to_json(event))
         dropped = self._outbox.put(message)
-        if kind == "utterance" and event.get("emotion") is not None:
+        if kind in _RESULT_TYPES and event.get("emotion") is not None:
             self._retained.set(self.config.state_topic, to_json(state_payload(event)))
         if dropped and not self._warned_drop:
             self._warned_drop = True  # once per outage: the counter has the numbers
@@ -198,6 +202,11 @@ class MqttSink:
                 "connected": self._connected,
                 "last_error": self._last_error,
             }
+
+    @property
+    def dropped(self) -> int:
+        """Events given up because the queue was full (the daemon's FanOut sums ``dropped``)."""
+        return self._outbox.dropped
 
     @property
     def last_error(self) -> Optional[str]:

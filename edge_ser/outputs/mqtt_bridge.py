@@ -2,8 +2,8 @@
 
 Reads one event (a JSON object) per line from standard input and hands it to an
 :class:`~edge_ser.outputs.mqtt.MqttSink`, so anything that prints edge-ser events
-(``edge-ser listen --json``, a log replay) can feed Home Assistant without the daemon
-knowing about MQTT. It is also how the tests run a sink in a process they can kill.
+(``edge-ser listen ... | python -m edge_ser.outputs.mqtt_bridge ...``, a log replay)
+can feed Home Assistant. It is also how the tests run a sink in a process they can kill.
 
 A malformed line is reported on stderr and skipped. At end of input the sink is
 closed and its counters are printed to stderr as one JSON line. With ``--config``

@@ -61,7 +61,8 @@ class MqttConfig:
 
     ``client_id``, ``topic_prefix`` and ``node_id`` left empty get host-derived defaults
     (``edge-ser-<hostname>``, ``edge-ser/<hostname>``, prefix with ``/`` -> ``_``).
-    ``port`` 0 means "the default": 1883, or 8883 with TLS.
+    ``port`` 0 means "the default": 1883, or 8883 with TLS. ``device_name``, when set,
+    names the Home Assistant device ("Living room") instead of what the daemon passes.
     """
 
     host: str
@@ -69,6 +70,7 @@ class MqttConfig:
     client_id: str = ""
     topic_prefix: str = ""
     node_id: str = ""
+    device_name: str = ""
     username: Optional[str] = None
     password: Optional[str] = field(default=None, repr=False)
     password_file: Optional[str] = None
@@ -196,6 +198,8 @@ class MqttConfig:
         daemon can write ``cfg = MqttConfig.from_args(args, toml.get("mqtt"))`` and add
         a sink only ``if cfg``.
         """
+        if table is not None and not isinstance(table, Mapping):
+            raise MqttConfigError(f"mqtt: expected a [mqtt] table, got {type(table).__name__}")
         merged: Dict[str, Any] = dict(table or {})
         for flag_dest, key in _FLAG_TO_KEY.items():
             value = getattr(args, flag_dest, None)
@@ -256,6 +260,7 @@ _FLAG_TO_KEY = {
     "mqtt_port": "port",
     "mqtt_client_id": "client_id",
     "mqtt_topic_prefix": "topic_prefix",
+    "mqtt_device_name": "device_name",
     "mqtt_username": "username",
     "mqtt_password_file": "password_file",
     "mqtt_tls": "tls",
@@ -290,6 +295,8 @@ def add_mqtt_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mqtt-client-id", metavar="ID", help="MQTT client id (default edge-ser-<hostname>)")
     group.add_argument("--mqtt-topic-prefix", metavar="PREFIX",
                        help="topic prefix (default edge-ser/<hostname>)")
+    group.add_argument("--mqtt-device-name", metavar="NAME",
+                       help="device name shown in Home Assistant (e.g. 'Living room')")
     group.add_argument("--mqtt-username", metavar="USER", help="broker user name")
     group.add_argument("--mqtt-password-file", metavar="FILE", help="file holding the broker password")
     # Exact-match decoy: without it argparse would take "--mqtt-password SECRET" as an
