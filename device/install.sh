@@ -348,23 +348,38 @@ install_model() {
     run install -m 0644 "$model" "$target"
 }
 
+EVENTS_FILE=$STATE_DIR/events.jsonl
+
+render_config() {
+    # The default config as the service uses it: events also appended to the state
+    # directory (the shipped default writes no file). Only an empty `events = ""` is
+    # filled in; a config that names its own events file is left as it is.
+    sed -e "s|^events = \"\"|events = \"$EVENTS_FILE\"|" "$default_config"
+}
+
 install_config() {
-    local source target
-    source="$default_config"
+    local target rendered
     target="$(r "$CONF_FILE")"
-    [ -f "$source" ] || die "default configuration missing: $source"
+    [ -f "$default_config" ] || die "default configuration missing: $default_config"
+    rendered="$(render_config)"
     if [ -f "$target" ]; then
-        if cmp -s "$source" "$target"; then
+        if [ "$(cat "$target")" = "$rendered" ]; then
             step "config: $target is the default already"
         else
             step "config: keep $target (yours); new default -> $target.dist"
-            run install -m 0644 "$source" "$target.dist"
+            if [ "$dry_run" = 0 ]; then
+                printf '%s\n' "$rendered" >"$target.dist"
+                chmod 0644 "$target.dist"
+            fi
         fi
         return
     fi
-    step "config: install $target (default; edit it to choose the microphone)"
+    step "config: install $target (default, events to $EVENTS_FILE; edit it to choose the microphone)"
     run install -d -m 0755 "$(r "$CONF_DIR")"
-    run install -m 0644 "$source" "$target"
+    if [ "$dry_run" = 0 ]; then
+        printf '%s\n' "$rendered" >"$target"
+        chmod 0644 "$target"
+    fi
 }
 
 create_state_dir() {
@@ -445,10 +460,10 @@ enable_service() {
 }
 
 events_file() {
-    # The path the shipped config names for the events file, if it names one.
+    # The events file the installed config names ([output] events = "..."), if any.
     local conf="$1" line
     [ -f "$conf" ] || return 0
-    line="$(grep -E '^[[:space:]]*(path|file|events_file)[[:space:]]*=' "$conf" | grep -E "$STATE_DIR" | head -n 1 || true)"
+    line="$(grep -E '^[[:space:]]*events[[:space:]]*=' "$conf" | head -n 1 || true)"
     line="${line#*=}"
     line="${line//\"/}"
     line="${line//\'/}"
@@ -458,7 +473,7 @@ events_file() {
 print_next_steps() {
     local events
     events="$(events_file "$(r "$CONF_FILE")")"
-    [ -n "$events" ] || events="$STATE_DIR/ (see [output] in $CONF_FILE)"
+    [ -n "$events" ] || events="(no events file: set [output] events in $CONF_FILE)"
     cat <<EOF
 
 edge-ser is installed${root:+ into $root}.

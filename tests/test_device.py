@@ -188,7 +188,8 @@ def test_dry_run_plan_on_bookworm_aarch64(os_release, fake_model: Path, tmp_path
     for expected in ("apt: install", "portaudio19-dev", "python3-venv", "user: create system user edge-ser",
                      "group audio", "venv: create /opt/edge-ser/venv", "tflite-runtime 2.14",
                      "pip: build and install edge-ser", "model: copy", "/opt/edge-ser/models/edge-ser-int8.tflite",
-                     "config: install /etc/edge-ser/edge-ser.toml", "state: /var/lib/edge-ser",
+                     "config: install /etc/edge-ser/edge-ser.toml", "events to /var/lib/edge-ser/events.jsonl",
+                     "state: /var/lib/edge-ser",
                      "unit: install /etc/systemd/system/edge-ser.service",
                      "systemd: daemon-reload, enable and (re)start edge-ser"):
         assert expected in text, f"{expected!r} not in plan:\n{text}"
@@ -295,15 +296,20 @@ def test_install_into_root_offline_idempotent_and_keeps_config(
     state = root / "var/lib/edge-ser"
     venv_python = root / "opt/edge-ser/venv/bin/python"
     assert unit.read_bytes() == UNIT.read_bytes()
-    assert config.read_bytes() == CONFIG.read_bytes()
+    # The shipped default, with the events file pointed into the state directory.
+    expected_config = CONFIG.read_text().replace('\nevents = ""\n', '\nevents = "/var/lib/edge-ser/events.jsonl"\n', 1)
+    assert expected_config != CONFIG.read_text(), "the default config no longer has an empty events line"
+    assert config.read_text() == expected_config
     assert model.read_bytes() == fake_model.read_bytes()
     assert state.is_dir() and stat.S_IMODE(state.stat().st_mode) == 0o750
     assert (root / "opt/edge-ser/venv/bin/edge-ser").is_file()
     # The package really is in the venv (its dependencies are not: no network here).
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([str(venv_python), "-c", "import edge_ser, sys; print(edge_ser.__file__)"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=tmp_path, env=clean_env)
     assert proc.returncode == 0 and str(root) in proc.stdout, proc.stderr
     assert "journalctl -u edge-ser -f" in first.stdout and "edge-ser devices" in first.stdout
+    assert "tail -f /var/lib/edge-ser/events.jsonl" in first.stdout
     assert "systemd: skipped (--root)" in first.stdout and "apt: skipped" in first.stdout
 
     # Again, unchanged: nothing is replaced needlessly.
@@ -320,7 +326,7 @@ def test_install_into_root_offline_idempotent_and_keeps_config(
     third = run_install(*args)
     assert third.returncode == 0, third.stdout + third.stderr
     assert config.read_text().endswith("# chosen by the user\n")
-    assert (config.parent / "edge-ser.toml.dist").read_bytes() == CONFIG.read_bytes()
+    assert (config.parent / "edge-ser.toml.dist").read_text() == expected_config
     assert model.read_bytes() == fake_model.read_bytes()
     assert "keep " in third.stdout
 
