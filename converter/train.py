@@ -176,6 +176,7 @@ class TrainResult:
     epochs_run: int
     seconds: float
     history: List[Dict[str, float]] = field(default_factory=list)
+    last_weights: Optional[list] = None  # weights after the last epoch run (before restoring the best)
 
 
 def set_seeds(recipe: Recipe) -> None:
@@ -247,10 +248,11 @@ def train_model(
         if val is not None and recipe.patience and epoch - best[1] >= recipe.patience:
             log(f"  early stop: no val UA gain for {recipe.patience} epochs")
             break
+    last_weights = model.get_weights()
     if best[2] is not None:
         model.set_weights(best[2])
     return TrainResult(model, best[1] if best[2] is not None else epoch, best[0] if best[2] is not None else None,
-                       epoch, time.time() - start, history)
+                       epoch, time.time() - start, history, last_weights)
 
 
 def choose_val_speakers(speakers: Sequence[str], count: int, seed: int) -> List[str]:

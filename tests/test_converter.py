@@ -205,7 +205,13 @@ def check_in_tflite_runtime(model_path: Path, wav: Path) -> dict:
             o = it.get_tensor(out["index"])[0].astype(np.float32)
             probs.append((o - out["quantization"][1]) * out["quantization"][0])
         p = np.mean(probs, axis=0)
-        print(json.dumps({{"labels": list(meta.labels), "shape": [int(d) for d in inp["shape"]],
+        # the device's own classifier on the same file, through the same runtime
+        from edge_ser.classify import Classifier
+        clf = Classifier({str(model_path)!r}, backend="tflite-runtime")
+        pred = clf.classify_file({str(wav)!r})
+        device_p = [pred.probabilities[l] for l in meta.labels]
+        print(json.dumps({{"classifier_gap": float(np.max(np.abs(np.array(device_p) - p))),
+                          "classifier_backend": clf.backend_name,"labels": list(meta.labels), "shape": [int(d) for d in inp["shape"]],
                           "in_dtype": str(inp["dtype"].__name__), "out_dtype": str(out["dtype"].__name__),
                           "sum": float(p.sum()), "top": meta.labels[int(p.argmax())],
                           "hash": meta.feature_hash, "extra_keys": sorted(meta.extra)}}))
@@ -235,6 +241,7 @@ def test_train_one_epoch_quantize_and_run_on_device_runtime(tmp_path):
     assert result["shape"] == [1, 300, 64, 1]
     assert result["in_dtype"] == "int8" and result["out_dtype"] == "int8"
     assert abs(result["sum"] - 1.0) < 0.05
+    assert result["classifier_gap"] < 1e-5, result
     assert {"corpora", "protocol", "command", "trained", "params"} <= set(result["extra_keys"])
     from edge_ser.features import preset
 
