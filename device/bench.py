@@ -29,6 +29,7 @@ warm-up. The table goes to stdout and, as markdown and JSON, to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -80,12 +81,15 @@ class Sizes:
     cold_runs: int
     daemon_seconds: float
     callgrind: bool
+    daemon_realtime_seconds: float
 
     @classmethod
     def for_mode(cls, quick: bool) -> "Sizes":
         if quick:
-            return cls(repeat_features=3, repeat_steady=3, cold_runs=1, daemon_seconds=8.0, callgrind=False)
-        return cls(repeat_features=30, repeat_steady=200, cold_runs=5, daemon_seconds=180.0, callgrind=True)
+            return cls(repeat_features=3, repeat_steady=3, cold_runs=1, daemon_seconds=8.0, callgrind=False,
+                       daemon_realtime_seconds=0.0)
+        return cls(repeat_features=30, repeat_steady=200, cold_runs=5, daemon_seconds=180.0, callgrind=True,
+                   daemon_realtime_seconds=60.0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -517,8 +521,34 @@ def instructions(model: Path, files: Dict[str, Path], sizes: Sizes) -> Dict[str,
 # Daemon
 
 
-def daemon(model: Path, files: Dict[str, Path], seconds: float) -> Dict[str, Any]:
-    """``edge-ser listen --file`` as fast as it goes; RTF from the child's CPU time."""
+def parse_events(stdout: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(result events, status events) from the daemon's JSON lines."""
+    events = []
+    for line in stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return [e for e in events if e.get("type") != "status"], [e for e in events if e.get("type") == "status"]
+
+
+def latency_stats(results: List[Dict[str, Any]]) -> Dict[str, Optional[float]]:
+    latencies = [float(e["latency_ms"]) for e in results if isinstance(e.get("latency_ms"), (int, float))]
+    return {
+        "latency_median_ms": statistics.median(latencies) if latencies else None,
+        "latency_p95_ms": percentile(latencies, 95) if latencies else None,
+    }
+
+
+def daemon(model: Path, files: Dict[str, Path], seconds: float, realtime_seconds: float) -> Dict[str, Any]:
+    """``edge-ser listen --file``: as fast as it goes (RTF), then at real-time pace (latency).
+
+    As fast as possible, the CPU time per second of audio is the real-time factor. At
+    real-time pace (``--realtime``, like a microphone) the latencies are what a user
+    sees: from the last captured sample of an utterance to its event.
+    """
     if not importable("edge_ser.daemon"):
         return {"error": "edge_ser.daemon not present"}
     env = child_env()
@@ -532,15 +562,7 @@ def daemon(model: Path, files: Dict[str, Path], seconds: float) -> Dict[str, Any
     run = run_process(base + [str(files["daemon"])], env, timeout=1800)
     if run.returncode != 0:
         return {"error": f"listen exited {run.returncode}: " + " | ".join(run.stderr.strip().splitlines()[-3:])}
-    events = []
-    for line in run.stdout.splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    latencies = [float(e["latency_ms"]) for e in events if isinstance(e.get("latency_ms"), (int, float))]
+    results, statuses = parse_events(run.stdout)
     out: Dict[str, Any] = {
         "audio_seconds": seconds,
         "audio_source": str(files["daemon_source"]),
@@ -549,13 +571,28 @@ def daemon(model: Path, files: Dict[str, Path], seconds: float) -> Dict[str, Any
         "startup_cpu_s": startup.cpu_s if startup.returncode == 0 else None,
         "rtf": run.cpu_s / seconds,
         "max_rss_mb": run.max_rss_mb,
-        "events": len(latencies),
-        "latency_median_ms": statistics.median(latencies) if latencies else None,
-        "latency_p95_ms": percentile(latencies, 95) if latencies else None,
-        "status": next((e for e in reversed(events) if "latency_ms" not in e), None),
+        "events": len(results),
+        **latency_stats(results),
+        "final_status": statuses[-1] if statuses else None,
     }
     if out["startup_cpu_s"] is not None:
         out["rtf_listening"] = max(0.0, run.cpu_s - out["startup_cpu_s"]) / seconds
+    if realtime_seconds > 0:
+        paced = run_process(base + [str(files["daemon"]), "--realtime", "--max-seconds", f"{realtime_seconds:g}"],
+                            env, timeout=realtime_seconds * 3 + 120)
+        if paced.returncode != 0:
+            out["realtime"] = {"error": f"listen --realtime exited {paced.returncode}"}
+        else:
+            paced_results, _ = parse_events(paced.stdout)
+            out["realtime"] = {
+                "audio_seconds": realtime_seconds,
+                "wall_s": paced.wall_s,
+                "cpu_s": paced.cpu_s,
+                "rtf": paced.cpu_s / realtime_seconds,
+                "max_rss_mb": paced.max_rss_mb,
+                "events": len(paced_results),
+                **latency_stats(paced_results),
+            }
     return out
 
 
@@ -713,21 +750,28 @@ def markdown(r: Dict[str, Any]) -> str:
             ]
     d = r.get("daemon")
     if d:
-        lines += ["## Daemon (`edge-ser listen --file`, as fast as possible)", ""]
+        lines += ["## Daemon (`edge-ser listen --file`)", ""]
         if "error" in d:
             lines += [f"{d['error']}.", ""]
         else:
             g = r["goals"]
+            rt_run = d.get("realtime") or {}
             lines += [
-                f"Input: {d['audio_seconds']:.0f} s of {d['audio_source']}.", "",
-                "| measure | value | goal |", "|---|---|---|",
-                f"| CPU time / audio time (RTF), whole process | {fmt(d['rtf'], '', 4)} | <= 0.02: {goal(g['rtf_ok'])} |",
-                f"| RTF without startup ({fmt(d.get('startup_cpu_s'), ' s CPU', 2)}) | {fmt(d.get('rtf_listening'), '', 4)} | |",
-                f"| events | {d['events']} | |",
+                f"Input: {d['audio_seconds']:.0f} s of {d['audio_source']}. As fast as possible: the WAV is read "
+                "as fast as the worker takes it. Real-time pace: `--realtime`, like a microphone. `latency_ms` is "
+                "the daemon's own measure, from the last captured sample of an utterance to its event.", "",
+                "| measure | as fast as possible | real-time pace | goal |", "|---|---|---|---|",
+                f"| audio | {d['audio_seconds']:.0f} s | {fmt(rt_run.get('audio_seconds'), ' s', 0)} | |",
+                f"| CPU time / audio time (RTF), whole process | {fmt(d['rtf'], '', 4)} | {fmt(rt_run.get('rtf'), '', 4)} | "
+                f"<= 0.02: {goal(g['rtf_ok'])} |",
+                f"| RTF without startup ({fmt(d.get('startup_cpu_s'), ' s CPU', 2)}) | {fmt(d.get('rtf_listening'), '', 4)} | | |",
+                f"| events (utterances) | {d['events']} | {rt_run.get('events', NA)} | |",
                 f"| event latency median / p95 | {fmt(d['latency_median_ms'], ' ms', 1)} / "
-                f"{fmt(d['latency_p95_ms'], ' ms', 1)} | <= 150 ms: {goal(g['latency_ok'])} |",
-                f"| peak RSS | {fmt(d['max_rss_mb'], ' MB', 1)} | <= 80 MB: {goal(g['rss_ok'])} |",
-                f"| wall time | {fmt(d['wall_s'], ' s', 1)} | |",
+                f"{fmt(d['latency_p95_ms'], ' ms', 1)} | {fmt(rt_run.get('latency_median_ms'), ' ms', 1)} / "
+                f"{fmt(rt_run.get('latency_p95_ms'), ' ms', 1)} | p95 <= 150 ms: {goal(g['latency_ok'])} |",
+                f"| peak RSS | {fmt(d['max_rss_mb'], ' MB', 1)} | {fmt(rt_run.get('max_rss_mb'), ' MB', 1)} | "
+                f"<= 80 MB: {goal(g['rss_ok'])} |",
+                f"| wall time | {fmt(d['wall_s'], ' s', 1)} | {fmt(rt_run.get('wall_s'), ' s', 1)} | |",
                 "",
             ]
     return "\n".join(lines) + "\n"
@@ -749,9 +793,12 @@ def evaluate_goals(r: Dict[str, Any]) -> Dict[str, Any]:
     g["steady_ok"] = steady <= 3.0 if steady is not None else None
     d = r.get("daemon") or {}
     ok = "error" not in d and bool(d)
+    paced = d.get("realtime") or {} if ok else {}
     g["rtf_ok"] = d["rtf"] <= 0.02 if ok else None
-    g["latency_ok"] = d["latency_p95_ms"] <= 150 if ok and d.get("latency_p95_ms") is not None else None
-    g["rss_ok"] = d["max_rss_mb"] <= 80 if ok else None
+    # Latency as a user sees it: at real-time pace when that ran, else as fast as possible.
+    p95 = paced.get("latency_p95_ms") if paced.get("latency_p95_ms") is not None else d.get("latency_p95_ms")
+    g["latency_ok"] = p95 <= 150 if ok and p95 is not None else None
+    g["rss_ok"] = max(d["max_rss_mb"], paced.get("max_rss_mb") or 0.0) <= 80 if ok else None
     return g
 
 
@@ -822,7 +869,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     model = resolve_model_path(args.model)
     sizes = Sizes.for_mode(args.quick)
     if args.skip_callgrind:
-        sizes = Sizes(sizes.repeat_features, sizes.repeat_steady, sizes.cold_runs, sizes.daemon_seconds, False)
+        sizes = dataclasses.replace(sizes, callgrind=False)
     daemon_seconds = args.daemon_seconds or sizes.daemon_seconds
     results: Dict[str, Any] = {
         "mode": "quick (smoke test, numbers meaningless)" if args.quick else "full",
@@ -844,7 +891,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results["daemon"] = {"error": "skipped (--skip-daemon)"}
         else:
             print("daemon ...", file=sys.stderr)
-            results["daemon"] = daemon(model, files, daemon_seconds)
+            results["daemon"] = daemon(model, files, daemon_seconds, sizes.daemon_realtime_seconds)
     results["environment"]["load_average_end"] = list(os.getloadavg())
     results["goals"] = evaluate_goals(results)
     text = markdown(results)
