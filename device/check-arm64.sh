@@ -159,7 +159,7 @@ EDGE_SER_BACKEND=tflite-runtime PYTHONPATH="$repo" \
 echo "aarch64: classifying under qemu-aarch64-static (cortex-a72), tflite-runtime"
 EDGE_SER_BACKEND=tflite-runtime PYTHONPATH="$site:$repo" PYTHONNOUSERSITE=1 \
     qemu "$arm_python" "$here/arm64_check.py" classify --model "$model" --clips "$work/clips" \
-    --json "$work/aarch64.json"
+    --json "$work/aarch64.json" --reference-features "$work/x86_64.npz"
 
 mkdir -p "$(dirname "$out")"
 "$host_python" "$here/arm64_check.py" compare "$work/x86_64.json" "$work/aarch64.json" \
