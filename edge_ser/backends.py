@@ -27,12 +27,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .errors import BackendError, ModelError
 
 __all__ = ["Backend", "BACKENDS", "ENV_VAR", "THREADS_ENV_VAR", "load_backend", "canonical_name",
-           "install_hint", "resolve_num_threads"]
+           "install_hint", "resolve_num_threads", "resolve_xnnpack"]
 
 #: Environment variable that picks a backend (``litert``, ``tflite-runtime``, ``tensorflow``).
 ENV_VAR = "EDGE_SER_BACKEND"
 #: Environment variable with the default interpreter thread count (a service sets it once).
 THREADS_ENV_VAR = "EDGE_SER_NUM_THREADS"
+#: Environment variable that turns the XNNPACK delegate off (``0``/``off``/``false``/``no``).
+XNNPACK_ENV_VAR = "EDGE_SER_XNNPACK"
 
 #: Canonical backend names, in the default order of preference.
 BACKENDS: Tuple[str, ...] = ("litert", "tflite-runtime", "tensorflow")
@@ -59,11 +61,16 @@ _MODULES: Dict[str, Tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Backend:
-    """One importable interpreter package: its name, version and ``Interpreter`` class."""
+    """One importable interpreter package: its name, version and ``Interpreter`` class.
+
+    ``builtin_kernels`` is the package's ``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``:
+    passing it keeps the XNNPACK delegate out, so only TFLite's builtin kernels run.
+    """
 
     name: str
     version: str
     interpreter_class: Callable[..., Any]
+    builtin_kernels: Any = None
 
     @property
     def label(self) -> str:
@@ -71,9 +78,16 @@ class Backend:
         return f"{self.name} {self.version}"
 
     def make_interpreter(
-        self, model_content: bytes, num_threads: Optional[int] = None, source: str = "model"
+        self, model_content: bytes, num_threads: Optional[int] = None, source: str = "model",
+        xnnpack: bool = True,
     ) -> Any:
         """An interpreter with tensors allocated, or a one-line error saying why not.
+
+        ``xnnpack=False`` runs TFLite's builtin kernels only. Why that exists: LiteRT's
+        XNNPACK int8 kernels round differently from the builtin ones (measured on the
+        shipped model: up to 7 output steps of 1/256 on a window), while builtin kernels
+        give bit-identical outputs in tflite-runtime 2.14, LiteRT 2.3 and TensorFlow. So
+        XNNPACK is the fast default and builtin kernels are the reproducible choice.
 
         Known failure translated here: tflite-runtime 2.14 was built against numpy 1
         and, under numpy 2, fails inside its C extension with ``SystemError ...
@@ -83,6 +97,8 @@ class Backend:
         kwargs: Dict[str, Any] = {"model_content": model_content}
         if num_threads is not None:
             kwargs["num_threads"] = int(num_threads)
+        if not xnnpack:
+            kwargs["experimental_op_resolver_type"] = self.builtin_kernels
         # numpy 2 writes a long warning with a stack dump to sys.stderr before that
         # SystemError; hold Python-level stderr back and show it only if all went well.
         held = io.StringIO()
@@ -135,6 +151,18 @@ def resolve_num_threads(num_threads: Optional[int] = None) -> Optional[int]:
     return int(num_threads)
 
 
+def resolve_xnnpack(xnnpack: Optional[bool] = None) -> bool:
+    """``xnnpack``, else ``$EDGE_SER_XNNPACK`` (default on)."""
+    if xnnpack is not None:
+        return bool(xnnpack)
+    text = os.environ.get(XNNPACK_ENV_VAR, "").strip().lower()
+    if text in ("", "1", "on", "true", "yes"):
+        return True
+    if text in ("0", "off", "false", "no"):
+        return False
+    raise BackendError(f"{XNNPACK_ENV_VAR}={text!r}: expected 1/on or 0/off")
+
+
 def canonical_name(name: str) -> str:
     """``litert``/``tflite-runtime``/``tensorflow`` for any accepted spelling, else BackendError."""
     key = name.strip().lower()
@@ -171,12 +199,15 @@ def _import(name: str) -> Backend:
     module = importlib.import_module(module_name)
     if name == "tensorflow":
         interpreter_class = module.lite.Interpreter
+        resolver = module.lite.experimental.OpResolverType
         version = str(module.__version__)
     else:
         interpreter_class = module.Interpreter
+        resolver = module.OpResolverType
         package = sys.modules[module_name.split(".")[0]]
         version = _distribution_version(dist, package)
-    return Backend(name=name, version=version, interpreter_class=interpreter_class)
+    return Backend(name=name, version=version, interpreter_class=interpreter_class,
+                   builtin_kernels=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
 
 def preference_order() -> List[str]:

@@ -129,8 +129,8 @@ def _as_mono_float(samples: np.ndarray, source: Optional[str]) -> np.ndarray:
 class Classifier:
     """Loads a model once and classifies clips with it.
 
-    ``model_path=None`` uses the default model (:mod:`edge_ser.paths`); ``backend``
-    and ``num_threads`` go to the interpreter (:mod:`edge_ser.backends`). Safe to share
+    ``model_path=None`` uses the default model (:mod:`edge_ser.paths`); ``backend``,
+    ``num_threads`` and ``xnnpack`` go to the interpreter (:mod:`edge_ser.backends`). Safe to share
     between threads: inference is serialized by a lock (one interpreter, one set of
     tensors).
     """
@@ -140,8 +140,10 @@ class Classifier:
         model_path: "Optional[str | os.PathLike[str]]" = None,
         backend: Optional[str] = None,
         num_threads: Optional[int] = None,
+        xnnpack: Optional[bool] = None,
     ) -> None:
-        self.model = Model.load(resolve_model_path(model_path), backend=backend, num_threads=num_threads)
+        self.model = Model.load(resolve_model_path(model_path), backend=backend, num_threads=num_threads,
+                                xnnpack=xnnpack)
         self._lock = threading.Lock()
 
     # -- what is loaded -----------------------------------------------------------------

@@ -155,7 +155,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.inputs.count(STDIN) > 1:
         raise _UsageError("'-' (stdin) can be given only once")
     items = list(expand_inputs(args.inputs))
-    classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads)
+    classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads, xnnpack=args.xnnpack)
     if args.json:
         writer: Any = _JsonWriter(args.top_k, args.windows, classifier.model_id, classifier.model.backend)
     else:
@@ -201,7 +201,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .model import Model
     from .paths import resolve_model_path
 
-    model = Model.load(resolve_model_path(args.model_file or args.model), backend=args.backend, num_threads=args.threads)
+    model = Model.load(resolve_model_path(args.model_file or args.model), backend=args.backend, num_threads=args.threads,
+                       xnnpack=args.xnnpack)
     info = model.describe()
     if args.json:
         print(json.dumps(info, indent=1, sort_keys=True))
@@ -231,7 +232,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     ]
     fields = [f"{k}={v}" for k, v in cfg.to_dict().items()]
     rows += [("", ", ".join(fields[i:i + 5])) for i in range(0, len(fields), 5)]
-    rows.append(("backend", f"{model.backend.label} (threads: {model.num_threads or 'default'})"))
+    rows.append(("backend", f"{model.backend.label} (threads: {model.num_threads or 'default'}, "
+                            f"XNNPACK {'on' if model.xnnpack else 'off'})"))
     extra: List[Tuple[str, str]] = []
     _flatten("", meta.extra, extra)
     rows += [(key, value) for key, value in extra if key]
@@ -271,7 +273,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .wav import wav_bytes
     from .windows import split_windows
 
-    classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads)
+    classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads, xnnpack=args.xnnpack)
     meta = classifier.metadata
     rate = classifier.sample_rate
     native = wav_bytes(_speechlike(args.seconds, rate), rate)
@@ -304,7 +306,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         })
     print(f"model    {classifier.model_path} ({classifier.model_id})")
     threads = classifier.model.num_threads
-    print(f"backend  {classifier.model.backend.label}, threads {threads or 'default'}")
+    print(f"backend  {classifier.model.backend.label}, threads {threads or 'default'}, "
+          f"XNNPACK {'on' if classifier.model.xnnpack else 'off'}")
     print(f"machine  {platform.machine()} {platform.processor() or ''}".rstrip()
           + f", Python {platform.python_version()}, numpy {np.__version__}")
     print(f"clip     {args.seconds:g} s synthesized speech-like audio, {args.repeat} runs per stage (+1 warm-up)")
@@ -318,7 +321,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.output:
         report = {
             "model": classifier.model_path, "model_id": classifier.model_id,
-            "backend": classifier.model.backend.label, "threads": threads,
+            "backend": classifier.model.backend.label, "threads": threads, "xnnpack": classifier.model.xnnpack,
             "machine": platform.machine(), "python": platform.python_version(),
             "numpy": np.__version__, "seconds": args.seconds, "repeat": args.repeat, "stages": results,
         }
@@ -363,6 +366,9 @@ def _add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True)
                         help="interpreter: litert, tflite-runtime or tensorflow (default: $EDGE_SER_BACKEND, "
                              "else the first one installed)")
     parser.add_argument("--threads", metavar="N", type=_positive_int, help="interpreter threads (default: $EDGE_SER_NUM_THREADS, else the backend's)")
+    parser.add_argument("--no-xnnpack", dest="xnnpack", action="store_const", const=False, default=None,
+                        help="builtin kernels only: slower on LiteRT, but bit-identical across backends "
+                             "(default: XNNPACK on unless $EDGE_SER_XNNPACK=0)")
 
 
 _CLASSIFY_EPILOG = """examples:

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .backends import Backend, load_backend, resolve_num_threads
+from .backends import Backend, load_backend, resolve_num_threads, resolve_xnnpack
 from .errors import ModelError
 from .metadata import ModelMetadata
 
@@ -86,6 +86,7 @@ class Model:
         sha256: str,
         size_bytes: int,
         num_threads: Optional[int],
+        xnnpack: bool = True,
     ) -> None:
         self.path = path
         self.metadata = metadata
@@ -93,6 +94,7 @@ class Model:
         self.sha256 = sha256
         self.size_bytes = size_bytes
         self.num_threads = num_threads
+        self.xnnpack = xnnpack
         self._interpreter = interpreter
         in_details = interpreter.get_input_details()
         out_details = interpreter.get_output_details()
@@ -114,11 +116,14 @@ class Model:
         path: "str | os.PathLike[str]",
         backend: Optional[str] = None,
         num_threads: Optional[int] = None,
+        xnnpack: Optional[bool] = None,
     ) -> "Model":
         """Read, parse and check the model at ``path``.
 
         ``num_threads=None`` uses ``$EDGE_SER_NUM_THREADS`` if set, else the backend's
-        default. Raises :class:`ModelError` for a missing/unreadable/inconsistent file and
+        default. ``xnnpack=None`` uses ``$EDGE_SER_XNNPACK`` (default on); off runs the
+        builtin kernels, which agree bit for bit across backends (see
+        :meth:`~edge_ser.backends.Backend.make_interpreter`). Raises :class:`ModelError` for a missing/unreadable/inconsistent file and
         :class:`~edge_ser.errors.BackendError` when no interpreter can run it. The
         metadata is parsed before any interpreter is imported, so a wrong file is
         reported without paying for (or needing) a backend.
@@ -135,8 +140,9 @@ class Model:
             raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
         metadata = ModelMetadata.from_tflite(content, source=path)
         num_threads = resolve_num_threads(num_threads)
+        xnnpack = resolve_xnnpack(xnnpack)
         chosen = load_backend(backend)
-        interpreter = chosen.make_interpreter(content, num_threads=num_threads, source=path)
+        interpreter = chosen.make_interpreter(content, num_threads=num_threads, source=path, xnnpack=xnnpack)
         return cls(
             path=path,
             metadata=metadata,
@@ -145,6 +151,7 @@ class Model:
             sha256=hashlib.sha256(content).hexdigest(),
             size_bytes=len(content),
             num_threads=num_threads,
+            xnnpack=xnnpack,
         )
 
     def _check_tensors(self) -> None:
@@ -256,6 +263,7 @@ class Model:
             "output_tensor": self.output.to_dict(),
             "backend": {"name": self.backend.name, "version": self.backend.version},
             "num_threads": self.num_threads,
+            "xnnpack": self.xnnpack,
             "extra": meta.extra,
         }
 

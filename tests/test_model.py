@@ -224,3 +224,21 @@ def test_thread_count_from_argument_or_environment(monkeypatch, test_models):
     assert Model.load(test_models["int8"]).num_threads is None
     with pytest.raises(BackendError, match="1 or more"):
         Model.load(test_models["int8"], num_threads=0)
+
+
+def test_xnnpack_switch_from_argument_or_environment(monkeypatch, test_models):
+    windows = np.random.default_rng(3).standard_normal((2, WINDOW_FRAMES, 64)).astype(np.float32)
+    monkeypatch.setenv("EDGE_SER_XNNPACK", "0")
+    builtin = Model.load(test_models["int8"])
+    assert builtin.xnnpack is False and builtin.describe()["xnnpack"] is False
+    assert Model.load(test_models["int8"], xnnpack=True).xnnpack is True  # argument wins
+    monkeypatch.setenv("EDGE_SER_XNNPACK", "maybe")
+    with pytest.raises(BackendError, match="EDGE_SER_XNNPACK='maybe'"):
+        Model.load(test_models["int8"])
+    monkeypatch.delenv("EDGE_SER_XNNPACK")
+    default = Model.load(test_models["int8"])
+    assert default.xnnpack is True
+    # both kernel sets run the model and give probabilities (equality is backend-specific:
+    # see test_backends_parity.py)
+    for model in (builtin, default):
+        assert np.allclose(model.predict(windows).sum(axis=1), 1.0, atol=8 / 256)
