@@ -173,7 +173,7 @@ class CaptureThread(threading.Thread):
                 if lost_at is None:
                     lost_at, lost_position = time.monotonic(), self.position
                     self.device_losses += 1
-                    self.queue.put(Control("device_lost", {"reason": exc.reason, "stream_time": self.position}))
+                    self.queue.put(Control("device_lost", {"reason": exc.reason, "stream_time": round(self.position, 3)}))
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2.0, self.retry_max)
                 continue
@@ -189,14 +189,14 @@ class CaptureThread(threading.Thread):
                 try:
                     block = self.source.read(self.read_timeout)
                 except SourceError as exc:
-                    self.source.close()
                     if not exc.retryable:
                         self.queue.put(Control("fatal", {"reason": exc.reason}))
                         return
                     if lost_at is None:
                         lost_at, lost_position = time.monotonic(), self.position
                         self.device_losses += 1
-                        self.queue.put(Control("device_lost", {"reason": exc.reason, "stream_time": self.position}))
+                        self.queue.put(Control("device_lost", {"reason": exc.reason, "stream_time": round(self.position, 3)}))
+                    self.source.close()
                     self.stop_event.wait(backoff)
                     backoff = min(backoff * 2.0, self.retry_max)
                     break
@@ -211,7 +211,7 @@ class CaptureThread(threading.Thread):
                     base = self.position = lost_position + outage
                     frames_since_open = 0
                     self.queue.put(Control("device_recovered", {
-                        "outage_seconds": round(outage, 3), "stream_time": self.position,
+                        "outage_seconds": round(outage, 3), "stream_time": round(self.position, 3),
                         **self.source.describe()}))
                     lost_at, awaiting_audio, backoff = None, False, self.retry_initial
                 start = base + frames_since_open / rate

@@ -109,6 +109,7 @@ class Listener:
             "queue_peak_seconds": round(self.queue.peak_seconds, 3),
             "gaps": self.gaps,
             "device_losses": self.capture.device_losses,
+            "abandoned_streams": int(getattr(self.source, "abandoned_streams", 0)),
             "classify_errors": self.classify_errors,
             "sink_dropped": self.sinks.dropped,
         }

@@ -181,6 +181,7 @@ class MicrophoneSource(AudioSource):
     """
 
     live = True
+    CLOSE_TIMEOUT = 1.0
 
     def __init__(self, device: Union[int, str] = "", rate: int = 16000, channels: int = 1, channel: int = -1,
                  chunk_ms: int = 50, stall_seconds: float = 2.0) -> None:
@@ -193,6 +194,8 @@ class MicrophoneSource(AudioSource):
         self.name = str(device) if device != "" else "default"
         self.overflows = 0
         self.callback_dropped_frames = 0
+        self.abandoned_streams = 0
+        self._generation = 0  # callbacks of an abandoned stream must not feed the new one
         self._pa: Any = None
         self._stream: Any = None
         self._blocks: Deque[Block] = deque()
@@ -237,6 +240,12 @@ class MicrophoneSource(AudioSource):
         if info["channels"] not in channel_options:
             channel_options.append(min(info["channels"], 64))
         last_error: Optional[BaseException] = None
+        self._generation += 1
+        generation = self._generation
+
+        def callback(in_data: bytes, frame_count: int, time_info: Any, status: int) -> Any:
+            return self._callback(generation, in_data, status)
+
         for channels in channel_options:
             if self.channel >= channels:
                 last_error = SourceError(f"channel {self.channel} requested but {info['name']!r} is opened with "
@@ -250,7 +259,7 @@ class MicrophoneSource(AudioSource):
                     self._stream = self._pa.open(
                         format=pyaudio.paInt16, channels=channels, rate=rate, input=True,
                         input_device_index=info["index"], frames_per_buffer=frames,
-                        stream_callback=self._callback)
+                        stream_callback=callback)
                     return
                 except (OSError, IOError, ValueError) as exc:
                     last_error = exc
@@ -263,7 +272,9 @@ class MicrophoneSource(AudioSource):
             raise last_error
         raise SourceError(f"input device {info['name']!r} accepts none of the tried rates/channels ({last_error})")
 
-    def _callback(self, in_data: bytes, frame_count: int, time_info: Any, status: int) -> Any:
+    def _callback(self, generation: int, in_data: bytes, status: int) -> Any:
+        if generation != self._generation:
+            return (None, self._pyaudio.paAbort)
         now, wall = time.monotonic(), time.time()
         if status & self._pyaudio.paInputOverflow:
             self.overflows += 1
@@ -303,24 +314,32 @@ class MicrophoneSource(AudioSource):
         return Block.empty()
 
     def close(self) -> None:
+        """Close the stream without ever hanging the caller.
+
+        PortAudio joins its callback thread on close; when the driver is stuck in a read
+        (a hung USB device, a stalled pipe) that join never returns. So closing runs in a
+        helper thread and is abandoned after ``CLOSE_TIMEOUT`` seconds (counted in
+        ``abandoned_streams``); the next open makes a fresh PyAudio instance.
+        """
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop_stream()
-            except Exception:
-                pass
-            try:
-                stream.close()
-            except Exception:
-                pass
         pa, self._pa = self._pa, None
-        if pa is not None:
-            try:
-                pa.terminate()
-            except Exception:
-                pass
         with self._ready:
             self._blocks.clear()
+        if stream is None and pa is None:
+            return
+
+        def release() -> None:
+            for action in ((stream.close,) if stream is not None else ()) + ((pa.terminate,) if pa else ()):
+                try:
+                    action()
+                except Exception:
+                    pass
+
+        closer = threading.Thread(target=release, name="edge-ser-close-stream", daemon=True)
+        closer.start()
+        closer.join(self.CLOSE_TIMEOUT)
+        if closer.is_alive():
+            self.abandoned_streams += 1
 
     def describe(self) -> Dict[str, Any]:
         out = super().describe()
