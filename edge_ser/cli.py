@@ -49,6 +49,11 @@ def _describe_os_error(exc: OSError, source: Optional[str] = None) -> str:
     return f"{where}: {reason}" if where else reason
 
 
+def _kernels(xnnpack: bool) -> str:
+    # "default": the backend may use XNNPACK (LiteRT does for int8; tflite-runtime 2.14 does not)
+    return "default (XNNPACK allowed)" if xnnpack else "builtin only (--no-xnnpack)"
+
+
 def _percent(p: float) -> str:
     return f"{100.0 * p:.1f}%"
 
@@ -233,7 +238,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     fields = [f"{k}={v}" for k, v in cfg.to_dict().items()]
     rows += [("", ", ".join(fields[i:i + 5])) for i in range(0, len(fields), 5)]
     rows.append(("backend", f"{model.backend.label} (threads: {model.num_threads or 'default'}, "
-                            f"XNNPACK {'on' if model.xnnpack else 'off'})"))
+                            f"kernels: {_kernels(model.xnnpack)})"))
     extra: List[Tuple[str, str]] = []
     _flatten("", meta.extra, extra)
     rows += [(key, value) for key, value in extra if key]
@@ -307,7 +312,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"model    {classifier.model_path} ({classifier.model_id})")
     threads = classifier.model.num_threads
     print(f"backend  {classifier.model.backend.label}, threads {threads or 'default'}, "
-          f"XNNPACK {'on' if classifier.model.xnnpack else 'off'}")
+          f"kernels {_kernels(classifier.model.xnnpack)}")
     print(f"machine  {platform.machine()} {platform.processor() or ''}".rstrip()
           + f", Python {platform.python_version()}, numpy {np.__version__}")
     print(f"clip     {args.seconds:g} s synthesized speech-like audio, {args.repeat} runs per stage (+1 warm-up)")
