@@ -102,11 +102,17 @@ class EnergyVad:
             self._cursor = (self._cursor + 1) % len(self._history)
         self._filled = min(len(self._history), self._filled + len(levels))
 
+    #: The floor is re-estimated at least this often (in frames), whatever the call size.
+    FLOOR_UPDATE_FRAMES = 8
+
     def raw_decisions(self, levels: np.ndarray) -> np.ndarray:
-        """Speech/non-speech per frame before hangover."""
-        threshold = self._threshold()
-        self._remember(levels)
-        return levels > threshold
+        """Speech/non-speech per frame before hangover (the floor only knows earlier frames)."""
+        out = np.empty(len(levels), bool)
+        for i in range(0, len(levels), self.FLOOR_UPDATE_FRAMES):
+            part = levels[i: i + self.FLOOR_UPDATE_FRAMES]
+            out[i: i + len(part)] = part > self._threshold()
+            self._remember(part)
+        return out
 
     def process(self, frames: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """``frames`` (n, frame_length) -> (is_speech bool (n,), level_db (n,))."""
@@ -147,7 +153,7 @@ class WebRtcVad(EnergyVad):
         assert self._frames is not None
         pcm = (np.clip(self._frames, -1.0, 1.0) * 32767.0).astype("<i2")
         decisions = np.array([self._vad.is_speech(row.tobytes(), self.sample_rate) for row in pcm], bool)
-        self._remember(levels)
+        self._remember(levels[-len(self._history):])
         return decisions & (levels > self.min_level_db)
 
 
