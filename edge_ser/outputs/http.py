@@ -1,0 +1,732 @@
+"""Web dashboard and HTTP API, served by the daemon with the standard library only.
+
+=========================  ======  =====================================================
+``/``                      GET     the dashboard (``index.html``, ``app.js``, ``style.css``)
+``/api/status``            GET     state, counters, device, model, last result, uptime
+``/api/events``            GET     stored events as JSON: ``?since=ID&limit=N``
+``/api/stream``            GET     Server-Sent Events; resumes after ``Last-Event-ID``
+                                   (header) or ``?last_event_id=ID``
+``/api/classify``          POST    a WAV body -> the prediction JSON
+``/healthz``               GET     ``{"status": "ok"}`` while the server runs
+``/metrics``               GET     Prometheus text format
+=========================  ======  =====================================================
+
+Why it is built the way it is, on a device that listens to a room:
+
+* **Loopback by default.** Anything else needs a token (see :mod:`.http_config`);
+  every request must then carry it: ``Authorization: Bearer TOKEN``, ``?token=TOKEN``
+  (for EventSource, which cannot set headers), or the ``HttpOnly; SameSite=Strict``
+  cookie the server sets when the dashboard is opened with ``?token=``. Comparison is
+  constant-time. Without a token, requests must name a loopback ``Host`` (stops DNS
+  rebinding from a web page in the user's browser).
+* **Nothing from the file system.** The only files served are a fixed whitelist of
+  asset names read once at start-up, so there is no path to traverse.
+* **The daemon never waits for a client.** :meth:`DashboardServer.emit` appends to a
+  bounded history and ``put_nowait``\\ s into bounded per-client queues
+  (:mod:`.sse`); a client that falls behind is dropped and counted.
+* **Bounded everything.** Request line, header count and size, body size, open
+  connections, stream clients, a socket timeout per connection, and uploads are
+  classified by a small pool of lower-priority worker threads (503 when busy) with
+  their own interpreter, so an upload cannot take the daemon's CPU or its model lock.
+
+Responses are HTTP/1.0 style (one request per connection), which keeps streams and
+timeouts simple and is all a dashboard on a LAN needs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import logging
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import parse_qs
+
+from .. import __version__
+from ..errors import EdgeSerError
+from .http_config import HttpConfig, HttpConfigError, add_http_arguments, is_loopback_host
+from .http_metrics import DaemonState, render_prometheus
+from .sse import EventHub, StreamClient
+
+__all__ = ["DashboardServer", "HttpConfig", "HttpConfigError", "add_http_arguments", "ASSETS"]
+
+log = logging.getLogger("edge_ser.outputs.http")
+
+#: URL path -> (file in ``edge_ser/outputs/web``, content type). Nothing else is served from disk.
+ASSETS: Dict[str, Tuple[str, str]] = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+#: Longest request line accepted (the longest legitimate one is a few hundred bytes).
+MAX_REQUEST_LINE = 4096
+COOKIE_NAME = "edge_ser_token"
+_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_JSON = "application/json; charset=utf-8"
+
+
+class ClassifierBusy(Exception):
+    """Every worker and queue slot is taken."""
+
+
+class ClassifyPool:
+    """Runs uploads through a classifier on a few low-priority threads, never more at once.
+
+    The classifier is created on first use by ``factory`` (loading a model costs memory
+    and time that a dashboard-only user should not pay). Workers lower their own
+    scheduling priority (Linux: per thread), so when the CPU is short the daemon's
+    live classification wins over an upload.
+    """
+
+    def __init__(self, factory: Optional[Callable[[], Any]], workers: int, queue_size: int) -> None:
+        self._factory = factory
+        self._workers = workers
+        self._slots = threading.BoundedSemaphore(workers + queue_size)
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._classifier: Any = None
+        self._lock = threading.Lock()
+
+    def classify(self, body: bytes, name: str) -> Tuple[Any, Any]:
+        """``(prediction, classifier)``; raises :class:`ClassifierBusy` or the classifier's error."""
+        if not self._slots.acquire(blocking=False):
+            raise ClassifierBusy()
+        try:
+            return self._pool().submit(self._run, body, name).result()
+        finally:
+            self._slots.release()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="edge-ser-http-classify",
+                                                    initializer=_lower_thread_priority)
+            return self._executor
+
+    def _run(self, body: bytes, name: str) -> Tuple[Any, Any]:
+        classifier = self._get_classifier()
+        return classifier.classify_file(body, name=name), classifier
+
+    def _get_classifier(self) -> Any:
+        with self._lock:
+            if self._classifier is None:
+                if self._factory is not None:
+                    self._classifier = self._factory()
+                else:
+                    from ..classify import Classifier
+
+                    self._classifier = Classifier(num_threads=1)
+            return self._classifier
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_thread_priority() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (OSError, AttributeError):
+            pass
+
+
+def _load_assets() -> Dict[str, bytes]:
+    folder = resources.files("edge_ser.outputs").joinpath("web")
+    assets: Dict[str, bytes] = {}
+    for file_name, _ in ASSETS.values():
+        try:
+            assets[file_name] = folder.joinpath(file_name).read_bytes()
+        except OSError as exc:
+            raise EdgeSerError(f"http: dashboard asset {file_name} is missing from the installed package "
+                               f"({exc}); reinstall edge-ser") from exc
+    return assets
+
+
+class DashboardServer:
+    """The web interface as a daemon sink: ``start()``, ``emit(event)``, ``close()``.
+
+    ``status_provider`` (optional) returns live numbers for ``/api/status``, e.g.
+    ``lambda: {"counters": listener.counters()}``; its keys override what the server
+    gathered from events. ``classifier_factory`` builds the classifier for
+    ``POST /api/classify`` on first use (default: ``Classifier(num_threads=1)`` with
+    the default model). ``info`` is shown on the dashboard and in ``/api/status``
+    (e.g. ``{"device": ..., "model": ..., "labels": [...], "backend": ...}``).
+    """
+
+    def __init__(self, config: HttpConfig, *, status_provider: Optional[Callable[[], Mapping[str, Any]]] = None,
+                 classifier_factory: Optional[Callable[[], Any]] = None,
+                 info: Optional[Mapping[str, Any]] = None) -> None:
+        self.config = config
+        self.info: Dict[str, Any] = dict(info or {})
+        self.hub = EventHub(config.history_size, config.max_stream_clients)
+        self.state = DaemonState(self.info)
+        self.status_provider = status_provider
+        self.classify_pool = ClassifyPool(classifier_factory, config.classify_workers, config.classify_queue)
+        self.assets = _load_assets()
+        self._token = config.token.encode("ascii") if config.token else None
+        self._stats_lock = threading.Lock()
+        self._responses: Dict[str, int] = {}
+        self._classify_outcomes: Dict[str, int] = {}
+        self._open_connections = 0
+        self._refused = 0
+        self._emit_errors = 0
+        self._httpd: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> "DashboardServer":
+        """Bind and serve on a background thread; raises :class:`HttpConfigError` if the port is taken."""
+        if self._httpd is not None:
+            return self
+        host, port = self.config.host, self.config.port
+        try:
+            self._httpd = _Server((host, port), self)
+        except OSError as exc:
+            raise HttpConfigError(f"http: cannot listen on {self.config.listen}: {exc.strerror or exc}") from exc
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.25},
+                                        name="edge-ser-http", daemon=True)
+        self._thread.start()
+        log.info("dashboard on %s%s", self.url, "" if self.config.token else " (no token: loopback only)")
+        return self
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        """The bound ``(host, port)`` (the real port when the config asked for port 0)."""
+        if self._httpd is None:
+            return self.config.host, self.config.port
+        return self.config.host, int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        """Record and broadcast ``event``; never blocks on a client and never raises."""
+        if self._closed:
+            return
+        try:
+            self.state.observe(event)
+            self.hub.publish(event)
+        except Exception:  # a sink must not take the daemon down; count and log once
+            self._emit_errors += 1
+            if self._emit_errors == 1:
+                log.exception("http: could not publish an event (further errors only counted)")
+
+    def close(self) -> None:
+        """End every stream, stop serving, release the port."""
+        if self._closed:
+            return
+        self._closed = True
+        self.hub.close()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self.classify_pool.close()
+
+    def __enter__(self) -> "DashboardServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- numbers --------------------------------------------------------------------------------------
+    def counters(self) -> Dict[str, Any]:
+        """Health of the HTTP side (also in ``/api/status`` under ``server``)."""
+        with self._stats_lock:
+            return {
+                "url": self.url,
+                "stream_clients": self.hub.client_count,
+                "dropped_clients": self.hub.dropped_clients,
+                "stream_connections": self.hub.total_clients,
+                "history": len(self.hub),
+                "newest_id": self.hub.newest_id,
+                "oldest_id": self.hub.oldest_id,
+                "open_connections": self._open_connections,
+                "refused": self._refused,
+                "emit_errors": self._emit_errors,
+                "responses": dict(self._responses),
+                "classify": dict(self._classify_outcomes),
+                "events_by_type": dict(self.state.events_by_type),
+            }
+
+    def status(self) -> Dict[str, Any]:
+        """The body of ``/api/status``."""
+        provided: Optional[Mapping[str, Any]] = None
+        provider_error = None
+        if self.status_provider is not None:
+            try:
+                provided = self.status_provider()
+            except Exception as exc:  # a broken provider must not break the page
+                provider_error = f"{type(exc).__name__}: {exc}"
+        body = self.state.snapshot(provided)
+        if provider_error:
+            body["status_error"] = provider_error
+        body["info"] = self.info
+        body["labels"] = list(self.info.get("labels") or _default_labels(body.get("last_event")))
+        body["version"] = __version__
+        body["time"] = _iso_now()
+        body["server"] = self.counters()
+        return body
+
+    def _count(self, table: str, key: str) -> None:
+        with self._stats_lock:
+            counts = self._responses if table == "responses" else self._classify_outcomes
+            counts[key] = counts.get(key, 0) + 1
+
+    def _admit(self) -> bool:
+        with self._stats_lock:
+            if self._open_connections >= self.config.max_connections:
+                self._refused += 1
+                return False
+            self._open_connections += 1
+            return True
+
+    def _release(self) -> None:
+        with self._stats_lock:
+            self._open_connections -= 1
+
+    def _authorized(self, header: Optional[str], query_token: Optional[str], cookie: Optional[str]) -> bool:
+        if self._token is None:
+            return True
+        candidates = []
+        if header and header[:7].lower() == "bearer ":
+            candidates.append(header[7:].strip())
+        candidates += [c for c in (query_token, cookie) if c]
+        ok = False
+        for candidate in candidates:  # every candidate is compared: no early exit to time
+            ok |= hmac.compare_digest(candidate.encode("utf-8", "replace"), self._token)
+        return ok
+
+
+def _iso_now() -> str:
+    """Wall-clock time of this device (the dashboard corrects for a skewed browser clock with it)."""
+    moment = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment % 1 * 1000):03d}Z"
+
+
+def _default_labels(last_event: Optional[Mapping[str, Any]]) -> List[str]:
+    if last_event and isinstance(last_event.get("probabilities"), Mapping):
+        return list(last_event["probabilities"])
+    from ..metadata import EMOTIONS
+
+    return list(EMOTIONS)
+
+
+class _Server(ThreadingHTTPServer):
+    """One thread per connection, capped at ``max_connections``; IPv6 when the host is."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, address: Tuple[str, int], dashboard: DashboardServer) -> None:
+        self.dashboard = dashboard
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.dashboard._admit():
+            _refuse(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self.dashboard._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.dashboard._release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("http: error serving %s", client_address, exc_info=True)
+
+
+def _refuse(request: socket.socket) -> None:
+    body = b'{"error":"too many connections"}'
+    try:
+        request.settimeout(1.0)
+        request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    except OSError:
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes one request; every response closes the connection (HTTP/1.0 style)."""
+
+    server_version = f"edge-ser/{__version__}"
+    sys_version = ""
+    protocol_version = "HTTP/1.0"
+    server: _Server
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    @property
+    def dashboard(self) -> DashboardServer:
+        return self.server.dashboard
+
+    def setup(self) -> None:
+        self.timeout = self.server.dashboard.config.request_timeout  # read by StreamRequestHandler.setup
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base class name)
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def send_response(self, code: int, message: Optional[str] = None) -> None:
+        self.dashboard._count("responses", str(int(code)))
+        super().send_response(code, message)
+
+    def handle_one_request(self) -> None:
+        """Read the request with our own limits, then dispatch; any socket trouble ends it."""
+        self.close_connection = True
+        self.command, self.request_version, self.requestline = None, "HTTP/1.0", ""
+        try:
+            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            if not line:
+                return
+            if len(line) > MAX_REQUEST_LINE:
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+                return
+            block, problem = self._read_header_block()
+            if problem:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, problem)
+                return
+            self.raw_requestline = line
+            real_rfile, self.rfile = self.rfile, io.BytesIO(block)
+            try:
+                parsed = self.parse_request()
+            finally:
+                self.rfile = real_rfile
+            if not parsed:
+                return
+            self.close_connection = True
+            self._dispatch()
+            self.wfile.flush()
+        except (OSError, ValueError) as exc:  # timeouts, resets, writes after a client left
+            log.debug("http: connection ended: %s", exc)
+
+    def _read_header_block(self) -> Tuple[bytes, Optional[str]]:
+        cfg = self.dashboard.config
+        lines: List[bytes] = []
+        size = 0
+        while True:
+            line = self.rfile.readline(cfg.max_header_bytes + 1)
+            size += len(line)
+            if size > cfg.max_header_bytes:
+                return b"", f"request headers larger than {cfg.max_header_bytes} bytes"
+            if line in (b"\r\n", b"\n", b""):
+                lines.append(b"\r\n")
+                return b"".join(lines), None
+            lines.append(line)
+            if len(lines) > cfg.max_headers:
+                return b"", f"more than {cfg.max_headers} request headers"
+
+    def _send(self, code: int, body: bytes, content_type: str,
+              headers: Optional[Mapping[str, str]] = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self._common_headers()
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _common_headers(self) -> None:
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Connection", "close")
+
+    def _json(self, code: int, payload: Any, headers: Optional[Mapping[str, str]] = None) -> None:
+        body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+        self._send(code, body, _JSON, headers)
+
+    def _error(self, code: int, message: str, headers: Optional[Mapping[str, str]] = None) -> None:
+        self._json(code, {"error": message, "status": int(code)}, headers)
+
+    # -- routing --------------------------------------------------------------------------------------
+    _ROUTES: Dict[str, Tuple[Tuple[str, ...], str]] = {
+        **{path: (("GET", "HEAD"), "_asset") for path in ASSETS},
+        "/favicon.ico": (("GET", "HEAD"), "_favicon"),
+        "/api/status": (("GET", "HEAD"), "_api_status"),
+        "/api/events": (("GET", "HEAD"), "_api_events"),
+        "/api/stream": (("GET",), "_api_stream"),
+        "/api/classify": (("POST",), "_api_classify"),
+        "/healthz": (("GET", "HEAD"), "_healthz"),
+        "/metrics": (("GET", "HEAD"), "_metrics"),
+    }
+
+    def _dispatch(self) -> None:
+        path, _, query_text = self.path.partition("?")
+        try:
+            self.query = parse_qs(query_text, keep_blank_values=True, max_num_fields=16)
+        except ValueError:
+            self._error(HTTPStatus.BAD_REQUEST, "too many query parameters")
+            return
+        if not self._check_host():
+            return
+        token_param = self._param("token")
+        if not self.dashboard._authorized(self.headers.get("Authorization"), token_param, self._cookie()):
+            self._unauthorized(path)
+            return
+        route = self._ROUTES.get(path)
+        if route is None:
+            self._error(HTTPStatus.NOT_FOUND, "not found")
+            return
+        methods, handler_name = route
+        if self.command not in methods:
+            self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} not allowed here; use {', '.join(methods)}",
+                        {"Allow": ", ".join(methods)})
+            return
+        if token_param and path in ("/", "/index.html") and self.dashboard._token is not None:
+            # Opened as /?token=...: keep the token in an HttpOnly cookie, take it out of the address bar.
+            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8", {
+                "Location": "./",
+                "Set-Cookie": f"{COOKIE_NAME}={token_param}; Path=/; HttpOnly; SameSite=Strict"})
+            return
+        getattr(self, handler_name)(path)
+
+    def _param(self, name: str) -> Optional[str]:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+    def _cookie(self) -> Optional[str]:
+        for part in (self.headers.get("Cookie") or "").split(";"):
+            key, sep, value = part.strip().partition("=")
+            if sep and key == COOKIE_NAME:
+                return value
+        return None
+
+    def _check_host(self) -> bool:
+        """Without a token, only loopback ``Host`` names: a DNS-rebinding page cannot read the API."""
+        if self.dashboard._token is not None:
+            return True
+        host = (self.headers.get("Host") or "").strip()
+        if not host:
+            return True  # HTTP/1.0 clients may omit it; a browser never does
+        if host.startswith("["):
+            name = host[1:].partition("]")[0]
+        else:
+            before, sep, port = host.rpartition(":")
+            name = before if sep and port.isdigit() else host
+        if is_loopback_host(name):
+            return True
+        self._error(HTTPStatus.FORBIDDEN, f"Host {host!r} is not allowed: this server has no token and "
+                                          "answers only to localhost (use an SSH tunnel)")
+        return False
+
+    def _unauthorized(self, path: str) -> None:
+        headers = {"WWW-Authenticate": 'Bearer realm="edge-ser"'}
+        if path in ("/", "/index.html"):
+            body = (b"<!doctype html><meta charset=utf-8><title>edge-ser: token needed</title>"
+                    b"<p>This edge-ser dashboard needs its access token: open it as "
+                    b"<code>/?token=YOUR_TOKEN</code> once (the browser then keeps it in a cookie), "
+                    b"or reach it through an SSH tunnel.</p>")
+            self._send(HTTPStatus.UNAUTHORIZED, body, "text/html; charset=utf-8", headers)
+        else:
+            self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong token (Authorization: Bearer TOKEN or ?token=)",
+                        headers)
+
+    # -- endpoints ------------------------------------------------------------------------------------
+    def _asset(self, path: str) -> None:
+        file_name, content_type = ASSETS[path]
+        headers = {"Content-Security-Policy": _CSP} if file_name.endswith(".html") else None
+        self._send(HTTPStatus.OK, self.dashboard.assets[file_name], content_type, headers)
+
+    def _favicon(self, path: str) -> None:
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self._common_headers()
+        self.end_headers()
+
+    def _healthz(self, path: str) -> None:
+        self._json(HTTPStatus.OK, {"status": "ok", "state": self.dashboard.state.state})
+
+    def _api_status(self, path: str) -> None:
+        self._json(HTTPStatus.OK, self.dashboard.status())
+
+    def _metrics(self, path: str) -> None:
+        dashboard = self.dashboard
+        status = dashboard.status()
+        text = render_prometheus(status, dashboard.state.latency_snapshot(), status["server"])
+        self._send(HTTPStatus.OK, text.encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
+
+    def _int_param(self, name: str, default: Optional[int], low: int, high: int) -> Optional[int]:
+        text = self._param(name)
+        if text is None or text == "":
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise _BadRequest(f"'{name}' must be an integer, got {text[:40]!r}") from None
+        if value < low:
+            raise _BadRequest(f"'{name}' must be at least {low}, got {value}")
+        return min(value, high)  # asking for more than exists is not an error
+
+    def _api_events(self, path: str) -> None:
+        hub = self.dashboard.hub
+        try:
+            since = self._int_param("since", None, 0, 2 ** 62)
+            limit = self._int_param("limit", 100, 1, self.dashboard.config.history_size)
+        except _BadRequest as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+            return
+        items = hub.events(since, limit or 100)
+        self._json(HTTPStatus.OK, {
+            "events": [item.event for item in items],
+            "oldest_id": hub.oldest_id,
+            "newest_id": hub.newest_id,
+            "next_since": items[-1].id if items else (since if since is not None else hub.newest_id),
+        })
+
+    def _api_stream(self, path: str) -> None:
+        dashboard = self.dashboard
+        header_id = self.headers.get("Last-Event-ID")
+        raw_id = header_id if header_id not in (None, "") else self._param("last_event_id")
+        after: Optional[int] = None
+        if raw_id not in (None, ""):
+            try:
+                after = max(0, int(str(raw_id).strip()))
+            except ValueError:
+                self._error(HTTPStatus.BAD_REQUEST, f"Last-Event-ID must be an integer, got {str(raw_id)[:40]!r}")
+                return
+        subscription = dashboard.hub.subscribe(after, dashboard.config.client_queue_size, self.connection)
+        if subscription is None:
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "too many stream clients", {"Retry-After": "10"})
+            return
+        client, backlog = subscription
+        try:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("X-Accel-Buffering", "no")
+            self._common_headers()
+            self.end_headers()
+            self.wfile.write(b"retry: 2000\n: edge-ser event stream\n\n")
+            for start in range(0, len(backlog), 64):
+                self.wfile.write(b"".join(item.frame for item in backlog[start:start + 64]))
+            self._pump(client)
+        except socket.timeout:
+            dashboard.hub.drop(client)  # the client stopped reading: same as a full queue
+        except (OSError, ValueError):
+            pass  # the client went away, or we shut its socket
+        finally:
+            dashboard.hub.unsubscribe(client)
+
+    def _pump(self, client: StreamClient) -> None:
+        keepalive = self.dashboard.config.keepalive_seconds
+        while not client.closed:
+            try:
+                frame = client.queue.get(timeout=keepalive)
+            except queue.Empty:
+                self.wfile.write(b": keep-alive\n\n")
+                continue
+            frames = [frame]
+            while frame is not None and len(frames) < 64:  # send what piled up in one write
+                try:
+                    frame = client.queue.get_nowait()
+                except queue.Empty:
+                    break
+                frames.append(frame)
+            payload = b"".join(f for f in frames if f is not None)
+            if payload:
+                self.wfile.write(payload)
+            if None in frames:
+                return
+
+    def _api_classify(self, path: str) -> None:
+        dashboard = self.dashboard
+        limit = dashboard.config.max_body_bytes
+        if self.headers.get("Transfer-Encoding"):
+            self._classify_reply("bad_request", HTTPStatus.LENGTH_REQUIRED,
+                                 {"error": "send the WAV with a Content-Length (chunked bodies are not accepted)"})
+            return
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            self._classify_reply("bad_request", HTTPStatus.LENGTH_REQUIRED,
+                                 {"error": "Content-Length required (send the WAV file as the request body)"})
+            return
+        try:
+            length = int(length_text)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST,
+                                 {"error": f"bad Content-Length {length_text[:40]!r}"})
+            return
+        if length > limit:
+            self._classify_reply("too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                 {"error": f"body of {length} bytes exceeds the limit of {limit} bytes"})
+            return
+        if length == 0:
+            self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST, {"error": "empty body: send a WAV file"})
+            return
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST,
+                                 {"error": f"body ended after {len(body)} of {length} bytes"})
+            return
+        name = (self._param("name") or "upload.wav")[:200]
+        windows = self._param("windows") not in ("0", "false", "no")
+        try:
+            prediction, classifier = dashboard.classify_pool.classify(body, name)
+        except ClassifierBusy:
+            self._classify_reply("busy", HTTPStatus.SERVICE_UNAVAILABLE,
+                                 {"error": "busy classifying other uploads; retry shortly"}, {"Retry-After": "2"})
+            return
+        except EdgeSerError as exc:
+            self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        except Exception as exc:  # a bug or a model that failed to load: say so, keep serving
+            log.exception("http: classify failed")
+            self._classify_reply("error", HTTPStatus.INTERNAL_SERVER_ERROR,
+                                 {"error": f"classification failed: {type(exc).__name__}: {exc}"})
+            return
+        result = prediction.to_dict(windows=windows)
+        result["model"] = str(getattr(classifier, "model_id", ""))
+        self._classify_reply("ok", HTTPStatus.OK, result)
+
+    def _classify_reply(self, outcome: str, code: int, payload: Dict[str, Any],
+                        headers: Optional[Mapping[str, str]] = None) -> None:
+        self.dashboard._count("classify", outcome)
+        if code != HTTPStatus.OK:
+            payload.setdefault("status", int(code))
+        self._json(code, payload, headers)
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+def wait_for_clients(server: DashboardServer, count: int, timeout: float = 5.0) -> bool:
+    """True once ``count`` stream clients are connected (for tests and scripts, not the daemon)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.hub.client_count >= count:
+            return True
+        time.sleep(0.01)
+    return server.hub.client_count >= count
