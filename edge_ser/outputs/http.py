@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import hmac
 import io
-import json
 import logging
 import os
 import queue
+import select
 import socket
 import sys
 import threading
@@ -56,7 +56,7 @@ from .. import __version__
 from ..errors import EdgeSerError
 from .http_config import HttpConfig, HttpConfigError, add_http_arguments, is_loopback_host
 from .http_metrics import DaemonState, render_prometheus
-from .sse import EventHub, StreamClient
+from .sse import EventHub, StreamClient, safe_json
 
 __all__ = ["DashboardServer", "HttpConfig", "HttpConfigError", "add_http_arguments", "ASSETS"]
 
@@ -72,6 +72,8 @@ ASSETS: Dict[str, Tuple[str, str]] = {
 #: Longest request line accepted (the longest legitimate one is a few hundred bytes).
 MAX_REQUEST_LINE = 4096
 COOKIE_NAME = "edge_ser_token"
+#: How often an idle stream checks whether its client hung up (so the client count stays true).
+_LEAVE_CHECK_SECONDS = 1.0
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _JSON = "application/json; charset=utf-8"
@@ -381,6 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = f"edge-ser/{__version__}"
     sys_version = ""
     protocol_version = "HTTP/1.0"
+    default_request_version = "HTTP/1.0"  # no HTTP/0.9: even a garbage request gets a status line
     server: _Server
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -464,7 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
 
     def _json(self, code: int, payload: Any, headers: Optional[Mapping[str, str]] = None) -> None:
-        body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+        body = safe_json(payload).encode("utf-8")
         self._send(code, body, _JSON, headers)
 
     def _error(self, code: int, message: str, headers: Optional[Mapping[str, str]] = None) -> None:
@@ -639,12 +642,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _pump(self, client: StreamClient) -> None:
         keepalive = self.dashboard.config.keepalive_seconds
+        idle = 0.0
         while not client.closed:
             try:
-                frame = client.queue.get(timeout=keepalive)
+                frame = client.queue.get(timeout=min(keepalive, _LEAVE_CHECK_SECONDS))
             except queue.Empty:
-                self.wfile.write(b": keep-alive\n\n")
+                if self._client_left():
+                    return
+                idle += _LEAVE_CHECK_SECONDS
+                if idle >= keepalive:
+                    idle = 0.0
+                    self.wfile.write(b": keep-alive\n\n")
                 continue
+            idle = 0.0
             frames = [frame]
             while frame is not None and len(frames) < 64:  # send what piled up in one write
                 try:
@@ -657,6 +667,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
             if None in frames:
                 return
+
+    def _client_left(self) -> bool:
+        """True when the client closed its side (a stream client never sends anything after its request)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     def _api_classify(self, path: str) -> None:
         dashboard = self.dashboard

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple
 
-__all__ = ["EventHub", "StreamClient", "StoredEvent", "encode_frame", "TRANSIENT_TYPES"]
+__all__ = ["EventHub", "StreamClient", "StoredEvent", "encode_frame", "safe_json", "TRANSIENT_TYPES"]
 
 #: Event types sent to live clients only (never stored, never numbered).
 TRANSIENT_TYPES = frozenset({"level"})
@@ -35,7 +35,12 @@ def _to_json(event: Mapping[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
 
 
-def _safe_json(event: Mapping[str, Any]) -> str:
+def safe_json(event: Any) -> str:
+    """Compact JSON that browsers accept: odd objects as strings, NaN/infinity as null."""
+    return _safe_json(event)
+
+
+def _safe_json(event: Any) -> str:
     try:
         return _to_json(event)
     except ValueError:  # NaN/inf are not JSON; browsers' JSON.parse would reject the frame
@@ -142,8 +147,10 @@ class EventHub:
                 self._next_id += 1
                 data = dict(event)
                 data["id"] = event_id
-                frame = encode_frame(event_id, kind, _safe_json(data))
-                stored = StoredEvent(event_id, kind, data, frame)
+                data_json = _safe_json(data)
+                frame = encode_frame(event_id, kind, data_json)
+                # keep the JSON-clean copy: /api/events then returns exactly what the stream sent
+                stored = StoredEvent(event_id, kind, json.loads(data_json), frame)
                 self._history.append(stored)
             for client in self._clients:
                 if not client.offer(frame, transient):
