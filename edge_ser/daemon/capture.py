@@ -84,26 +84,32 @@ class CaptureQueue:
         with self._cond:
             if isinstance(item, Chunk):
                 if self.block_when_full:
-                    while self._seconds + item.duration > self.capacity and self._seconds > 0 and not self._closed:
+                    while (self._seconds + item.duration > self.capacity and not self._closed
+                           and any(isinstance(x, Chunk) for x in self._items)):
                         if stop is not None and stop.is_set():
                             return
                         self._cond.wait(0.1)
                 else:
-                    while self._seconds + item.duration > self.capacity and self._seconds > 0:
-                        self._drop_oldest_audio()
+                    while self._seconds + item.duration > self.capacity and self._drop_oldest_audio():
+                        pass
                 self._seconds += item.duration
                 self.peak_seconds = max(self.peak_seconds, self._seconds)
             self._items.append(item)
             self._cond.notify_all()
 
-    def _drop_oldest_audio(self) -> None:
+    def _drop_oldest_audio(self) -> bool:
+        """Drop the oldest chunk; False when no audio is queued."""
         for i, old in enumerate(self._items):
             if isinstance(old, Chunk):
                 del self._items[i]
                 self._seconds -= old.duration
                 self.dropped_seconds += old.duration
                 self.dropped_chunks += 1
-                return
+                if not any(isinstance(x, Chunk) for x in self._items):
+                    self._seconds = 0.0  # no float residue from the running sum
+                return True
+        self._seconds = 0.0
+        return False
 
     def get(self, timeout: float) -> Optional[Item]:
         with self._cond:
@@ -114,6 +120,8 @@ class CaptureQueue:
             item = self._items.popleft()
             if isinstance(item, Chunk):
                 self._seconds -= item.duration
+                if not self._items:
+                    self._seconds = 0.0
             self._cond.notify_all()
             return item
 
@@ -214,6 +222,7 @@ class CaptureThread(threading.Thread):
                         "outage_seconds": round(outage, 3), "stream_time": round(self.position, 3),
                         **self.source.describe()}))
                     lost_at, awaiting_audio, backoff = None, False, self.retry_initial
+                frames_since_open += block.skipped  # lost inside the source: a gap, not a shift
                 start = base + frames_since_open / rate
                 frames_since_open += len(block.samples)
                 self.position = base + frames_since_open / rate

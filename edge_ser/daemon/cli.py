@@ -39,6 +39,8 @@ _FLAGS: Tuple[Tuple[str, str, Dict[str, Any]], ...] = (
                                                       help="capture queue size; oldest audio dropped beyond (5)")),
     ("--stall-seconds", "source.stall_seconds", dict(type=float, metavar="S",
                                                       help="no audio this long = device lost (2)")),
+    ("--retry-max-seconds", "source.retry_max_seconds", dict(type=float, metavar="S",
+                                                              help="longest wait between reopen attempts (30)")),
     ("--model", "model.path", dict(metavar="PATH", help="model file (default: the shipped model)")),
     ("--backend", "model.backend", dict(metavar="NAME", help="interpreter backend")),
     ("--threads", "model.threads", dict(type=int, metavar="N", help="interpreter threads")),

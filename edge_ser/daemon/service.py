@@ -124,7 +124,7 @@ class Listener:
         try:
             while not self._stop.is_set():
                 item = self.queue.get(timeout=0.1)
-                if self.watchdog:
+                if self.watchdog and self._started:  # READY=1 first, then the pings
                     self.notifier.watchdog()
                 if item is not None:
                     self._handle(item)

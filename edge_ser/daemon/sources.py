@@ -52,6 +52,7 @@ class Block:
     samples: np.ndarray
     arrival: float  # time.monotonic()
     wall: float  # time.time() at the same moment
+    skipped: int = 0  # frames lost right before this block (source-side overflow), for stream time
 
     @staticmethod
     def empty() -> "Block":
@@ -280,10 +281,12 @@ class MicrophoneSource(AudioSource):
             self.overflows += 1
         samples = to_mono(pcm16_to_float(in_data), self.channels, self.channel)
         with self._ready:
+            block = Block(samples, now, wall)
             if len(self._blocks) >= self._max_blocks:
                 dropped = self._blocks.popleft()
                 self.callback_dropped_frames += len(dropped.samples)
-            self._blocks.append(Block(samples, now, wall))
+                (self._blocks[0] if self._blocks else block).skipped += dropped.skipped + len(dropped.samples)
+            self._blocks.append(block)
             self._ready.notify()
         return (None, self._pyaudio.paContinue)
 
@@ -293,15 +296,10 @@ class MicrophoneSource(AudioSource):
         with self._ready:
             if not self._blocks:
                 self._ready.wait(timeout)
-            if self._blocks:
-                self._last_data = time.monotonic()
-                parts = list(self._blocks)
-                self._blocks.clear()
-            else:
-                parts = []
-        if parts:
-            samples = parts[0].samples if len(parts) == 1 else np.concatenate([p.samples for p in parts])
-            return Block(samples, parts[-1].arrival, parts[-1].wall)
+            block = self._blocks.popleft() if self._blocks else None
+        if block is not None:
+            self._last_data = time.monotonic()
+            return block
         try:
             active = self._stream.is_active()
         except Exception:  # a dead stream can raise instead of answering
