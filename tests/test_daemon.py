@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -425,7 +426,8 @@ def test_microphone_lost_and_recovered(tmp_path, model):
             d.close()
 
 
-def test_sigterm_in_the_middle_of_speech_still_classifies_it(tmp_path, model):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_in_the_middle_of_speech_still_classifies_it(tmp_path, model, sig):
     with FifoMic(tmp_path, rate=RATE, speed=1.0) as mic:
         d = Daemon(MIC_FLAGS + ["--model", str(model), "--status-interval", "0.25"], env=mic.env)
         try:
@@ -435,14 +437,41 @@ def test_sigterm_in_the_middle_of_speech_still_classifies_it(tmp_path, model):
             # wait until the daemon has heard a few seconds of it, then stop it mid-sentence
             d.wait_for(lambda e: e.get("event") == "periodic" and e["stream_time"] > t0 + 3.5, 60)
             sent = time.monotonic()
-            assert d.finish() == 0
+            assert d.finish(sig) == 0
             exit_seconds = time.monotonic() - sent
             (partial,) = d.utterances()
             assert partial["end_reason"] == "stop"
             assert partial["duration"] > 2.0
-            assert d.events[-1]["event"] == "stop" and d.events[-1]["reason"] == "SIGTERM"
-            print(f"exit after SIGTERM: {exit_seconds:.2f} s")  # for the report; not asserted
+            assert d.events[-1]["event"] == "stop" and d.events[-1]["reason"] == signal.Signals(sig).name
+            print(f"exit after {signal.Signals(sig).name}: {exit_seconds:.2f} s")  # for the report; not asserted
         finally:
+            d.close()
+
+
+@pytest.mark.skipif(not shutil.which("arecord"), reason="arecord (alsa-utils) is not installed")
+def test_arecord_piped_into_stdin_mode(tmp_path, model):
+    """The documented pipeline: arecord -f S16_LE -r 16000 -c 1 -t raw | edge-ser listen --stdin."""
+    with FifoMic(tmp_path, rate=RATE, speed=2.0) as mic:
+        env = dict(os.environ, **mic.env)
+        arecord = subprocess.Popen(["arecord", "-q", "-D", "edgemic", "-f", "S16_LE", "-r", "16000", "-c", "1",
+                                    "-t", "raw"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        d = Daemon(["--stdin", "--model", str(model)], stdin=arecord.stdout)
+        arecord.stdout.close()  # the daemon holds the read end now
+        try:
+            d.status("start")
+            signal_, spans = sequence([speechlike(1.5), speechlike(1.0, f0=200)], gap=2.0)
+            mic.play(signal_)
+            assert mic.wait_played(60)
+            d.wait_for(lambda e: e["type"] == "utterance" and e["seq"] >= 3, 60)
+            time.sleep(1.0)
+            arecord.terminate()  # end of the pipe: the daemon finishes by itself
+            arecord.wait(10)
+            assert d.finish(sig=None) == 0
+            assert len(d.utterances()) == 2
+            assert d.events[-1]["reason"] == "end_of_stream"
+        finally:
+            if arecord.poll() is None:
+                arecord.kill()
             d.close()
 
 

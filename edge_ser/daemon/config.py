@@ -256,6 +256,12 @@ def check_consistency(settings: Settings) -> None:
     src = settings["source"]
     if src["file"] and src["stdin"]:
         raise ConfigError("source.file and source.stdin are mutually exclusive (pick one input)")
+    if src["stdin"] and src["channel"] >= src["stdin_channels"]:
+        raise ConfigError(f"source.channel {src['channel']} does not exist in "
+                          f"source.stdin_channels = {src['stdin_channels']} (channels count from 0)")
+    if not src["stdin"] and not src["file"] and src["channel"] >= src["channels"]:
+        raise ConfigError(f"source.channel {src['channel']} does not exist in source.channels = "
+                          f"{src['channels']} (channels count from 0)")
     vad = settings["vad"]
     if vad["band_low_hz"] >= vad["band_high_hz"]:
         raise ConfigError(

@@ -17,6 +17,7 @@ machine without PortAudio.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import sys
@@ -25,7 +26,7 @@ import time
 import wave
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Deque, Dict, List, Optional, Sequence, Union
+from typing import Any, BinaryIO, Deque, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -107,10 +108,43 @@ def _import_pyaudio() -> Any:
     return pyaudio
 
 
+@contextlib.contextmanager
+def _probe_noise_hidden() -> Iterator[None]:
+    """Hide what ALSA and JACK print on stderr while PortAudio probes every device.
+
+    Each probe prints dozens of harmless lines ("Cannot connect to server socket", unknown
+    PCM cards); for a daemon that re-probes while a microphone is unplugged that floods
+    the journal. Only the probe is silenced (opening the chosen device is not), and
+    ``EDGE_SER_PORTAUDIO_DEBUG=1`` shows everything.
+    """
+    if os.environ.get("EDGE_SER_PORTAUDIO_DEBUG"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _new_portaudio(pyaudio: Any) -> Any:
+    with _probe_noise_hidden():
+        return pyaudio.PyAudio()
+
+
 def list_input_devices() -> List[Dict[str, Any]]:
     """Input devices as PortAudio sees them (index, name, channels, default rate, default?)."""
     pyaudio = _import_pyaudio()
-    pa = pyaudio.PyAudio()
+    pa = _new_portaudio(pyaudio)
     try:
         try:
             default_index = pa.get_default_input_device_info()["index"]
@@ -208,7 +242,7 @@ class MicrophoneSource(AudioSource):
     def open(self) -> None:
         pyaudio = self._pyaudio = _import_pyaudio()
         self.close()
-        self._pa = pyaudio.PyAudio()
+        self._pa = _new_portaudio(pyaudio)
         try:
             devices = self._devices()
             info = find_input_device(devices, self.device_spec)
