@@ -20,12 +20,16 @@ an input a microphone daemon meets every second:
 * a clip **shorter than one window** (3 s for the shipped model) gives one centered,
   padded window, exactly as during training.
 
-So the answer for silence is whatever the model says for "nothing": callers that need
-to know should look at ``duration`` or gate on loudness before classifying.
+So the answer for silence is whatever the model says for "nothing". Because that label
+means nothing, every :class:`Prediction` also carries the clip's RMS level
+(``level_db``, dBFS) and ``silent`` (level below :data:`SILENCE_DBFS`, or no samples), and
+the CLI marks such clips, so nobody mistakes "fearful" for a property of a quiet room.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -42,7 +46,13 @@ from .model import Model
 from .paths import resolve_model_path
 from .windows import split_windows
 
-__all__ = ["WindowPrediction", "Prediction", "Classifier", "predict_emotion"]
+__all__ = ["WindowPrediction", "Prediction", "Classifier", "predict_emotion", "SILENCE_DBFS"]
+
+#: Clips quieter than this RMS level (dB re full scale) are flagged ``silent``: about
+#: the level of a quiet room through a USB microphone at normal gain.
+SILENCE_DBFS = -60.0
+#: Level reported for an empty or digitally silent clip.
+_FLOOR_DBFS = -120.0
 
 AudioSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, Any]
 
@@ -78,7 +88,8 @@ class Prediction:
     ``probabilities`` covers every label in model order and is the mean of the window
     probabilities; ``label``/``confidence`` are its largest entry. ``duration`` is the
     clip length in seconds; ``source`` names where the audio came from (a path,
-    ``"<stdin>"``, ...) or is None.
+    ``"<stdin>"``, ...) or is None. ``level_db`` is the clip's RMS level in dBFS
+    (:data:`_FLOOR_DBFS` when empty); see :attr:`silent`.
     """
 
     label: str
@@ -87,6 +98,12 @@ class Prediction:
     windows: List[WindowPrediction] = field(default_factory=list)
     duration: float = 0.0
     source: Optional[str] = None
+    level_db: float = _FLOOR_DBFS
+
+    @property
+    def silent(self) -> bool:
+        """True when the clip has no audible signal: its label is then meaningless."""
+        return self.level_db < SILENCE_DBFS
 
     def top(self, k: int = 3) -> List[Tuple[str, float]]:
         """The ``k`` most probable labels with their probabilities, best first."""
@@ -100,11 +117,21 @@ class Prediction:
             "label": self.label,
             "confidence": self.confidence,
             "duration": round(self.duration, 4),
+            "level_db": round(self.level_db, 2),
+            "silent": self.silent,
             "probabilities": dict(self.probabilities),
         }
         if windows:
             data["windows"] = [w.to_dict() for w in self.windows]
         return data
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    """RMS level of float samples in dB re full scale, floored at -120 dBFS."""
+    if samples.size == 0:
+        return _FLOOR_DBFS
+    power = float(np.mean(np.square(samples, dtype=np.float64)))
+    return max(_FLOOR_DBFS, 10.0 * math.log10(power)) if power > 0 else _FLOOR_DBFS
 
 
 def _as_mono_float(samples: np.ndarray, source: Optional[str]) -> np.ndarray:
@@ -194,7 +221,8 @@ class Classifier:
         if int(sample_rate) != self.sample_rate:
             x = np.asarray(resample(x, int(sample_rate), self.sample_rate), dtype=np.float32)
         duration = x.size / self.sample_rate
-        return self.classify_features(log_mel(x, self.metadata.feature_config), duration, source)
+        prediction = self.classify_features(log_mel(x, self.metadata.feature_config), duration, source)
+        return dataclasses.replace(prediction, level_db=rms_dbfs(x))
 
     def classify_features(
         self, features: np.ndarray, duration: Optional[float] = None, source: Optional[str] = None

@@ -111,7 +111,7 @@ class _TableWriter:
         extra = "".join(f"  {label + ' ' + _percent(p):<16}" for label, p in prediction.top(self.top_k)[1:])
         print(
             f"{name:<{self.file_width}}  {prediction.label:<10} {_percent(prediction.confidence):>6} "
-            f"{prediction.duration:>8.2f}s{extra}".rstrip(),
+            f"{prediction.duration:>8.2f}s{extra}{'  (silent: label meaningless)' if prediction.silent else ''}".rstrip(),
             flush=True,
         )
         if self.show_windows:

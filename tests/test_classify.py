@@ -82,6 +82,23 @@ def test_empty_silent_and_very_short_audio_have_a_defined_answer(classifier):
     assert len(blip.windows) == 1 and blip.windows[0].end_s == pytest.approx(0.01)
     # an empty WAV file (header only) is decoded to zero samples and gets the same answer
     assert classifier.classify_file(wav_bytes(np.zeros(0, np.float32), 16000)).probabilities == empty.probabilities
+    # the label of silence means nothing, and the prediction says so
+    assert empty.silent and silent.silent and empty.level_db == silent.level_db == -120.0
+    assert empty.to_dict()["silent"] is True
+    assert not blip.silent and blip.level_db > -40
+
+
+def test_level_and_silent_flag_follow_the_signal_level(classifier):
+    def at_level(x, dbfs):
+        return (x * 10 ** (dbfs / 20) / np.sqrt(np.mean(np.square(x, dtype=np.float64)))).astype(np.float32)
+
+    quiet_room = classifier.classify_signal(at_level(noise(1.0), -70.0), 16000)
+    assert quiet_room.silent and quiet_room.level_db == pytest.approx(-70.0, abs=0.1)
+    talking = classifier.classify_signal(at_level(tone(1.0), -30.0), 16000)
+    assert not talking.silent and talking.level_db == pytest.approx(-30.0, abs=0.1)
+    # 48 kHz input: the level is measured after resampling, on what the model hears
+    loud = classifier.classify_signal(at_level(tone(1.0, rate=48000), -20.0), 48000)
+    assert loud.level_db == pytest.approx(-20.0, abs=0.5)
 
 
 def test_long_clip_is_covered_by_overlapping_windows(classifier):
