@@ -19,7 +19,7 @@
   const $ = (id) => document.getElementById(id);
   const state = {
     labels: Object.keys(STYLE), results: [], lastId: 0, skewMs: 0, statusAt: 0,
-    uptime: null, peakDb: LEVEL_MIN_DB, levelAt: 0, source: null,
+    uptime: null, peakDb: LEVEL_MIN_DB, levelAt: 0, source: null, stripsAt: 0,
   };
 
   function styleOf(emotion) {
@@ -51,7 +51,7 @@
     return h ? h + " h " + m + " min" : m ? m + " min " + sec + " s" : sec + " s";
   }
   function clockTime(date) {
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
   }
   function now() { return Date.now() + state.skewMs; } // the device's clock, as best we know it
 
@@ -126,14 +126,14 @@
     if (last.probabilities) setBars(probRows, last.probabilities);
     if (last.latency_ms !== undefined) $("i-latency").textContent = Number(last.latency_ms).toFixed(0) + " ms (last event)";
   }
-  function renderTimeline() {
-    const box = $("timeline"), t1 = now(), t0 = t1 - HOUR_MS;
+  function drawStrip(box, spanMs) {
+    const t1 = now(), t0 = t1 - spanMs;
     box.textContent = "";
     for (const ev of state.results) {
       if (ev._end < t0) continue;
       const dur = 1000 * (Number(ev.duration) || 1);
-      const left = Math.max(0, (ev._end - dur - t0) / HOUR_MS);
-      const width = Math.max(0, dur / HOUR_MS);
+      const left = Math.max(0, (ev._end - dur - t0) / spanMs);
+      const width = Math.max(0, dur / spanMs);
       const item = el("div", "tl-item");
       item.dataset.emotion = ev.emotion;
       item.style.left = (100 * left).toFixed(3) + "%";
@@ -143,6 +143,11 @@
       paint(item, ev.emotion);
       box.appendChild(item);
     }
+  }
+  function renderTimeline() {
+    drawStrip($("timeline-recent"), 5 * 60 * 1000);
+    drawStrip($("timeline"), HOUR_MS);
+    const t0 = now() - HOUR_MS;
     const counts = {}, texts = {};
     let total = 0;
     for (const ev of state.results) if (ev._end >= t0) { counts[ev.emotion] = (counts[ev.emotion] || 0) + 1; total++; }
@@ -181,7 +186,11 @@
       setText("c-utterances", String(counters.utterances !== undefined ? counters.utterances : counters.windows));
     if (counters.overflows !== undefined) setText("c-overflows", String(counters.overflows));
     if (counters.dropped_seconds !== undefined) setText("c-dropped", Number(counters.dropped_seconds).toFixed(1) + " s");
-    if (counters.uptime !== undefined) { state.uptime = Number(counters.uptime); state.statusAt = Date.now(); }
+    if (counters.uptime !== undefined) {
+      state.uptime = Number(counters.uptime);
+      state.statusAt = Date.now();
+      setText("c-uptime", duration(state.uptime));
+    }
   }
   function applyStatus(st) {
     if (st.time) { const t = Date.parse(st.time); if (!isNaN(t)) state.skewMs = t - Date.now(); }
@@ -226,6 +235,7 @@
     }
     if (state.uptime !== null) setText("c-uptime", duration(state.uptime + (Date.now() - state.statusAt) / 1000));
     renderCurrent();
+    if (Date.now() - state.stripsAt > 5000) { state.stripsAt = Date.now(); renderTimeline(); } // blocks drift left
   }
 
   // -- network ------------------------------------------------------------------------------------
@@ -245,8 +255,10 @@
       if (ev.id <= state.lastId) return; // already have it (resume overlap)
       state.lastId = ev.id;
     }
-    if (RESULT_TYPES.includes(ev.type)) addResult(ev, true);
-    else if (ev.type === "status") onStatusEvent(ev);
+    if (RESULT_TYPES.includes(ev.type)) {
+      addResult(ev, true);
+      if (/^(waiting|started|device recovered|–)$/.test($("c-state").textContent)) renderCounters(null, "listening");
+    } else if (ev.type === "status") onStatusEvent(ev);
     else if (ev.type === "level") onLevel(ev);
   }
   function connect() {
@@ -278,7 +290,7 @@
     }
     connect();
     setInterval(tick, 1000);
-    setInterval(() => { renderTimeline(); refreshStatus(); }, 10000);
+    setInterval(refreshStatus, 10000);
   }
   window.edgeSer = state; // for debugging in the browser console
   start();
