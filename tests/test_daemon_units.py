@@ -466,3 +466,27 @@ def test_sd_notify_over_a_unix_datagram_socket(tmp_path, abstract):
     assert not silent.enabled and silent.send("READY=1") is False
     other_pid = Notifier({"NOTIFY_SOCKET": "x", "WATCHDOG_USEC": "100", "WATCHDOG_PID": "1"})
     assert other_pid.watchdog_interval is None
+
+
+def test_blas_is_limited_to_one_thread_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = (
+        "import ctypes, numpy\n"
+        "from edge_ser.daemon.blas import limit_blas_threads, _loaded_openblas\n"
+        "path = limit_blas_threads(1)\n"
+        "if path is None:\n"
+        "    print('no-openblas', _loaded_openblas())\n"
+        "else:\n"
+        "    lib = ctypes.CDLL(path)\n"
+        "    get = next(getattr(lib, n) for n in ('openblas_get_num_threads', 'openblas_get_num_threads64_',\n"
+        "               'scipy_openblas_get_num_threads', 'scipy_openblas_get_num_threads64_') if hasattr(lib, n))\n"
+        "    print('threads', get())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT),
+                         env=dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="2"), timeout=60)
+    assert out.returncode == 0, out.stderr
+    if out.stdout.startswith("no-openblas"):
+        pytest.skip("NumPy is not linked against OpenBLAS here")
+    assert out.stdout.strip() == "threads 1"

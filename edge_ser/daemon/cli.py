@@ -217,6 +217,9 @@ def _listen(settings: Settings, mqtt_config: Any, stop_requests: List[str], list
     except EdgeSerError as exc:
         print(f"edge-ser listen: {exc}", file=sys.stderr)
         return 2
+    from .blas import limit_blas_threads
+
+    limit_blas_threads(1)  # tiny products every 50 ms: BLAS threads would only spin (see blas.py)
     source = _make_source(settings, int(classifier.sample_rate))
     try:
         sinks = _make_sinks(settings, mqtt_config, classifier, source.name)
