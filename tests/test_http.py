@@ -21,7 +21,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from edge_ser.errors import EdgeSerError
-from edge_ser.outputs.http import DashboardServer
+from edge_ser.outputs.http import DashboardServer, create_dashboard
+from edge_ser.outputs.level import LevelTicker, level_db
 from edge_ser.outputs.http_config import TOKEN_ENV, HttpConfig, HttpConfigError, add_http_arguments
 from tests.wavgen import sine, wav_file
 
@@ -586,8 +587,11 @@ def test_classify_corpus_clip(make_server: Any, classifier: Any, ravdess_dir: Pa
     assert status == 200 and "windows" not in json.loads(reply)
 
 
-def test_classify_synthesized_wav_with_default_classifier(make_server: Any) -> None:
-    server = make_server()  # no factory: the server loads the shipped model itself on first upload
+def test_classify_synthesized_wav_with_the_daemon_entry_point(make_server: Any) -> None:
+    # create_dashboard: the daemon's constructor; its upload classifier is its own (shipped model here)
+    server = create_dashboard(HttpConfig(listen="127.0.0.1:0"), device_name="USB mic", model_id="m",
+                              labels=LABELS)
+    assert get_json(server, "/api/status")["info"]["device"] == "USB mic"
     samples = sine(220.0, 1.5, 22050, amplitude=0.4)
     body = wav_file((samples * 32767).astype("int64").reshape(-1, 1), "pcm16", sample_rate=22050)
     status, _, reply = request(server, "POST", "/api/classify", body=body)
@@ -596,6 +600,7 @@ def test_classify_synthesized_wav_with_default_classifier(make_server: Any) -> N
     assert result["label"] in LABELS and len(result["probabilities"]) == 8
     assert math.isclose(result["duration"], 1.5, abs_tol=0.01)
     assert server.counters()["classify"] == {"ok": 1}
+    server.close()
 
 
 @pytest.mark.parametrize("body", [b"this is not audio at all", b"RIFF\x10\x00\x00\x00WAVEfmt ", b"\x00" * 4096])
@@ -663,3 +668,20 @@ def test_ipv6_loopback(make_server: Any) -> None:
         pytest.skip(f"cannot bind ::1 here: {exc}")
     assert server.url.startswith("http://[::1]:")
     assert get_json(server, "/healthz")["status"] == "ok"
+
+
+def test_level_ticker_folds_chunks_into_five_events_a_second() -> None:
+    ticker = LevelTicker(0.2)
+    events = []
+    for i in range(1, 41):  # 2 s of 50 ms chunks; one loud chunk, one speech chunk
+        level = -20.0 if i == 7 else -60.0
+        event = ticker.push(level, speech=(i == 13), stream_time=i * 0.05)
+        if event:
+            events.append(event)
+    assert [e["stream_time"] for e in events] == [round(0.25 + 0.2 * k, 3) for k in range(9)]
+    # chunk 7 (t=0.35) falls in the second event, chunk 13 (t=0.65) in the third: peaks are not sampled away
+    assert [e["level_db"] for e in events[:3]] == [-60.0, -20.0, -60.0]
+    assert [e["speech"] for e in events[:4]] == [False, False, True, False]
+    assert ticker.push(-50.0, False, 100.0)["stream_time"] == 100.0  # after a gap: one event, no burst
+    assert ticker.push(-50.0, False, 100.05) is None
+    assert level_db(0.0) == -120.0 and level_db(1.0) == 0.0 and level_db(0.1) == -20.0

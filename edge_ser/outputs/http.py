@@ -49,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qs
 
 from .. import __version__
@@ -58,7 +58,7 @@ from .http_config import HttpConfig, HttpConfigError, add_http_arguments, is_loo
 from .http_metrics import DaemonState, render_prometheus
 from .sse import EventHub, StreamClient, safe_json
 
-__all__ = ["DashboardServer", "HttpConfig", "HttpConfigError", "add_http_arguments", "ASSETS"]
+__all__ = ["DashboardServer", "HttpConfig", "HttpConfigError", "add_http_arguments", "create_dashboard", "ASSETS"]
 
 log = logging.getLogger("edge_ser.outputs.http")
 
@@ -136,6 +136,26 @@ class ClassifyPool:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+def create_dashboard(config: HttpConfig, *, device_name: str = "", model_id: str = "",
+                     labels: Optional[Sequence[str]] = None, model_path: Optional[str] = None,
+                     backend: Optional[str] = None,
+                     status_provider: Optional[Callable[[], Mapping[str, Any]]] = None) -> "DashboardServer":
+    """The daemon's entry point: a started :class:`DashboardServer` for ``config``.
+
+    Uploads to ``POST /api/classify`` get their own single-thread :class:`Classifier`
+    of the same model (``model_path``/``backend`` as the daemon's), created on the first
+    upload: the daemon's classifier and its lock are never shared with a web request.
+    """
+    def classifier_factory() -> Any:
+        from ..classify import Classifier
+
+        return Classifier(model_path, backend=backend, num_threads=1)
+
+    info = {"device": device_name, "model": model_id, "labels": list(labels or []), "backend": backend or ""}
+    return DashboardServer(config, status_provider=status_provider, classifier_factory=classifier_factory,
+                           info=info).start()
 
 
 def _lower_thread_priority() -> None:
