@@ -592,3 +592,33 @@ def test_one_hour_of_audio_accelerated_counts_every_utterance_and_memory_stays_f
               f"latency median {np.median([e['latency_ms'] for e in events]):.1f} ms")
     finally:
         d.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the MQTT output plugged into the daemon's sinks
+
+def test_events_also_reach_an_mqtt_broker(tmp_path, model):
+    pytest.importorskip("paho.mqtt", reason="paho-mqtt is needed for the MQTT output")
+    from mosquitto import Mosquitto, Subscriber, mosquitto_binary
+    from edge_ser.wav import write_wav
+
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed")
+    write_wav(tmp_path / "in.wav", sequence([speechlike(1.0), speechlike(1.5)], gap=2.0)[0], RATE)
+    broker = Mosquitto(tmp_path / "broker").start()
+    watcher = Subscriber(broker, ["edge-ser/test/#"])
+    config = tmp_path / "c.toml"
+    config.write_text(f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\ntopic_prefix = "edge-ser/test"\n'
+                      'discovery = false\n')
+    d = Daemon(["--config", str(config), "--file", str(tmp_path / "in.wav"), "--model", str(model)])
+    try:
+        assert d.finish(sig=None) == 0
+        watcher.barrier()
+        published = [json.loads(p) for p in watcher.payloads("edge-ser/test/event")]
+        assert published == d.utterances() and len(published) == 2
+        daemon_topic = [json.loads(p)["event"] for p in watcher.payloads("edge-ser/test/daemon")]
+        assert daemon_topic == ["start", "stop"]
+    finally:
+        d.close()
+        watcher.close()
+        broker.stop()

@@ -176,6 +176,12 @@ def test_webrtc_vad_is_optional_with_a_clear_error():
     else:
         vad = make_vad(settings, RATE)
         assert vad.process(np.zeros((3, vad.frame_length), np.float32))[0].tolist() == [False] * 3
+        seg = Segmenter(make_vad(settings, RATE), RATE)
+        signal = room(10.0)
+        signal[2 * RATE: 4 * RATE] += speechlike(2.0)
+        signal[6 * RATE: 7 * RATE] += speechlike(1.0)
+        spans = [(u.start, u.end) for u in feed(seg, signal) + seg.flush("stop")]
+        assert len(spans) == 2 and 1.6 <= spans[0][0] <= 2.0 and 6.9 <= spans[1][1] <= 7.4
 
 
 # -- segmenter ---------------------------------------------------------------------------------------
