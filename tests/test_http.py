@@ -531,6 +531,16 @@ def test_request_limits(make_server: Any) -> None:
     too_big = b"POST /api/classify HTTP/1.0\r\nContent-Length: 1000000000\r\n\r\n"
     response = raw_exchange(server, too_big)
     assert status_of(response) == 413 and b"exceeds the limit of 2048 bytes" in response
+    # a client that sends the whole oversized body still gets the 413 (not a connection reset)
+    with socket.create_connection(server.address, timeout=60) as sock:
+        sock.sendall(b"POST /api/classify HTTP/1.0\r\nContent-Length: 3000000\r\n\r\n")
+        sender = threading.Thread(target=lambda: _send_quietly(sock, b"\0" * 3_000_000))
+        sender.start()
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+        sender.join(60)
+    assert status_of(reply) == 413
     assert status_of(raw_exchange(server, b"POST /api/classify HTTP/1.0\r\n\r\n")) == 411
     chunked = b"POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
     assert status_of(raw_exchange(server, chunked)) == 411
@@ -552,6 +562,13 @@ def test_request_limits(make_server: Any) -> None:
         while chunk := sock.recv(4096):
             reply += chunk
     assert reply == b"" or status_of(reply) == 400
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # the server stopped reading after its answer: fine, the answer is what the test checks
 
 
 def test_connection_cap(make_server: Any) -> None:

@@ -40,6 +40,7 @@ import io
 import logging
 import os
 import queue
+import re
 import select
 import socket
 import sys
@@ -74,6 +75,9 @@ MAX_REQUEST_LINE = 4096
 COOKIE_NAME = "edge_ser_token"
 #: How often an idle stream checks whether its client hung up (so the client count stays true).
 _LEAVE_CHECK_SECONDS = 1.0
+#: Slowest accepted average upload rate (bytes/s) on top of ``request_timeout``.
+_MIN_UPLOAD_RATE = 32 * 1024
+_TOKEN_IN_URL = re.compile(r"([?&])token=[^&\s]*")
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _JSON = "application/json; charset=utf-8"
@@ -416,7 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base class name)
-        log.debug("%s %s", self.address_string(), format % args)
+        log.debug("%s %s", self.address_string(), _TOKEN_IN_URL.sub(r"\1token=***", format % args))
 
     def send_response(self, code: int, message: Optional[str] = None) -> None:
         self.dashboard._count("responses", str(int(code)))
@@ -434,6 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
                 return
             block, problem = self._read_header_block()
+            if problem == "slow":
+                self.send_error(HTTPStatus.REQUEST_TIMEOUT, "request headers took too long")
+                return
             if problem:
                 self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, problem)
                 return
@@ -455,7 +462,12 @@ class _Handler(BaseHTTPRequestHandler):
         cfg = self.dashboard.config
         lines: List[bytes] = []
         size = 0
+        # The socket timeout bounds each read; this bounds the whole header (a client
+        # trickling one line every few seconds would otherwise hold a thread for minutes).
+        deadline = time.monotonic() + cfg.request_timeout
         while True:
+            if time.monotonic() > deadline:
+                return b"", "slow"
             line = self.rfile.readline(cfg.max_header_bytes + 1)
             size += len(line)
             if size > cfg.max_header_bytes:
@@ -723,7 +735,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length == 0:
             self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST, {"error": "empty body: send a WAV file"})
             return
-        body = self.rfile.read(length)
+        body = self._read_body(length)
         if len(body) != length:
             self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST,
                                  {"error": f"body ended after {len(body)} of {length} bytes"})
@@ -748,12 +760,46 @@ class _Handler(BaseHTTPRequestHandler):
         result["model"] = str(getattr(classifier, "model_id", ""))
         self._classify_reply("ok", HTTPStatus.OK, result)
 
+    def _read_body(self, length: int) -> bytes:
+        """Up to ``length`` bytes, giving up when the client sends slower than ``_MIN_UPLOAD_RATE`` on average."""
+        deadline = time.monotonic() + self.dashboard.config.request_timeout + length / _MIN_UPLOAD_RATE
+        parts: List[bytes] = []
+        left = length
+        while left > 0 and time.monotonic() < deadline:
+            part = self.rfile.read1(min(left, 65536))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
+
     def _classify_reply(self, outcome: str, code: int, payload: Dict[str, Any],
                         headers: Optional[Mapping[str, str]] = None) -> None:
         self.dashboard._count("classify", outcome)
         if code != HTTPStatus.OK:
             payload.setdefault("status", int(code))
         self._json(code, payload, headers)
+        if code in (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.LENGTH_REQUIRED):
+            self._discard_unread_body()
+
+    def _discard_unread_body(self) -> None:
+        """Read and drop (briefly, boundedly) a body we refused, so the client sees our answer.
+
+        Closing a socket with unread input makes the kernel send a reset, and a client
+        still uploading would then report "connection reset" instead of 413.
+        """
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.5)
+            deadline, budget = time.monotonic() + 2.0, 8 * 1024 * 1024
+            while budget > 0 and time.monotonic() < deadline:
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                budget -= len(chunk)
+        except OSError:
+            pass
 
 
 class _BadRequest(ValueError):
