@@ -631,3 +631,40 @@ def test_events_also_reach_an_mqtt_broker(tmp_path, model):
         d.close()
         watcher.close()
         broker.stop()
+
+
+def test_web_dashboard_serves_the_daemon_events_and_level(tmp_path, model):
+    import urllib.request
+
+    from edge_ser.wav import write_wav
+
+    if importlib.util.find_spec("edge_ser.outputs.http") is None:
+        pytest.skip("the HTTP output is not there")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_wav(tmp_path / "in.wav", np.concatenate([sequence([speechlike(1.0)], gap=1.0)[0], quiet_room(30.0)]), RATE)
+    d = Daemon(["--file", str(tmp_path / "in.wav"), "--realtime", "--model", str(model),
+                "--http", f"127.0.0.1:{port}"])
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return json.loads(reply.read())
+
+    try:
+        event = d.wait_for(lambda e: e["type"] == "utterance", 30)
+        stored = get("/api/events")["events"]
+        assert event in [{k: v for k, v in e.items() if k != "id"} for e in stored] or event in stored
+        status = get("/api/status")
+        assert status["counters"]["utterances"] == 1  # live counters from the listener
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stream", timeout=5) as stream:
+            levels = []
+            while len(levels) < 3:
+                line = stream.readline().decode()
+                if line.startswith("data:") and '"level"' in line:
+                    levels.append(json.loads(line[5:]))
+        assert all(lv["type"] == "level" and -120 <= lv["level_db"] < -40 and not lv["speech"] for lv in levels)
+        assert levels[1]["stream_time"] > levels[0]["stream_time"]
+        assert d.finish() == 0
+    finally:
+        d.close()

@@ -97,6 +97,12 @@ def add_subcommands(subparsers: Any) -> None:
         add_mqtt_arguments(listen)
     except ImportError:  # the optional outputs package is not installed
         pass
+    try:
+        from ..outputs.http_config import add_http_arguments
+
+        add_http_arguments(listen)
+    except ImportError:
+        pass
     listen.set_defaults(func=run_listen)
 
     devices = subparsers.add_parser("devices", help="list audio input devices (for --device)")
@@ -169,6 +175,16 @@ def _mqtt_config(args: argparse.Namespace) -> Any:
     return MqttConfig.from_args(args, table)
 
 
+def _http_config(args: argparse.Namespace) -> Any:
+    """The [http] table and --http* flags, checked by the outputs package (None when unused)."""
+    try:
+        from ..outputs.http_config import HttpConfig
+    except ImportError:
+        return None
+    table = _raw_table(args.config, "http") if args.config else None
+    return HttpConfig.from_args(args, table)
+
+
 def _raw_table(path: str, section: str) -> Optional[Dict[str, Any]]:
     from .config import _toml_module
 
@@ -182,6 +198,7 @@ def run_listen(args: argparse.Namespace) -> int:
     try:
         settings = resolve(args.config, _flag_values(args))
         mqtt_config = _mqtt_config(args)
+        http_config = _http_config(args)
     except EdgeSerError as exc:
         print(f"edge-ser listen: {exc}", file=sys.stderr)
         return 2
@@ -198,13 +215,14 @@ def run_listen(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _listen(settings, mqtt_config, stop_requests, listener_box)
+        return _listen(settings, mqtt_config, http_config, stop_requests, listener_box)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def _listen(settings: Settings, mqtt_config: Any, stop_requests: List[str], listener_box: List[Any]) -> int:
+def _listen(settings: Settings, mqtt_config: Any, http_config: Any, stop_requests: List[str],
+            listener_box: List[Any]) -> int:
     from ..classify import Classifier
     from .notify import Notifier
     from .service import Listener
@@ -232,6 +250,15 @@ def _listen(settings: Settings, mqtt_config: Any, stop_requests: List[str], list
         sinks.close()
         print(f"edge-ser listen: {exc}", file=sys.stderr)
         return 2
+    if http_config is not None:
+        try:
+            dashboard = _start_dashboard(http_config, settings, classifier, source, listener)
+        except EdgeSerError as exc:
+            sinks.close()
+            print(f"edge-ser listen: {exc}", file=sys.stderr)
+            return 2
+        sinks.sinks.append(dashboard)
+        listener.level_sinks.append(dashboard)
     listener_box.append(listener)
     if stop_requests:
         listener.request_stop(stop_requests[0])
@@ -239,6 +266,16 @@ def _listen(settings: Settings, mqtt_config: Any, stop_requests: List[str], list
         return listener.run()
     finally:
         sinks.close()
+
+
+def _start_dashboard(http_config: Any, settings: Settings, classifier: Any, source: Any, listener: Any) -> Any:
+    """The web dashboard as one more sink; it also gets the live level events."""
+    from ..outputs.http import create_dashboard
+
+    return create_dashboard(
+        http_config, device_name=source.name, model_id=str(classifier.model_id), labels=list(classifier.labels),
+        model_path=str(classifier.model_path), backend=settings["model"]["backend"] or None,
+        status_provider=lambda: {"counters": listener.counters()})
 
 
 def run_devices(args: argparse.Namespace) -> int:

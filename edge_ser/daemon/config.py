@@ -175,8 +175,9 @@ OPTIONS: Tuple[Option, ...] = (
 
 OPTION_BY_NAME: Dict[str, Option] = {o.name: o for o in OPTIONS}
 SECTIONS: Tuple[str, ...] = tuple(dict.fromkeys(o.section for o in OPTIONS))
-#: Sections owned and checked by other packages (``[mqtt]``: :mod:`edge_ser.outputs.mqtt_config`).
-DELEGATED_SECTIONS: Tuple[str, ...] = ("mqtt",)
+#: Sections owned and checked by other packages (``[mqtt]``: :mod:`edge_ser.outputs.mqtt_config`,
+#: ``[http]``: :mod:`edge_ser.outputs.http_config`).
+DELEGATED_SECTIONS: Tuple[str, ...] = ("mqtt", "http")
 
 Settings = Dict[str, Dict[str, Any]]
 
@@ -328,9 +329,11 @@ DEFAULT_FILE_HEADER: Tuple[str, ...] = (
     "option table in edge_ser/daemon/config.py (a test checks that they agree):",
     "  python -c 'from edge_ser.daemon.config import default_file_text as t; print(t(), end=\"\")'",
     "",
-    "An optional [mqtt] table (MQTT / Home Assistant output, needs paho-mqtt) is read by",
-    "edge_ser/outputs/mqtt_config.py; the MQTT output is off when the table is absent.",
-    "Example: [mqtt] host = \"broker.local\"",
+    "Optional tables read by the output packages, off when absent:",
+    "  [mqtt]  MQTT / Home Assistant output (needs paho-mqtt): edge_ser/outputs/mqtt_config.py,",
+    "          e.g.  [mqtt]  host = \"broker.local\"",
+    "  [http]  web dashboard and JSON API: edge_ser/outputs/http_config.py,",
+    "          e.g.  [http]  listen = \"127.0.0.1:8080\"",
 )
 
 

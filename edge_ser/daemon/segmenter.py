@@ -237,6 +237,11 @@ class SlidingWindows:
         self.vad.reset()
         self._flags.clear()
 
+    @property
+    def in_speech(self) -> bool:
+        """Whether the VAD called the latest frame speech."""
+        return bool(self._flags and self._flags[-1][0])
+
     def push(self, samples: np.ndarray) -> List[Utterance]:
         out: List[Utterance] = []
         samples = np.asarray(samples, np.float32)

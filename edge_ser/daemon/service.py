@@ -71,6 +71,10 @@ class Listener:
         self.status_interval = float(settings["output"]["status_interval_seconds"])
         self.watchdog = bool(settings["service"]["watchdog"])
 
+        #: Sinks that also want ``{"type": "level"}`` meter events (the web dashboard). Those
+        #: events are not numbered and never reach the other sinks.
+        self.level_sinks: List[Any] = []
+        self._level_ticker: Any = None
         self._stop = threading.Event()
         self._stop_reason = ""
         self._resampler: Any = None
@@ -198,6 +202,20 @@ class Listener:
         x = self._resampler.process(samples) if self._resampler is not None else samples
         for utterance in self.segmenter.push(x):
             self._classify(utterance)
+        if self.level_sinks:
+            self._meter(samples, chunk.end)
+
+    def _meter(self, samples: np.ndarray, stream_time: float) -> None:
+        """Feed the live level meter (peak chunk level, speech flag) of the level sinks."""
+        if self._level_ticker is None:
+            from ..outputs.level import LevelTicker, level_db
+
+            self._level_ticker, self._level_db = LevelTicker(), level_db
+        rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+        event = self._level_ticker.push(self._level_db(rms), self.segmenter.in_speech, stream_time)
+        if event is not None:
+            for sink in self.level_sinks:
+                sink.emit(event)
 
     def _make_resampler(self, rate: int) -> Any:
         if rate == self.rate:
