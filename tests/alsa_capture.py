@@ -136,6 +136,13 @@ class FifoMic:
             self._fd = None
         self.fifo.unlink()
 
+    def stall(self) -> None:
+        """The device stays but delivers nothing (a hung driver): every read blocks."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
     def replug(self) -> None:
         self._make_fifo()
         self._paused.clear()

@@ -431,6 +431,37 @@ def test_microphone_lost_and_recovered(tmp_path, model):
             d.close()
 
 
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+@needs_pyaudio
+def test_a_driver_that_hangs_every_stream_leaks_no_threads_and_recovers(tmp_path, model):
+    """Reads block forever (device present, no data): each stuck stream is abandoned after
+    1 s, at most 3 are kept waiting, and once data flows again everything recovers."""
+    with FifoMic(tmp_path, rate=RATE, speed=1.0) as mic:
+        d = Daemon(MIC_FLAGS + ["--model", str(model), "--status-interval", "0.5"], env=mic.env)
+        try:
+            d.status("start")
+            d.wait_for(lambda e: e.get("event") == "periodic", 30)
+            before = thread_count(d.proc.pid)
+            mic.stall()
+            d.status("device_lost", 30)
+            d.wait_for(lambda e: e.get("counters", {}).get("abandoned_streams", 0) >= 3, 60)
+            time.sleep(6.0)  # several more retry periods: refused while 3 are stuck
+            last = [e for e in d.events if e.get("event") == "periodic"][-1]
+            assert last["counters"]["abandoned_streams"] == 3
+            assert thread_count(d.proc.pid) <= before + 3 * 2  # each stuck stream: its thread + our closer
+            mic.resume()
+            recovered = d.status("device_recovered", 60)
+            mic.play(sequence([speechlike(1.5)], gap=1.0)[0])
+            d.wait_for(lambda e: e["type"] == "utterance" and e["seq"] > recovered["seq"], 60)
+            assert d.finish() == 0
+            assert len([e for e in d.events if e.get("event") == "device_lost"]) == 1
+        finally:
+            d.close()
+
+
 @needs_pyaudio
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_in_the_middle_of_speech_still_classifies_it(tmp_path, model, sig):
@@ -666,5 +697,20 @@ def test_web_dashboard_serves_the_daemon_events_and_level(tmp_path, model):
         assert all(lv["type"] == "level" and -120 <= lv["level_db"] < -40 and not lv["speech"] for lv in levels)
         assert levels[1]["stream_time"] > levels[0]["stream_time"]
         assert d.finish() == 0
+    finally:
+        d.close()
+
+
+def test_max_seconds_stops_at_that_stream_time_and_closes_the_utterance(tmp_path, model):
+    from edge_ser.wav import write_wav
+
+    write_wav(tmp_path / "in.wav", np.concatenate([quiet_room(1.0), speechlike(8.0), quiet_room(1.0)]), RATE)
+    d = Daemon(["--file", str(tmp_path / "in.wav"), "--model", str(model), "--max-seconds", "4.5"])
+    try:
+        assert d.finish(sig=None) == 0
+        (event,) = d.utterances()
+        assert event["end_reason"] == "stop" and event["stream_end"] <= 4.5
+        stop = d.events[-1]
+        assert stop["reason"] == "max_seconds" and stop["counters"]["stream_time"] == 4.5
     finally:
         d.close()

@@ -137,5 +137,10 @@ class FanOut:
 
     @property
     def dropped(self) -> int:
-        return sum(int(getattr(s, "dropped", 0)) + int(getattr(getattr(s, "sink", None), "errors", 0))
-                   for s in self.sinks)
+        """Events a sink dropped or failed to write (sinks without such counters count 0)."""
+        total = 0
+        for sink in self.sinks:
+            for value in (getattr(sink, "dropped", 0), getattr(getattr(sink, "sink", None), "errors", 0)):
+                if isinstance(value, int) and not isinstance(value, bool):
+                    total += value
+        return total

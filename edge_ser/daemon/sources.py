@@ -217,6 +217,9 @@ class MicrophoneSource(AudioSource):
 
     live = True
     CLOSE_TIMEOUT = 1.0
+    #: Streams whose close is still stuck in the driver; no new stream is opened beyond this,
+    #: so a driver that hangs every stream cannot make the daemon leak a thread per retry.
+    MAX_STUCK_CLOSES = 3
 
     def __init__(self, device: Union[int, str] = "", rate: int = 16000, channels: int = 1, channel: int = -1,
                  chunk_ms: int = 50, stall_seconds: float = 2.0) -> None:
@@ -231,6 +234,7 @@ class MicrophoneSource(AudioSource):
         self.callback_dropped_frames = 0
         self.abandoned_streams = 0
         self._generation = 0  # callbacks of an abandoned stream must not feed the new one
+        self._stuck: List[threading.Thread] = []
         self._pa: Any = None
         self._stream: Any = None
         self._blocks: Deque[Block] = deque()
@@ -242,6 +246,10 @@ class MicrophoneSource(AudioSource):
     def open(self) -> None:
         pyaudio = self._pyaudio = _import_pyaudio()
         self.close()
+        self._stuck = [t for t in self._stuck if t.is_alive()]
+        if len(self._stuck) >= self.MAX_STUCK_CLOSES:
+            raise SourceError(f"{len(self._stuck)} earlier streams are still stuck in the audio driver; "
+                              "not opening another until they finish")
         self._pa = _new_portaudio(pyaudio)
         try:
             devices = self._devices()
@@ -372,6 +380,7 @@ class MicrophoneSource(AudioSource):
         closer.join(self.CLOSE_TIMEOUT)
         if closer.is_alive():
             self.abandoned_streams += 1
+            self._stuck.append(closer)
 
     def describe(self) -> Dict[str, Any]:
         out = super().describe()
