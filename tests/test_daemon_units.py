@@ -496,3 +496,13 @@ def test_blas_is_limited_to_one_thread_in_a_fresh_process():
     if out.stdout.startswith("no-openblas"):
         pytest.skip("NumPy is not linked against OpenBLAS here")
     assert out.stdout.strip() == "threads 1"
+
+
+def test_toml_on_old_pythons_needs_tomli_with_a_clear_error(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setattr(cfg.sys, "version_info", (3, 10, 0))
+    monkeypatch.setitem(sys.modules, "tomli", None)  # "not installed"
+    (tmp_path / "c.toml").write_text("[vad]\nthreshold_db = 3.0\n")
+    with pytest.raises(cfg.ConfigError, match="needs the 'tomli' package: pip install tomli"):
+        cfg.load_file(tmp_path / "c.toml")
