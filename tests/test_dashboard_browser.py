@@ -187,7 +187,7 @@ def _watch_console(page: Any, problems: List[str]) -> None:
             if msg.type == "error" or "Content Security Policy" in msg.text else None)
 
 
-def _check_dashboard(page: Any, expected: List[Dict[str, Any]]) -> None:
+def _check_dashboard(page: Any, expected: List[Dict[str, Any]], check_level: bool = True) -> None:
     expect = _expect()
     last = expected[-1]
     expect(page.locator("#recent li")).to_have_count(len(expected), timeout=TIMEOUT_MS)
@@ -207,7 +207,8 @@ def _check_dashboard(page: Any, expected: List[Dict[str, Any]]) -> None:
     width = page.eval_on_selector(f'#probs li[data-emotion="{last["emotion"]}"] .fill', "e => e.style.width")
     assert math.isclose(float(width.rstrip("%")), 100 * last["confidence"], abs_tol=0.2)
     expect(page.locator("#c-utterances")).to_have_text(str(len(expected)), timeout=TIMEOUT_MS)
-    expect(page.locator("#level-text")).to_have_text(re.compile(r"^-?\d+ dBFS$"), timeout=TIMEOUT_MS)
+    if check_level:
+        expect(page.locator("#level-text")).to_have_text(re.compile(r"^-?\d+ dBFS$"), timeout=TIMEOUT_MS)
     assert page.text_content("#i-model") == last["model"]
 
 
@@ -288,3 +289,97 @@ def test_dashboard_with_a_token(browser: Any, ravdess_dir: Path, tmp_path: Path)
             driver.stop_meter()
     finally:
         server.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _clip_sequence(ravdess_dir: Path, names: List[str], out: Path, gap_s: float = 1.5,
+                   tail_s: float = 120.0) -> List[float]:
+    """Real clips with silence between them and a long silent tail, as one 16 kHz WAV; returns clip starts."""
+    pieces: List[np.ndarray] = []
+    starts: List[float] = []
+    t = 0.0
+    for name in names:
+        with wave.open(str(ravdess_dir / name), "rb") as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+            clip = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        pieces += [np.zeros(int(gap_s * 16000), dtype="<i2"), clip]
+        starts.append(t + gap_s)
+        t += gap_s + clip.size / 16000
+    pieces.append(np.zeros(int(tail_s * 16000), dtype="<i2"))
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.concatenate(pieces).tobytes())
+    return starts
+
+
+def _get_json(url: str) -> Any:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_dashboard_follows_the_real_daemon(browser: Any, ravdess_dir: Path, tmp_path: Path) -> None:
+    """``edge-ser listen --file X --realtime --http``: the page shows what the daemon's API holds."""
+    if not _daemon_has_http():
+        pytest.skip("edge-ser listen has no --http option yet (the driver test above covers the page)")
+    wav = tmp_path / "room.wav"
+    starts = _clip_sequence(ravdess_dir, CLIPS[:5], wav)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    daemon = subprocess.Popen([sys.executable, "-m", "edge_ser", "listen", "--file", str(wav), "--realtime",
+                               "--http", f"127.0.0.1:{port}", "--no-stdout", "--quiet"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                _get_json(url + "healthz")
+                break
+            except OSError:
+                assert daemon.poll() is None, daemon.stderr.read().decode()
+                assert time.monotonic() < deadline, "the daemon's dashboard never answered"
+                time.sleep(0.2)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors: List[str] = []
+        _watch_console(page, errors)
+        _open(page, url)
+        # wait (bounded) until the daemon has closed an utterance that began in the last clip
+        deadline = time.monotonic() + 180
+        while True:
+            results = [e for e in _get_json(url + "api/events?limit=1000")["events"]
+                       if e["type"] in ("utterance", "window")]
+            if results and results[-1]["stream_end"] > starts[-1]:
+                break
+            assert daemon.poll() is None, daemon.stderr.read().decode()
+            assert time.monotonic() < deadline, f"the daemon produced only {len(results)} results"
+            time.sleep(0.5)
+        _check_dashboard(page, results, check_level=False)
+        metrics = urllib_text(url + "metrics")
+        if 'edge_ser_http_events_total{type="level"}' in metrics:
+            _expect()(page.locator("#level-text")).to_have_text(re.compile(r"^-?\d+ dBFS$"), timeout=TIMEOUT_MS)
+        assert page.text_content("#i-device").strip() not in ("", "–")
+        _screenshot(page, tmp_path, "dashboard-daemon.png")
+        assert errors == []
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait(30)
+
+
+def urllib_text(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()

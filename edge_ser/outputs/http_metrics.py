@@ -110,9 +110,12 @@ class DaemonState:
         with self._lock:
             counters = dict(self.counters)
             results = sum(self.events_by_type.get(k, 0) for k in RESULT_TYPES)
-            counters.setdefault("utterances", self.events_by_type.get("utterance", 0))
-            if self.events_by_type.get("window"):
-                counters.setdefault("windows", self.events_by_type["window"])
+            # The last status event may be minutes old: results seen since then count too.
+            for key, kind in (("utterances", "utterance"), ("windows", "window")):
+                seen = self.events_by_type.get(kind, 0)
+                if seen or key == "utterances":
+                    held = _number(counters.get(key))
+                    counters[key] = max(int(held or 0), seen)
             body: Dict[str, Any] = {
                 "state": self.state,
                 "device": self.device,

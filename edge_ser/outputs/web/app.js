@@ -257,6 +257,8 @@
     }
     if (RESULT_TYPES.includes(ev.type)) {
       addResult(ev, true);
+      const shown = Number($("c-utterances").textContent);
+      if (isFinite(shown)) setText("c-utterances", String(shown + 1)); // the next status poll has the daemon's count
       if (/^(waiting|started|device recovered|–)$/.test($("c-state").textContent)) renderCounters(null, "listening");
     } else if (ev.type === "status") onStatusEvent(ev);
     else if (ev.type === "level") onLevel(ev);
