@@ -327,6 +327,7 @@ def _get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
+@pytest.mark.slow  # real-time pace: about 30 s
 def test_dashboard_follows_the_real_daemon(browser: Any, ravdess_dir: Path, tmp_path: Path) -> None:
     """``edge-ser listen --file X --realtime --http``: the page shows what the daemon's API holds."""
     if not _daemon_has_http():

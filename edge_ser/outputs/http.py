@@ -291,7 +291,7 @@ class DashboardServer:
                 "emit_errors": self._emit_errors,
                 "responses": dict(self._responses),
                 "classify": dict(self._classify_outcomes),
-                "events_by_type": dict(self.state.events_by_type),
+                "events_by_type": self.state.event_counts(),
             }
 
     def status(self) -> Dict[str, Any]:

@@ -137,6 +137,11 @@ class DaemonState:
         body["uptime"] = body["counters"].get("uptime", body["server_uptime"])
         return body
 
+    def event_counts(self) -> Dict[str, int]:
+        """Events received so far, by type (a copy: the daemon's thread keeps adding)."""
+        with self._lock:
+            return dict(self.events_by_type)
+
     def latency_snapshot(self) -> Tuple[List[Tuple[float, int]], int, float]:
         with self._lock:
             return self.latency.snapshot()
