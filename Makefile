@@ -18,20 +18,23 @@ LITERT_VENV := .venv-litert
 STAMP := .edge-ser-installed
 MODEL := models/edge-ser-int8.tflite
 APT_PACKAGES := portaudio19-dev alsa-utils libasound2-plugins espeak-ng sox python3-venv
+# only the test suite needs these: a real MQTT broker and a headless browser for the dashboard
+APT_TEST_PACKAGES := mosquitto chromium
 
-.PHONY: help system-deps edge-env dev-env litert-env demo test examples clean-venvs
+.PHONY: help system-deps test-system-deps edge-env dev-env litert-env demo test examples clean-venvs
 
 help:
 	@echo "make demo         install what is missing, then classify the example clips"
 	@echo "make test         install what is missing, then run the test suite"
 	@echo "make system-deps  apt packages: $(APT_PACKAGES)"
+	@echo "                  (make test also installs: $(APT_TEST_PACKAGES))"
 	@echo "make edge-env | dev-env | litert-env   create one virtual environment"
 	@echo "make examples     re-synthesize examples/*.wav (espeak-ng + sox)"
 
 # Installs only what is missing, so it is silent and offline on a prepared machine.
-system-deps:
+define apt_install
 	@missing=""; \
-	for pkg in $(APT_PACKAGES); do \
+	for pkg in $(1); do \
 	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
 	done; \
 	if [ -z "$$missing" ]; then echo "system packages: all present"; exit 0; fi; \
@@ -42,6 +45,13 @@ system-deps:
 	echo "installing system packages:$$missing"; \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
+endef
+
+system-deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+test-system-deps: system-deps
+	$(call apt_install,$(APT_TEST_PACKAGES))
 
 edge-env: $(EDGE_VENV)/$(STAMP)
 dev-env: $(DEV_VENV)/$(STAMP)
@@ -79,7 +89,7 @@ demo: edge-env
 	$(EDGE_VENV)/bin/edge-ser classify --model $(MODEL) --top-k 3 examples/
 
 # pytest exits 5 when it collected no tests; that must fail, not pass as "nothing wrong".
-test: system-deps dev-env litert-env
+test: test-system-deps dev-env litert-env
 	@status=0; $(DEV_VENV)/bin/python -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ "$$status" = 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
