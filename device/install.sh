@@ -105,7 +105,7 @@ CONF_DIR=/etc/edge-ser
 CONF_FILE=$CONF_DIR/edge-ser.toml
 STATE_DIR=/var/lib/edge-ser
 UNIT_FILE=/etc/systemd/system/edge-ser.service
-MQTT_DROPIN=/etc/systemd/system/edge-ser.service.d/mqtt.conf
+NETWORK_DROPIN=/etc/systemd/system/edge-ser.service.d/network.conf
 MQTT_PACKAGE='paho-mqtt>=2,<3'
 APT_PACKAGES=(python3 python3-venv python3-pip python3-dev gcc libc6-dev portaudio19-dev alsa-utils)
 
@@ -404,27 +404,34 @@ install_unit() {
     fi
 }
 
-config_has_mqtt() {
-    # The config that will be in force: the installed one, else the one about to be installed.
+config_table() {
+    # Does the config in force (the installed one, else the one about to be installed)
+    # have the TOML table [$1]?
     local conf
     conf="$(r "$CONF_FILE")"
     [ -f "$conf" ] || conf="$default_config"
-    grep -q -E '^[[:space:]]*\[mqtt\][[:space:]]*(#.*)?$' "$conf"
+    grep -q -E "^[[:space:]]*\\[$1\\][[:space:]]*(#.*)?\$" "$conf"
 }
 
-configure_mqtt() {
-    # The unit has no network (PrivateNetwork=yes). An [mqtt] table in the config needs
-    # one, and paho-mqtt: install both, or take the drop-in away when MQTT is not used.
-    local dropin venv
-    dropin="$(r "$MQTT_DROPIN")"
+configure_network() {
+    # The unit has no network (PrivateNetwork=yes). A network output needs one: [mqtt]
+    # (and paho-mqtt) or [http] (the dashboard). Install the drop-in for them, or take it
+    # away when the config has neither.
+    local dropin venv outputs=""
+    dropin="$(r "$NETWORK_DROPIN")"
     venv="$(r "$VENV_DIR")"
-    if config_has_mqtt; then
-        step "mqtt: [mqtt] configured: pip install $MQTT_PACKAGE; network drop-in $dropin"
+    config_table mqtt && outputs="[mqtt]"
+    config_table http && outputs="${outputs:+$outputs and }[http]"
+    if config_table mqtt; then
+        step "mqtt: [mqtt] configured: pip install $MQTT_PACKAGE"
         run "$venv/bin/python" -m pip --disable-pip-version-check install -q "${pip_source_args[@]}" "$MQTT_PACKAGE"
+    fi
+    if [ -n "$outputs" ]; then
+        step "network: $outputs configured: network drop-in $dropin"
         run install -d -m 0755 "$(dirname "$dropin")"
-        run install -m 0644 "$here/edge-ser-mqtt.conf" "$dropin"
+        run install -m 0644 "$here/edge-ser-network.conf" "$dropin"
     elif [ -f "$dropin" ]; then
-        step "mqtt: not configured: remove the network drop-in $dropin"
+        step "network: no network output configured: remove the drop-in $dropin"
         run rm -f "$dropin"
         run rmdir --ignore-fail-on-non-empty "$(dirname "$dropin")"
     fi
@@ -500,7 +507,7 @@ do_install() {
     install_config
     create_state_dir
     install_unit
-    configure_mqtt
+    configure_network
     enable_service
     if [ "$dry_run" = 1 ]; then
         echo "dry run: nothing was changed"
@@ -517,10 +524,10 @@ do_uninstall() {
         step "systemd: stop and disable $SERVICE"
         run systemctl disable --now "$SERVICE" 2>/dev/null || true
     fi
-    step "unit: remove $(r "$UNIT_FILE") and its MQTT drop-in"
-    run rm -f "$(r "$UNIT_FILE")" "$(r "$MQTT_DROPIN")"
-    if [ -d "$(r "$(dirname "$MQTT_DROPIN")")" ]; then
-        run rmdir --ignore-fail-on-non-empty "$(r "$(dirname "$MQTT_DROPIN")")"
+    step "unit: remove $(r "$UNIT_FILE") and its network drop-in"
+    run rm -f "$(r "$UNIT_FILE")" "$(r "$NETWORK_DROPIN")"
+    if [ -d "$(r "$(dirname "$NETWORK_DROPIN")")" ]; then
+        run rmdir --ignore-fail-on-non-empty "$(r "$(dirname "$NETWORK_DROPIN")")"
     fi
     if [ -z "$root" ] && { systemd_running || [ "$dry_run" = 1 ]; }; then
         step "systemd: daemon-reload"

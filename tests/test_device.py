@@ -359,19 +359,28 @@ def test_check_arm64_rejects_bad_arguments() -> None:
     assert proc.returncode == 0 and "qemu" in proc.stdout
 
 
-def test_mqtt_config_gets_network_drop_in(tmp_path: Path, os_release, fake_model: Path) -> None:
-    """The unit has no network; an [mqtt] table in the config must bring the drop-in."""
-    config = tmp_path / "mqtt.toml"
-    config.write_text('[mqtt]\nhost = "broker.local"\n')
+@pytest.mark.parametrize("table", ["mqtt", "http"])
+def test_network_output_gets_network_drop_in(table: str, tmp_path: Path, os_release, fake_model: Path) -> None:
+    """The unit has no network; an [mqtt] or [http] table in the config must bring the drop-in."""
+    config = tmp_path / f"{table}.toml"
+    config.write_text(f'[{table}]\nhost = "broker.local"\n' if table == "mqtt" else '[http]\nlisten = "0.0.0.0:8080"\n')
     proc = run_install("--dry-run", "--os-release", str(os_release(BOOKWORM)), "--arch", "aarch64",
                        "--model", str(fake_model), "--config", str(config),
                        "--python", str(fake_python(tmp_path, "3.11")))
     assert proc.returncode == 0, proc.stderr
     text = "\n".join(plan_lines(proc.stdout))
-    assert "mqtt: [mqtt] configured: pip install paho-mqtt" in text
-    assert "/etc/systemd/system/edge-ser.service.d/mqtt.conf" in text
+    assert (table == "mqtt") == ("mqtt: [mqtt] configured: pip install paho-mqtt" in text)
+    assert f"network: [{table}] configured: network drop-in /etc/systemd/system/edge-ser.service.d/network.conf" in text
     dropin = configparser.ConfigParser(strict=False, interpolation=None)
     dropin.optionxform = str
-    dropin.read_string((DEVICE / "edge-ser-mqtt.conf").read_text())
+    dropin.read_string((DEVICE / "edge-ser-network.conf").read_text())
     assert dropin["Service"]["PrivateNetwork"] == "no"
     assert "AF_INET" in dropin["Service"]["RestrictAddressFamilies"]
+
+
+def test_default_config_gets_no_network(tmp_path: Path, os_release, fake_model: Path) -> None:
+    """The shipped default has no network output, so the sandbox keeps PrivateNetwork=yes."""
+    proc = run_install("--dry-run", "--os-release", str(os_release(BOOKWORM)), "--arch", "aarch64",
+                       "--model", str(fake_model), "--python", str(fake_python(tmp_path, "3.11")))
+    assert proc.returncode == 0, proc.stderr
+    assert "network:" not in proc.stdout and "mqtt:" not in proc.stdout
