@@ -40,6 +40,8 @@ def _recipe(args):
         recipe.channels = tuple(int(c) for c in args.channels.split(","))
     if getattr(args, "head", None):
         recipe.head = args.head
+    if getattr(args, "ema", None) is not None:
+        recipe.ema = args.ema
     if getattr(args, "crops_per_clip", None):
         recipe.crops_per_clip = args.crops_per_clip
     if getattr(args, "nondeterministic", False):
@@ -80,6 +82,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int)
     p.add_argument("--channels", help="conv widths, e.g. 24,32,48,64,96")
     p.add_argument("--head", choices=("time_pool", "gap"), help="classifier head (default time_pool)")
+    p.add_argument("--ema", type=float, help="weight EMA momentum, e.g. 0.995 (default 0: off)")
     p.add_argument("--crops-per-clip", type=int, help="training crops per clip per epoch (default 1)")
     p.add_argument("--max-per-speaker", type=int, default=0, help="keep at most N clips per speaker and class (smoke tests)")
     p.add_argument("--nondeterministic", action="store_true", help="faster, not bit-reproducible")
@@ -112,11 +115,13 @@ def cmd_train(args, argv) -> int:
     recipe = _recipe(args)
     data = _data(args, recipe)
     cv = load_cv(Path(args.cv_results)) if args.cv_results else None
+    # The final model runs the whole cosine schedule: cross-validation records the test UA
+    # of the last epoch beside the early-stopped one, and they agree (see models/results/cv.md).
     stop_at = args.stop_at
-    if stop_at is None and cv and args.val_speakers == 0:
-        if cv.get("recipe", {}).get("epochs") == recipe.epochs:
-            stop_at = cv["mean"].get("best_epoch_median")
-            _log(f"stopping at epoch {stop_at}: median best epoch of the cross-validation folds")
+    cv_matches = bool(cv) and recipes_match(cv.get("recipe") or {}, recipe)
+    if cv and not cv_matches:
+        _log("WARNING: the cross-validation results were made with a different recipe; "
+             "they are embedded but marked as not matching")
     val_ids = choose_val_speakers(data.speakers, args.val_speakers, recipe.seed)
     val = data.subset(val_ids) if val_ids else None
     train = data.subset(val_ids, keep=False) if val_ids else data
@@ -137,12 +142,17 @@ def cmd_train(args, argv) -> int:
         "early_stopping_speakers": val_ids,
         "protocol": (cv_digest(cv) or {}).get("protocol", "no cross-validation results available"),
         "cv": cv_digest(cv),
+        "cv_recipe_matches": cv_matches,
         "command": command,
         "trained": utc_now(),
         "epochs": result.best_epoch,
         "params": params,
         "recipe": recipe.to_dict(),
     }
+    sanity = fixed_set_accuracy(tfl, data, recipe)
+    if sanity is not None:
+        extra["training_clip_check"] = sanity
+        _log(f"int8 top-1 on the fixed check set (training clips): {sanity['accuracy']:.3f}")
     metadata = build_metadata(data_config(), recipe.window_frames, recipe.hop_frames, extra)
     out = Path(args.out)
     report = finish_tflite(tfl, metadata, out)
@@ -152,10 +162,47 @@ def cmd_train(args, argv) -> int:
         _log(f"WARNING: non-integer tensors: {report['non_int_tensors'][:5]}")
     if args.card:
         info = {"date": extra["trained"], "speakers": len(set(train.speakers)), "clips": len(train.items),
-                "epochs": result.epochs_run, "seconds": result.seconds}
+                "epochs": result.epochs_run, "seconds": result.seconds,
+                "channels": list(recipe.channels), "head": recipe.head, "check": sanity}
         Path(args.card).write_text(model_card(out, metadata, report, cv, params, command, info))
         _log(f"wrote {args.card}")
     return 0
+
+
+def recipes_match(stored: dict, recipe) -> bool:
+    """True if ``stored`` (from a cv.json) describes ``recipe``; knobs added since must be at defaults."""
+    from .train import Recipe
+
+    current = json.loads(json.dumps(recipe.to_dict()))
+    defaults = json.loads(json.dumps(Recipe().to_dict()))
+    return all(stored[k] == v if k in stored else v == defaults[k] for k, v in current.items())
+
+
+CHECK_ACTORS = ("01", "02", "03", "04")
+
+
+def fixed_set_accuracy(tflite_bytes: bytes, data, recipe, per_class: int = 2):
+    """int8 top-1 on a fixed set (2 clips per class of actors 01-04, as tests/test_shipped_model.py).
+
+    These clips are in the training data of the shipped model: the figure only shows that
+    the exported file works (labels, features, quantization), not how it generalizes.
+    """
+    from .quantize import TFLiteRunner
+    from .train import predict_clips
+
+    chosen = []
+    for actor in CHECK_ACTORS:
+        for label in sorted({it.label for it in data.items}):
+            group = sorted((i for i, it in enumerate(data.items) if it.speaker == actor and it.label == label),
+                           key=lambda i: data.items[i].path)
+            chosen += group[:per_class]
+    if not chosen:
+        return None
+    probs = predict_clips(TFLiteRunner(tflite_bytes).predict, [data.feats[i][0] for i in chosen],
+                          recipe.window_frames, recipe.hop_frames)
+    labels = [data.items[i].label_index for i in chosen]
+    accuracy = float((probs.argmax(1) == labels).mean())
+    return {"actors": list(CHECK_ACTORS), "clips": len(chosen), "accuracy": round(accuracy, 4)}
 
 
 def data_config():
@@ -196,6 +243,18 @@ def cmd_quantize(args, argv) -> int:
     return 0
 
 
+def cmd_report(args, argv) -> int:
+    """Rewrite cv.md and confusion.png from a cv.json (after a change of the report layout)."""
+    from .evaluate import protocol_text, write_results
+
+    path = Path(args.cv_json)
+    summary = json.loads(path.read_text())
+    summary["protocol"] = protocol_text(summary["folds"])
+    write_results(summary, path.parent, summary.get("command", "python -m converter cv"))
+    _log(f"rewrote {path.parent / 'cv.md'} and {path.parent / 'confusion.png'}")
+    return 0
+
+
 def cmd_convert(args, argv) -> int:
     from .convert_user import convert_user_model
 
@@ -210,9 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--val-speakers", type=int, default=0,
                    help="hold out N speakers for early stopping (default 0: stop at the CV epoch count)")
-    p.add_argument("--stop-at", type=int, help="stop after N epochs of the schedule (default: CV median best epoch)")
+    p.add_argument("--stop-at", type=int, help="stop after N epochs of the schedule (default: run it to the end)")
     p.add_argument("--cv-results", default=str(DEFAULT_RESULTS / "cv.json"),
-                   help="cross-validation results to embed and take the epoch count from ('' for none)")
+                   help="cross-validation results to embed in the metadata and model card ('' for none)")
     p.add_argument("--out", default=str(DEFAULT_MODEL))
     p.add_argument("--card", default=str(ROOT / "models" / "MODEL_CARD.md"), help="model card path ('' for none)")
     p.add_argument("--keras-out", default=str(ROOT / "runs" / "edge-ser.keras"), help="also save the float Keras model")
@@ -221,9 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cv", help="speaker-independent cross-validation (EmoBox folds), float and int8")
     _add_common(p)
     p.add_argument("--folds", help="only these fold numbers, e.g. 1,3")
-    p.add_argument("--val-speakers", type=int, default=2, help="speakers held out of training for early stopping")
+    p.add_argument("--val-speakers", type=int, default=0,
+                   help="also hold out N training speakers for early stopping (default 0: train on all "
+                        "non-test speakers for the whole schedule, exactly like the shipped model)")
     p.add_argument("--results", default=str(DEFAULT_RESULTS), help="folder for cv.json, cv.md, confusion.png")
     p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("report", help="rewrite cv.md and confusion.png from cv.json")
+    p.add_argument("cv_json", nargs="?", default=str(DEFAULT_RESULTS / "cv.json"))
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("quantize", help="convert a Keras model trained on edge features to TFLite")
     p.add_argument("model", help="the .keras/.h5 model (e.g. runs/edge-ser.keras)")

@@ -36,9 +36,9 @@ class Recipe:
 
     window_frames: int = 300
     hop_frames: int = 100
-    epochs: int = 70
+    epochs: int = 100
     batch_size: int = 32
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 5e-3
     warmup_epochs: int = 3
     label_smoothing: float = 0.1
@@ -53,6 +53,7 @@ class Recipe:
     min_frames: int = 100
     crops_per_clip: int = 1
     patience: int = 25
+    ema: float = 0.0  # > 0: keep an exponential moving average of the weights and use it at the end
     seed: int = 1234
     deterministic: bool = True
 
@@ -215,7 +216,8 @@ def train_model(
         alpha=0.02,
     )
     model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay),
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay,
+                                         use_ema=recipe.ema > 0, ema_momentum=recipe.ema or 0.99),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         weighted_metrics=[],
     )
@@ -248,6 +250,9 @@ def train_model(
         if val is not None and recipe.patience and epoch - best[1] >= recipe.patience:
             log(f"  early stop: no val UA gain for {recipe.patience} epochs")
             break
+    if recipe.ema > 0:
+        # swap the averaged weights in (train_on_batch does not do it, unlike fit)
+        model.optimizer.finalize_variable_values(model.trainable_variables)
     last_weights = model.get_weights()
     if best[2] is not None:
         model.set_weights(best[2])
