@@ -24,8 +24,9 @@ MODEL = ROOT / "models" / "edge-ser-int8.tflite"
 ACTORS = ("01", "02", "03", "04")
 PER_CLASS = 2
 #: Measured top-1 accuracy of the shipped model on this set: see models/MODEL_CARD.md.
-#: The floor sits about 10 points below it (a broken export drops to chance, 12.5 %).
-ACCURACY_FLOOR = 0.80
+#: It measured 0.859 (55 of 64); the floor sits about 11 points below it, so a retrain with
+#: another seed passes, while a broken export (chance: 12.5 %) fails.
+ACCURACY_FLOOR = 0.75
 
 PROBE = textwrap.dedent("""
     import json, sys
