@@ -51,6 +51,11 @@ def run_cv(
     only: Optional[Sequence[int]] = None, log=print,
 ) -> Dict[str, object]:
     present = cv_folds(data.items, folds)
+    if not present:
+        # not RAVDESS actors: split the speakers themselves into (up to 5) folds
+        folds = speaker_folds(data.speakers)
+        log(f"no EmoBox fold speakers in the data: {len(folds)} folds by speaker instead")
+        present = cv_folds(data.items, folds)
     missing = [i for i, f in enumerate(folds, start=1) if i not in {n for n, _ in present}]
     if missing:
         log(f"folds {missing} skipped: none of their speakers are in the data")
@@ -93,16 +98,30 @@ def run_cv(
     return summarize(results, recipe)
 
 
+def speaker_folds(speakers: Sequence[str], count: int = 5) -> List[List[str]]:
+    """Sorted speakers dealt round-robin into ``count`` folds (fewer if fewer speakers)."""
+    unique = sorted(set(speakers))
+    count = max(1, min(count, len(unique)))
+    return [unique[i::count] for i in range(count)]
+
+
 def protocol_text(results: List[Dict[str, object]]) -> str:
     """Say in words how the fold models were trained (depends on early stopping)."""
-    base = ("speaker-independent cross-validation on RAVDESS with the EmoBox folds: the 4 test actors of a "
-            "fold are never seen in training or model selection; a clip's score is the mean of its window "
+    ravdess = results and all(r.get("test_speakers") == list(f)[: len(r["test_speakers"])]
+                              for r in results for f in [EMOBOX_FOLDS[r["fold"] - 1]] if r["fold"] <= len(EMOBOX_FOLDS))
+    base = (("speaker-independent cross-validation on RAVDESS with the EmoBox folds: the 4 test actors of a "
+             "fold are never seen" if ravdess else
+             "speaker-independent cross-validation: the test speakers of a fold are never seen")
+            + " in training or model selection; a clip's score is the mean of its window "
             "probabilities, as on the device")
     if results and any(r.get("val_speakers") for r in results):
         return base + ("; each fold model trains on the remaining actors minus 2 held out for early stopping "
                        "(best epoch by their UA)")
-    return base + ("; each fold model trains on all 16 remaining actors for the whole schedule, exactly like the "
-                   "shipped model (which trains on all 20)")
+    if ravdess:
+        return base + ("; each fold model trains on all 16 remaining actors for the whole schedule, exactly like "
+                       "the shipped model (which trains on all 20)")
+    return base + ("; each fold model trains on all remaining speakers for the whole schedule, exactly like the "
+                   "final model (which trains on all of them)")
 
 
 def summarize(results: List[Dict[str, object]], recipe: Recipe) -> Dict[str, object]:
@@ -208,7 +227,7 @@ def write_results(summary: Dict[str, object], out_dir: Path, command: str) -> No
     (out_dir / "cv.json").write_text(json.dumps(summary, indent=1) + "\n")
     m = summary["mean"]
     md = [
-        "# Speaker-independent cross-validation (RAVDESS, EmoBox folds 1-5)",
+        "# Speaker-independent cross-validation",
         "",
         summary["protocol"] + ".",
         "",

@@ -254,6 +254,26 @@ def test_train_one_epoch_quantize_and_run_on_device_runtime(tmp_path):
     assert json.loads(q.stdout)["size_bytes"] > 0
 
 
+@pytest.mark.slow
+def test_cv_on_a_corpus_without_ravdess_actors_folds_by_speaker(tmp_path):
+    data = _synth_corpus(tmp_path / "corpus")
+    results = tmp_path / "results"
+    proc = run_converter(["cv", "--data", str(data), "--cache", str(tmp_path / "cache"), "--epochs", "1",
+                          "--channels", "4,8,8", "--aug-variants", "1", "--results", str(results)])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "3 folds by speaker" in proc.stdout
+    summary = json.loads((results / "cv.json").read_text())
+    assert [f["test_speakers"] for f in summary["folds"]] == [["spk0"], ["spk1"], ["spk2"]]
+    for fold in summary["folds"]:
+        assert fold["clips"] == 16 and fold["integer_only"]
+        for kind in ("float", "int8"):
+            assert 0.0 <= fold[kind]["ua"] <= 1.0
+            assert np.asarray(fold[kind]["confusion"]).sum() == 16
+        assert 0.0 <= fold["agreement"] <= 1.0
+    assert "| **mean** |" in (results / "cv.md").read_text()
+    assert (results / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def _tiny_seed_model(tmp_path: Path, with_channel: bool, suffix: str) -> Path:
     import keras
     from keras import layers
