@@ -19,7 +19,8 @@
 # /var/tmp/edge-ser-arm64, outside the repository) and reused.
 #
 # Usage: device/check-arm64.sh [--root DIR] [--model FILE] [--clips N] [--out FILE]
-#                              [--python PY] [--prepare-only]
+#                              [--cpu cortex-a72|cortex-a53|cortex-a76] [--python PY]
+#                              [--prepare-only]
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,6 +33,9 @@ out="$here/results/arm64-check.txt"
 host_python="${EDGE_SER_HOST_PYTHON:-$repo/.venv-dev/bin/python}"
 prepare_only=0
 suite=bookworm
+# cortex-a72: Pi 4 / Pi 400 / CM4; cortex-a53: Pi 3 / Zero 2 W; cortex-a76: Pi 5 (has the
+# dot-product instructions, so the interpreter may pick other int8 kernels).
+cpu=cortex-a72
 
 usage() {
     sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
         --model) model="${2:?--model needs a file}"; shift 2 ;;
         --clips) clips="${2:?--clips needs a number}"; shift 2 ;;
         --out) out="${2:?--out needs a file}"; shift 2 ;;
+        --cpu) cpu="${2:?--cpu needs a qemu CPU model}"; shift 2 ;;
         --python) host_python="${2:?--python needs an interpreter}"; shift 2 ;;
         --prepare-only) prepare_only=1; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -74,8 +79,8 @@ need debootstrap debootstrap
 need dpkg-deb dpkg
 
 qemu() {
-    # A Cortex-A72 is the Raspberry Pi 4's core; -L makes the arm64 root the library prefix.
-    qemu-aarch64-static -cpu cortex-a72 -L "$arm_root" "$@"
+    # -L makes the arm64 root the library prefix.
+    qemu-aarch64-static -cpu "$cpu" -L "$arm_root" "$@"
 }
 
 arm_python="$arm_root/usr/bin/python3.11"
@@ -156,11 +161,11 @@ EDGE_SER_BACKEND=tflite-runtime PYTHONPATH="$repo" \
     "$host_python" "$here/arm64_check.py" classify --model "$model" --clips "$work/clips" \
     --json "$work/x86_64.json"
 
-echo "aarch64: classifying under qemu-aarch64-static (cortex-a72), tflite-runtime"
+echo "aarch64: classifying under qemu-aarch64-static ($cpu), tflite-runtime"
 EDGE_SER_BACKEND=tflite-runtime PYTHONPATH="$site:$repo" PYTHONNOUSERSITE=1 \
     qemu "$arm_python" "$here/arm64_check.py" classify --model "$model" --clips "$work/clips" \
     --json "$work/aarch64.json" --reference-features "$work/x86_64.npz"
 
 mkdir -p "$(dirname "$out")"
 "$host_python" "$here/arm64_check.py" compare "$work/x86_64.json" "$work/aarch64.json" \
-    --tolerance 1e-5 --report "$out"
+    --tolerance 1e-5 --cpu "$cpu" --report "$out"
