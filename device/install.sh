@@ -22,7 +22,7 @@
 #   --requirements F   pinned dependencies to install (default: requirements-edge.txt)
 #   --config FILE      configuration to install when none exists (default:
 #                      device/edge-ser.toml)
-#   --python PY        interpreter for the venv (default: python3)
+#   --python PY        interpreter for the venv (default: /usr/bin/python3, Debian's)
 #   --os-release FILE  read the OS identity from FILE instead of /etc/os-release
 #   --arch ARCH        take ARCH as the machine type instead of `uname -m`
 #   --uninstall        remove the service, venv, program files and user; keep the
@@ -43,7 +43,9 @@ root=""
 model="$repo/models/edge-ser-int8.tflite"
 requirements="$repo/requirements-edge.txt"
 default_config="$here/edge-ser.toml"
-python="${EDGE_SER_PYTHON:-python3}"
+# Debian's own interpreter (apt installs it): a python3 found first on root's PATH may be a
+# pyenv/conda build under /root, which the edge-ser user cannot even execute.
+python="${EDGE_SER_PYTHON:-/usr/bin/python3}"
 os_release="${EDGE_SER_OS_RELEASE:-/etc/os-release}"
 arch="${EDGE_SER_ARCH:-}"
 action=install
