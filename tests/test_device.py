@@ -384,3 +384,16 @@ def test_default_config_gets_no_network(tmp_path: Path, os_release, fake_model: 
                        "--model", str(fake_model), "--python", str(fake_python(tmp_path, "3.11")))
     assert proc.returncode == 0, proc.stderr
     assert "network:" not in proc.stdout and "mqtt:" not in proc.stdout
+
+
+def test_default_interpreter_is_debians(tmp_path: Path, os_release, fake_model: Path) -> None:
+    """Not whatever python3 is first on root's PATH (a pyenv build under /root, say):
+    the service user could not execute a venv made from it."""
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("no /usr/bin/python3 here")
+    env = {"PATH": f"{tmp_path}:{os.environ.get('PATH', '')}"}
+    fake_python(tmp_path, "3.11").rename(tmp_path / "python3")  # a decoy first on PATH
+    proc = run_install("--dry-run", "--os-release", str(os_release(BOOKWORM)), "--arch", "aarch64",
+                       "--model", str(fake_model), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "venv: create /opt/edge-ser/venv (/usr/bin/python3 -m venv)" in proc.stdout
