@@ -709,9 +709,9 @@ def markdown(r: Dict[str, Any]) -> str:
                   "Cold: one whole process classifying one 3 s WAV, started from the shell.", "",
                   "| process | wall | CPU | peak RSS |", "|---|---|---|---|"]
         if "error" in e:
-            lines.append(f"| `edge-ser classify one.wav` | {e['error']} | | |")
+            lines.append(f"| `python -m edge_ser classify one.wav` | {e['error']} | | |")
         else:
-            lines.append(f"| `edge-ser classify one.wav` ({rt['steady'].get('backend', '?')}) | "
+            lines.append(f"| `python -m edge_ser classify one.wav` ({rt['steady'].get('backend', '?')}) | "
                          f"{fmt(e['wall_s'] * 1e3, ' ms', 0)} | {fmt(e['cpu_s'] * 1e3, ' ms', 0)} | "
                          f"{fmt(e['max_rss_mb'], ' MB', 1)} |")
         if "error" in a:
