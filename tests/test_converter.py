@@ -1,12 +1,15 @@
 """Tests of the workstation side: corpus readers, augmentation, training smoke run, conversion.
 
-The heavy tests (training, conversion) run real TensorFlow on a tiny model; the int8
-result is then loaded by ``tflite_runtime`` in a fresh subprocess (it must not share a
-process with TensorFlow) the way the device loads it.
+The heavy tests (training, conversion) run real TensorFlow on a tiny model in
+subprocesses; the int8 result is then loaded by ``tflite_runtime`` in another fresh
+subprocess the way the device loads it. TensorFlow is never imported into the pytest
+process itself: its native libraries clash with tflite_runtime, which other test files
+load in-process.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
+if importlib.util.find_spec("tensorflow") is None:
+    pytest.skip("the converter needs TensorFlow (requirements-dev.txt)", allow_module_level=True)
 
 from converter.corpora import (  # noqa: E402
     CorpusError, cv_folds, normalize_label, read_corpus, read_folders, read_manifest, read_ravdess,
@@ -274,19 +278,29 @@ def test_cv_on_a_corpus_without_ravdess_actors_folds_by_speaker(tmp_path):
     assert (results / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _tiny_seed_model(tmp_path: Path, with_channel: bool, suffix: str) -> Path:
-    import keras
-    from keras import layers
+TINY_SEED_MODEL = """
+import sys
+import keras
+from keras import layers
+with_channel, path = sys.argv[1] == "1", sys.argv[2]
+keras.utils.set_random_seed(3)
+shape = (126, 128, 1) if with_channel else (126, 128)
+inputs = keras.Input(shape=shape)
+x = inputs if with_channel else layers.Reshape((126, 128, 1))(inputs)
+x = layers.Conv2D(4, 3, strides=2, activation="relu")(x)
+x = layers.GlobalAveragePooling2D()(x)
+outputs = layers.Dense(8, activation="softmax")(x)
+keras.Model(inputs, outputs).save(path)
+"""
 
-    shape = (126, 128, 1) if with_channel else (126, 128)
-    inputs = keras.Input(shape=shape)
-    x = inputs if with_channel else layers.Reshape((126, 128, 1))(inputs)
-    x = layers.Conv2D(4, 3, strides=2, activation="relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(8, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
+
+def _tiny_seed_model(tmp_path: Path, with_channel: bool, suffix: str) -> Path:
+    """A Keras model shaped like the ancestor's (4 s of 128 seed-preset mels), built in a subprocess."""
     path = tmp_path / f"seed{suffix}"
-    model.save(path)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([PY, "-c", TINY_SEED_MODEL, "1" if with_channel else "0", str(path)],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     return path
 
 
