@@ -2,15 +2,18 @@
 
 Input: one window of log-mel features, ``(window_frames, n_mels, 1)``. The network is a
 VGG-style stack of 3x3 convolutions (bias-free, each followed by BatchNorm and ReLU,
-which the converter folds into the convolution), max pooling that halves time and
-frequency, a global average over what is left (so the decision pools evidence over
-the whole window), dropout and a dense softmax layer. Every op (Conv2D, MaxPool,
-Mean, FullyConnected, Softmax, plus a fixed Conv2D for the time difference) has an
-int8 kernel in TFLite, so the converted graph has no float islands.
+which the converter folds into the convolution; the first strided, max pooling that
+halves time and frequency between the others). The default head then takes the mean
+and the maximum over time but keeps the frequency axis (where in the spectrum energy
+sits matters for emotion: pitch, formants, spectral tilt), flattens, and ends with
+dropout and a dense softmax layer; ``head="gap"`` averages over time and frequency
+instead. Every op (Conv2D, MaxPool, AveragePool, Concatenation, Reshape, FullyConnected,
+Softmax, plus a fixed Conv2D for the time difference) has an int8 kernel in TFLite, so
+the converted graph has no float islands.
 
 Why a fixed time-difference filter: the feature config cannot carry delta features
 (it is fixed for the device), but a Conv2D with frozen weights ``[-1, 0, 1]`` along
-time computes them inside the graph. It is stacked with the plain features as a
+time (scaled by 1/2) computes them inside the graph. It is stacked with the plain features as a
 second input channel.
 """
 
