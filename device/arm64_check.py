@@ -50,8 +50,7 @@ def make_clips(count: int, directory: Path) -> List[Path]:
 
     from edge_ser.wav import write_wav
 
-    sys.path.insert(0, str(HERE))
-    from speechlike import speechlike
+    from edge_ser.speechlike import speechlike
 
     directory.mkdir(parents=True, exist_ok=True)
     written: List[Path] = []

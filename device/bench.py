@@ -47,15 +47,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-for _path in (str(REPO), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
 from edge_ser.features import StreamingFeatures, log_mel, preset  # noqa: E402
 from edge_ser.wav import write_wav  # noqa: E402
-from speechlike import speechlike  # noqa: E402
+from edge_ser.speechlike import speechlike  # noqa: E402
 
 RATE = 16000
 NA = "n/a"

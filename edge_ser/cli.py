@@ -252,20 +252,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 # bench
 
 
-def _speechlike(seconds: float, rate: int, seed: int = 0) -> Any:
-    """A voiced, syllable-modulated harmonic signal with noise: exercises the pipeline like speech."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    f0 = 150.0 + 30.0 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4.0 * t)) ** 2
-    signal = 0.1 * voiced * envelope + 0.005 * rng.standard_normal(t.size)
-    return (signal / max(1e-9, np.abs(signal).max()) * 0.7).astype(np.float32)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     import platform
     import time
@@ -275,14 +261,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .audio import load_audio
     from .classify import Classifier
     from .features import log_mel
+    from .speechlike import speechlike
     from .wav import wav_bytes
     from .windows import split_windows
 
     classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads, xnnpack=args.xnnpack)
     meta = classifier.metadata
     rate = classifier.sample_rate
-    native = wav_bytes(_speechlike(args.seconds, rate), rate)
-    at_48k = wav_bytes(_speechlike(args.seconds, 48000), 48000)
+    native = wav_bytes(speechlike(args.seconds, rate), rate)
+    at_48k = wav_bytes(speechlike(args.seconds, 48000), 48000)
     samples, _ = load_audio(native, rate, name="bench")
     feats = log_mel(samples, meta.feature_config)
     windows, _ = split_windows(feats, meta.window_frames, meta.hop_frames)

@@ -4,8 +4,8 @@ Why not plain tones or noise: the frontend's and the model's cost does not depen
 what the audio says, but a daemon's segmentation and a classifier's windows do depend
 on it looking like speech: voiced stretches with a moving pitch and moving formants,
 syllables a few per second, and pauses between phrases. This module makes exactly
-that, deterministically from a seed, so the benchmark and the arm64 check can run on a
-Pi without the corpus. It is additive synthesis (harmonics of a gliding f0 weighted by
+that, deterministically from a seed, so the benchmarks (`edge-ser bench`, `device/bench.py`) and the arm64 check can run
+on a Pi without the corpus. It is additive synthesis (harmonics of a gliding f0 weighted by
 formant peaks), vectorized, a fraction of a second for a minute of audio.
 """
 
