@@ -59,9 +59,11 @@ def build_models(cache_root: Path) -> Dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def test_models(request: pytest.FixtureRequest) -> Dict[str, Path]:
-    """The models above, cached in pytest's cache folder between runs."""
-    return build_models(Path(request.config.cache.mkdir("edge-ser-test-models")))
+def test_models(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    """The models above, cached in pytest's cache folder between runs (when it is enabled)."""
+    cache = getattr(request.config, "cache", None)
+    root = cache.mkdir("edge-ser-test-models") if cache is not None else tmp_path_factory.mktemp("models")
+    return build_models(Path(root))
 
 
 # ---------------------------------------------------------------------------------------
