@@ -336,18 +336,25 @@ staged_source() {
     printf '%s' "$stage"
 }
 
+install_if_changed() {
+    # install_if_changed LABEL SOURCE TARGET ACTION: copy SOURCE to TARGET (mode 0644, parent
+    # folder created) unless TARGET already has the same bytes, so re-runs change nothing.
+    local label="$1" source="$2" target="$3" action="$4"
+    if [ -f "$target" ] && cmp -s "$source" "$target"; then
+        step "$label: $target is up to date"
+        return
+    fi
+    step "$label: $action"
+    run install -d -m 0755 "$(dirname "$target")"
+    run install -m 0644 "$source" "$target"
+}
+
 install_model() {
     local target
     # Always the file name the runtime looks for (edge_ser/paths.py), whatever the source is called.
     target="$(r "$MODEL_DIR")/edge-ser-int8.tflite"
     [ -f "$model" ] || die "model not found: $model (pass --model FILE)"
-    if [ -f "$target" ] && cmp -s "$model" "$target"; then
-        step "model: $target is up to date"
-        return
-    fi
-    step "model: copy $model -> $target"
-    run install -d -m 0755 "$(r "$MODEL_DIR")"
-    run install -m 0644 "$model" "$target"
+    install_if_changed model "$model" "$target" "copy $model -> $target"
 }
 
 EVENTS_FILE=$STATE_DIR/events.jsonl
@@ -397,13 +404,7 @@ create_state_dir() {
 install_unit() {
     local target
     target="$(r "$UNIT_FILE")"
-    if [ -f "$target" ] && cmp -s "$here/edge-ser.service" "$target"; then
-        step "unit: $target is up to date"
-    else
-        step "unit: install $target"
-        run install -d -m 0755 "$(dirname "$target")"
-        run install -m 0644 "$here/edge-ser.service" "$target"
-    fi
+    install_if_changed unit "$here/edge-ser.service" "$target" "install $target"
 }
 
 config_table() {
