@@ -7,7 +7,7 @@ dependencies, imported only when used, so ``import edge_ser.outputs`` is free:
 * :mod:`edge_ser.outputs.mqtt` -- MQTT with Home Assistant discovery (needs paho-mqtt 2.x).
 """
 
-from typing import Any
+from .._lazy import lazy_getattr
 
 _LAZY = {
     "MqttConfig": "edge_ser.outputs.mqtt_config",
@@ -21,12 +21,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'edge_ser.outputs' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
