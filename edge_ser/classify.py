@@ -211,6 +211,17 @@ class Classifier:
             name = os.fspath(source)
         return self.classify_signal(samples, self.sample_rate, source=name)
 
+    def classify_bytes(self, data: Union[bytes, bytearray, memoryview], name: str, *,
+                       windows: bool = False) -> Prediction:
+        """Classify a WAV held in memory (an HTTP upload): bounded extra memory.
+
+        ``name`` labels the result and error messages. ``windows=True`` keeps the
+        per-window results in :attr:`Prediction.windows` (otherwise it is empty).
+        Bad audio raises :class:`~edge_ser.errors.AudioError`.
+        """
+        prediction = self.classify_file(data, name=name)
+        return prediction if windows else dataclasses.replace(prediction, windows=[])
+
     def classify_signal(
         self, samples: np.ndarray, sample_rate: int, source: Optional[str] = None
     ) -> Prediction:
