@@ -95,7 +95,8 @@ def cmd_cv(args, argv) -> int:
     data = _data(args, recipe)
     only = [int(f) for f in args.folds.split(",")] if args.folds else None
     start = time.time()
-    summary = run_cv(data, recipe, val_speakers=args.val_speakers, only=only, log=_log)
+    summary = run_cv(data, recipe, val_speakers=args.val_speakers, only=only, log=_log,
+                     save_models=Path(args.save_models) if args.save_models else None)
     summary["wall_seconds"] = round(time.time() - start, 1)
     out = Path(args.results)
     write_results(summary, out, _command(argv))
@@ -284,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also hold out N training speakers for early stopping (default 0: train on all "
                         "non-test speakers for the whole schedule, exactly like the shipped model)")
     p.add_argument("--results", default=str(DEFAULT_RESULTS), help="folder for cv.json, cv.md, confusion.png")
+    p.add_argument("--save-models", help="folder to keep each fold's int8 model in (foldN.tflite)")
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("report", help="rewrite cv.md and confusion.png from cv.json")

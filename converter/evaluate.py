@@ -48,8 +48,9 @@ def score(model, tflite_bytes: bytes, test: ClipSet, recipe: Recipe) -> Dict[str
 
 def run_cv(
     data: ClipSet, recipe: Recipe, val_speakers: int = 2, folds: Sequence[Sequence[str]] = EMOBOX_FOLDS,
-    only: Optional[Sequence[int]] = None, log=print,
+    only: Optional[Sequence[int]] = None, log=print, save_models: Optional[Path] = None,
 ) -> Dict[str, object]:
+    """Train and score one model per fold; ``save_models`` keeps each fold's int8 file (for later evaluations)."""
     present = cv_folds(data.items, folds)
     if not present:
         # not RAVDESS actors: split the speakers themselves into (up to 5) folds
@@ -73,6 +74,9 @@ def run_cv(
         t0 = time.time()
         result = train_model(train, val, recipe, log=log)
         tfl = int8_model(result.model, train, recipe)
+        if save_models is not None:
+            save_models.mkdir(parents=True, exist_ok=True)
+            (save_models / f"fold{number}.tflite").write_bytes(tfl)
         fold = {"fold": number, "test_speakers": list(test_speakers), "val_speakers": val_ids,
                 "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "best_val_ua": result.best_val_ua, "train_seconds": round(result.seconds, 1),
