@@ -7,7 +7,12 @@ installed -- ``listen``/``devices`` registered by :mod:`edge_ser.daemon.cli`.
 Error policy, because this runs unattended on devices and in shell pipelines:
 a user error (:class:`~edge_ser.errors.EdgeSerError`, :class:`OSError`) is one line,
 never a traceback; one bad file does not stop a batch; the exit status is 0 when
-everything succeeded, 1 when something failed, 2 for usage errors, 130 on Ctrl-C.
+everything succeeded, 1 when something failed, 2 for usage errors, 130 on Ctrl-C, and
+141 (128 + SIGPIPE, what the shell reports for ``cat``, ``git`` or ``yes`` in the same
+place) when the reader of stdout went away (``edge-ser info | head -3``): quietly, no
+traceback and no "Exception ignored" at exit. The CLI does not restore the default
+SIGPIPE action instead, because ``listen`` runs the daemon in this process and a client
+hanging up its socket must not kill it.
 Heavy modules (NumPy, the interpreter) are imported only by the subcommand that runs.
 """
 
@@ -18,6 +23,7 @@ import importlib
 import importlib.util
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Sequence, TextIO, Tuple
@@ -33,6 +39,7 @@ STDIN = "-"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE is 13 on every Linux/BSD/macOS; signal.SIGPIPE is absent on Windows
 
 
 # ---------------------------------------------------------------------------------------
@@ -76,23 +83,60 @@ def expand_inputs(inputs: Sequence[str]) -> Iterator[Tuple[str, Optional[str]]]:
 
     Folders are walked recursively, matching ``.wav`` in any case, in path order;
     hidden entries are skipped. A folder without WAV files yields itself with a
-    problem, so it is reported instead of silently doing nothing. Non-existent paths
-    are passed through: opening them gives the error message.
+    problem, so it is reported instead of silently doing nothing; so does a folder (or
+    subfolder) that cannot be read, with the reason (e.g. permission denied) rather
+    than "no .wav files". Non-existent paths are passed through: opening them gives the
+    error message. Inputs named on the command line are never second-guessed (a FIFO
+    given explicitly is read); what a folder walk finds is, see :func:`_walk_wavs`.
     """
     for item in inputs:
         if item == STDIN or not os.path.isdir(item):
             yield item, None
             continue
-        found = []
-        for directory, subdirs, files in os.walk(item):
-            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-            found += [os.path.join(directory, name) for name in files
-                      if name.lower().endswith(".wav") and not name.startswith(".")]
+        found = _walk_wavs(item)
         if not found:
             yield item, "folder contains no .wav files"
         # sorted by path components, like 'find | sort': a.wav, b/z.wav, c.wav
-        for path in sorted(found, key=lambda p: Path(p).relative_to(item).parts):
-            yield path, None
+        yield from sorted(found, key=lambda entry: Path(entry[0]).relative_to(item).parts)
+
+
+#: Problem prefix of walked entries that are skipped (reported, not counted as failures).
+SKIPPED = "skipped: "
+
+
+def _walk_wavs(folder: str) -> List[Tuple[str, Optional[str]]]:
+    """Every ``*.wav`` below ``folder`` as ``(path, problem)``, and the subfolders it could not read.
+
+    Only regular files (or symlinks to them) are read: a FIFO, socket or device named
+    ``x.wav`` would block ``open`` or ``read`` forever (a FIFO nobody writes to) or
+    stream without end, so it is skipped with a problem starting with :data:`SKIPPED`.
+    Broken symlinks are kept: opening them reports the error.
+    """
+    entries: List[Tuple[str, Optional[str]]] = []
+
+    def unreadable(exc: OSError) -> None:
+        # os.walk's default is to ignore these, which made a locked folder look empty
+        entries.append((exc.filename or folder, f"cannot read folder: {exc.strerror or exc}"))
+
+    for directory, subdirs, files in os.walk(folder, onerror=unreadable):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        for name in files:
+            if name.lower().endswith(".wav") and not name.startswith("."):
+                path = os.path.join(directory, name)
+                entries.append((path, _special_file_problem(path)))
+    return entries
+
+
+def _special_file_problem(path: str) -> Optional[str]:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # reported when it is opened
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    return f"{SKIPPED}{kind}, not a regular file (name it on the command line to read it)"
 
 
 class _TableWriter:
@@ -102,12 +146,18 @@ class _TableWriter:
         self.file_width = max(4, file_width)  # never truncated: the name is what identifies a row
         self.top_k = top_k
         self.show_windows = show_windows
+        self._header_done = False
 
     def header(self) -> None:
+        """Printed before the first row, so a run where every input failed prints no table."""
+        if self._header_done:
+            return
+        self._header_done = True
         extra = "".join(f"  {'#' + str(i):<16}" for i in range(2, self.top_k + 1))
         print(f"{'FILE':<{self.file_width}}  {'EMOTION':<10} {'CONF':>6} {'DURATION':>9}{extra}".rstrip(), flush=True)
 
     def row(self, name: str, prediction: Any) -> None:
+        self.header()
         extra = "".join(f"  {label + ' ' + _percent(p):<16}" for label, p in prediction.top(self.top_k)[1:])
         print(
             f"{name:<{self.file_width}}  {prediction.label:<10} {_percent(prediction.confidence):>6} "
@@ -121,6 +171,9 @@ class _TableWriter:
     def error(self, name: str, message: str) -> None:
         _error_line(message)
 
+    def skipped(self, name: str, message: str) -> None:
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
 
 class _JsonWriter:
     """Prints one JSON object per clip (JSON lines); errors are objects with ``error``."""
@@ -130,9 +183,6 @@ class _JsonWriter:
         self.show_windows = show_windows
         self.model_id = model_id
         self.backend = backend
-
-    def header(self) -> None:
-        pass
 
     def row(self, name: str, prediction: Any) -> None:
         data = prediction.to_dict(windows=self.show_windows)
@@ -145,6 +195,10 @@ class _JsonWriter:
 
     def error(self, name: str, message: str) -> None:
         print(json.dumps({"source": name, "error": message}), flush=True)
+
+    def skipped(self, name: str, message: str) -> None:
+        # not a result: stdout keeps one object per input that was read
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
 def _classify_one(classifier: Any, item: str) -> Any:
@@ -161,14 +215,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
         raise _UsageError("'-' (stdin) can be given only once")
     items = list(expand_inputs(args.inputs))
     classifier = Classifier(args.model, backend=args.backend, num_threads=args.threads, xnnpack=args.xnnpack)
+    # more than the model has would print empty columns: the model's label count is the most there is
+    top_k = min(args.top_k, len(classifier.metadata.labels))
     if args.json:
-        writer: Any = _JsonWriter(args.top_k, args.windows, classifier.model_id, classifier.model.backend)
+        writer: Any = _JsonWriter(top_k, args.windows, classifier.model_id, classifier.model.backend)
     else:
-        writer = _TableWriter(max(len(_display(i)) for i, _ in items), args.top_k, args.windows)
-    writer.header()
+        writer = _TableWriter(max(len(_display(i)) for i, _ in items), top_k, args.windows)
     failures = 0
     for item, problem in items:
         name = _display(item)
+        if problem and problem.startswith(SKIPPED):
+            writer.skipped(name, f"{name}: {problem}")
+            continue
         try:
             if problem:
                 raise EdgeSerError(f"{item}: {problem}")
@@ -368,7 +426,10 @@ _CLASSIFY_EPILOG = """examples:
   edge-ser classify recordings/ --top-k 3          # every .wav below the folder, sorted
   edge-ser classify a.wav b.wav --json | jq .label  # one JSON object per line
   arecord -d 3 -f S16_LE -r 16000 -t wav | edge-ser classify -
-exit status: 0 all classified, 1 some failed (each reported on its own line), 2 usage error"""
+folders: hidden entries are skipped, and so are FIFOs, sockets and devices named *.wav (reported
+on stderr; name one on the command line to read it)
+exit status: 0 all classified, 1 some failed (each reported on its own line), 2 usage error,
+141 the reader of the output went away (e.g. | head)"""
 
 _INFO_EPILOG = """examples:
   edge-ser info
@@ -416,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="FILE", help="WAV file, folder (walked for *.wav), or - for stdin")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-    p.add_argument("--top-k", type=_positive_int, default=1, metavar="N", help="also show the N most likely emotions")
+    p.add_argument("--top-k", type=_positive_int, default=1, metavar="N", help="also show the N most likely emotions (at most as many as the model has)")
     p.add_argument("--windows", action="store_true", help="also show the answer for every window")
     _add_model_options(p)
     p.set_defaults(func=cmd_classify)
@@ -449,8 +510,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly with the shell's SIGPIPE status,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout closed or replaced by something without a descriptor
+        pass
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # (argparse itself ignores a closed stdout for --help: exit 0)
     try:
         return int(args.func(args) or 0)
     except _UsageError as exc:
@@ -458,11 +538,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (``| head``): stop quietly, and keep Python from
-        # complaining again when it flushes stdout at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILED
+        raise
     except EdgeSerError as exc:
         _error_line(exc)
     except OSError as exc:

@@ -271,3 +271,124 @@ def test_daemon_subcommands_are_registered_when_the_daemon_exists():
     assert "listen" in proc.stdout and "devices" in proc.stdout
     proc = run_edge_ser(["devices", "--help"])
     assert proc.returncode == 0 and "usage: edge-ser devices" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# Special files, unreadable folders, --top-k, a closed stdout (issue 11)
+
+
+def test_fifo_in_a_folder_is_skipped_and_reported(model, tmp_path):
+    """A FIFO named *.wav used to block the folder walk forever (nobody writes to it)."""
+    write_wav(tmp_path / "a.wav", tone(1.0), 16000)
+    os.mkfifo(tmp_path / "pipe.wav")
+    proc = run_edge_ser(["classify", "--model", model, str(tmp_path)], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[1].split()[0] == str(tmp_path / "a.wav")
+    assert proc.stderr.strip() == f"edge-ser: {tmp_path / 'pipe.wav'}: skipped: a FIFO, not a regular file " \
+                                  "(name it on the command line to read it)"
+    proc = run_edge_ser(["classify", "--json", "--model", model, str(tmp_path)], timeout=60)
+    assert [Path(o["source"]).name for o in _json_lines(proc.stdout)] == ["a.wav"]
+    assert "pipe.wav: skipped: a FIFO" in proc.stderr
+
+
+def test_a_fifo_named_on_the_command_line_is_read(model, tmp_path):
+    import threading
+
+    fifo = tmp_path / "live.wav"
+    os.mkfifo(fifo)
+    data = wav_bytes(tone(1.5), 16000)
+
+    def feed() -> None:
+        try:
+            with open(fifo, "wb") as f:  # blocks until the CLI opens it
+                f.write(data)
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        proc = run_edge_ser(["classify", "--json", "--model", model, str(fifo)], timeout=60)
+    finally:
+        if writer.is_alive():  # the CLI never opened it: release the writer
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(5)
+    assert proc.returncode == 0, proc.stderr
+    (obj,) = _json_lines(proc.stdout)
+    assert obj["source"] == str(fifo) and obj["duration"] == pytest.approx(1.5, abs=1e-3)
+
+
+def _without_root_powers() -> list:
+    """A command prefix under which permission bits apply (root bypasses them)."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and util-linux's setpriv is not installed: cannot drop CAP_DAC_*")
+    # uid 0 stays the owner of everything (the interpreter under /root stays usable), but without
+    # these two capabilities a mode-000 folder really is unreadable
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+def test_unreadable_folder_says_permission_denied(model, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    write_wav(locked / "a.wav", tone(1.0), 16000)
+    outer = tmp_path / "outer"
+    (outer / "sub").mkdir(parents=True)
+    write_wav(outer / "ok.wav", tone(1.0), 16000)
+    write_wav(outer / "sub" / "b.wav", tone(1.0), 16000)
+    locked.chmod(0)
+    (outer / "sub").chmod(0)
+    try:
+        cmd = [*_without_root_powers(), sys.executable, "-m", "edge_ser", "classify", "--model", model,
+               str(locked), str(outer)]
+        raw = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=str(ROOT),
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    finally:
+        locked.chmod(0o755)
+        (outer / "sub").chmod(0o755)
+    _no_traceback(raw)
+    assert raw.returncode == 1
+    assert raw.stderr.splitlines() == [f"edge-ser: error: {locked}: cannot read folder: Permission denied",
+                                       f"edge-ser: error: {outer / 'sub'}: cannot read folder: Permission denied"]
+    assert [line.split()[0] for line in raw.stdout.splitlines()[1:]] == [str(outer / "ok.wav")]
+
+
+def test_top_k_beyond_the_label_count_is_clamped(model, batch):
+    clip = str(batch["dir"] / "good_tone.wav")
+    proc = run_edge_ser(["classify", "--model", model, "--top-k", "50", clip])
+    assert proc.returncode == 0, proc.stderr
+    header, row = proc.stdout.splitlines()
+    assert header.split() == ["FILE", "EMOTION", "CONF", "DURATION", *[f"#{i}" for i in range(2, 9)]]
+    assert len(row.split()) == 4 + 2 * 7  # every column filled: "label pct" pairs for #2..#8
+    proc = run_edge_ser(["classify", "--json", "--model", model, "--top-k", "50", clip])
+    assert len(_json_lines(proc.stdout)[0]["top"]) == 8
+
+
+def test_no_table_header_when_every_input_failed(model, batch):
+    d = batch["dir"]
+    proc = run_edge_ser(["classify", "--model", model, str(d / "not_a_wav.wav"), str(d / "alaw.wav")])
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 2
+    _no_traceback(proc)
+
+
+@pytest.mark.parametrize("command", [["info"], ["classify"]])
+def test_closed_stdout_exits_141_quietly(command, model, batch):
+    """``edge-ser info | head -3``: the reader is gone; exit like cat/git do (128 + SIGPIPE), no noise."""
+    args = [*command, model] if command == ["info"] else \
+        [*command, "--model", model, *[str(batch["dir"] / n) for n in batch["good"]]]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the CLI starts: its first write meets EPIPE, whatever the timing
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edge_ser", *args], stdout=write_end, stderr=subprocess.PIPE,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT), timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == b""
