@@ -14,12 +14,20 @@ Robustness rules, because this decoder sees every file a user throws at the devi
   to what the file really holds (its size for paths and bytes, bounded pieces for
   pipes), so a lying header can neither hang the reader nor make it allocate gigabytes.
 * Sizes that are merely wrong are tolerated the way players tolerate them: the RIFF
-  size is ignored, a data size of ``0xFFFFFFFF``/``0`` (streamed) or larger than the
-  file means "to the end of the file", a trailing partial frame is dropped, unknown
+  size is ignored, a data size of ``0xFFFFFFFF`` (streamed) or larger than the file
+  means "to the end of the file", a data size of ``0`` too unless a chunk header
+  follows it (then the data is empty), a trailing partial frame is dropped, unknown
   chunks are skipped (with or without their pad byte).
+* One reader for every source: bytes, paths and pipes go through the same
+  :class:`_Reader` and parser, and no decision depends on whether the length of the
+  source is known, so the same bytes decode to the same audio from anywhere.
+* Sample rates outside :data:`MIN_SAMPLE_RATE`..:data:`MAX_SAMPLE_RATE` are refused: a
+  rate is what turns bytes into seconds, so a hostile one multiplies the work.
 
 Decoding is vectorized (``np.frombuffer``; 24-bit through a 4-byte view) and runs in
-blocks so that peak memory stays close to the raw data plus the float32 output.
+blocks of at most 1 MB of raw data: :class:`WavReader` hands them out one at a time
+(bounded memory for any length, and :meth:`WavReader.rewind` for a second pass), and
+:func:`read_wav` collects them into one array.
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ import io
 import os
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, List, Optional, Tuple, Union
+from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
 from .errors import AudioError
 
-__all__ = ["WavAudio", "read_wav", "read_wav_channels", "write_wav", "SAMPLE_FORMATS"]
+__all__ = ["WavAudio", "WavReader", "open_wav", "read_wav", "read_wav_channels", "write_wav", "SAMPLE_FORMATS",
+           "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE"]
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
@@ -81,10 +90,15 @@ SAMPLE_FORMATS: Dict[str, Tuple[str, int, int]] = {
 # practice; channel counts beyond a few dozen are ambisonics research at most.
 _MAX_FMT_SIZE = 4096
 _MAX_CHANNELS = 256
-_MAX_SAMPLE_RATE = 10_000_000
+#: Plausible sample rates (Hz): from narrow-band telephony (4 kHz would be generous) to
+#: 384 kHz studio converters. A header outside this range is corrupt or hostile (a
+#: 4 KB file "at 1 Hz" would otherwise become half an hour of audio to resample).
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384000
 _STREAMED_SIZES = (0xFFFFFFFF,)
-_PIECE = 1 << 20  # bounded read size for streams of unknown length
-_BLOCK_FRAMES = 1 << 18  # frames decoded per block (bounds temporaries)
+_PIECE = 1 << 20  # bounded read size
+_BLOCK_FRAMES = 1 << 16  # frames decoded per block by default
+_BLOCK_BYTES = 1 << 20  # raw bytes per block at most (bounds temporaries whatever the channels)
 
 
 @dataclass(frozen=True)
@@ -125,63 +139,91 @@ class _Format:
 # --- byte source ---------------------------------------------------------------------
 
 
-class _Reader:
-    """Sequential reads from bytes or a binary file, with a small push-back buffer.
+class _MemoryStream:
+    """A read-only, seekable binary stream over a buffer, without copying it.
 
-    ``remaining`` is known for bytes and seekable files (so reads can be sized to what
-    is really there) and ``None`` for pipes (reads then go in bounded pieces).
+    Bytes get the same :class:`_Reader` as files and pipes: one reader, one parser, so
+    a header cannot mean one thing in memory and another on disk.
     """
 
-    def __init__(self, data: Optional[memoryview], stream: Optional[BinaryIO]) -> None:
+    def __init__(self, data: memoryview) -> None:
         self._data = data
         self._pos = 0
+
+    def read(self, n: int = -1) -> memoryview:
+        stop = len(self._data) if n is None or n < 0 else min(self._pos + n, len(self._data))
+        out = self._data[self._pos:stop]
+        self._pos = stop
+        return out
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._data)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def close(self) -> None:
+        pass
+
+
+class _Reader:
+    """Sequential reads from any binary stream, with a small push-back buffer.
+
+    Reads are bounded (at most ``n`` bytes, in pieces of :data:`_PIECE`), so a size
+    taken from a header never turns into an allocation larger than what the stream
+    really holds. Nothing here depends on whether the stream is seekable: the parser
+    gives the same answer for a path, bytes and a pipe. Seeking is used only to skip
+    over chunks quickly and to :meth:`rewind` to a remembered position.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._pushback = b""
-        self._size: Optional[int] = None
-        if stream is not None:
-            try:
-                if stream.seekable():
-                    here = stream.tell()
-                    end = stream.seek(0, io.SEEK_END)
-                    stream.seek(here)
-                    self._size = end - here
-            except (OSError, AttributeError, ValueError):
-                self._size = None
+        self._seekable = False
+        try:
+            if stream.seekable():
+                stream.tell()
+                self._seekable = True
+        except (OSError, AttributeError, ValueError):
+            self._seekable = False
 
-    def _stream_left(self) -> Optional[int]:
-        return None if self._size is None else max(self._size - self._pos, 0)
+    @property
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def tell(self) -> int:
+        """Position of the next byte :meth:`read` returns (seekable streams only)."""
+        return self._stream.tell() - len(self._pushback)
+
+    def seek(self, position: int) -> None:
+        self._pushback = b""
+        self._stream.seek(position)
 
     def remaining(self) -> Optional[int]:
-        """Bytes left to read, or ``None`` when unknown (pipes)."""
-        if self._data is not None:
-            return len(self._data) - self._pos
-        left = self._stream_left()
-        return None if left is None else left + len(self._pushback)
+        """Bytes left in a seekable stream (a size hint only), or ``None``."""
+        if not self._seekable:
+            return None
+        here = self._stream.tell()
+        end = self._stream.seek(0, io.SEEK_END)
+        self._stream.seek(here)
+        return max(0, end - here) + len(self._pushback)
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at the end). Never allocates more than is there."""
         if n <= 0:
             return b""
-        if self._data is not None:
-            out = self._data[self._pos:self._pos + n]
-            self._pos += len(out)
-            return bytes(out) if len(out) <= 64 else out  # type: ignore[return-value]
         head, self._pushback = self._pushback[:n], self._pushback[n:]
         n -= len(head)
-        if n == 0:
-            return head
         parts: List[bytes] = [head] if head else []
-        known = self._stream_left()
-        if known is not None:
-            n = min(n, known)
-        # Known size: n is already bounded by the file, read it in one go. Unknown
-        # (pipe): bounded pieces, so a lying size cannot trigger a huge allocation.
-        limit = n if known is not None else _PIECE
         while n > 0:
-            piece = self._stream.read(min(n, limit))  # type: ignore[union-attr]
+            piece = self._stream.read(min(n, _PIECE))
             if not piece:
                 break
-            self._pos += len(piece)
             parts.append(piece)
             n -= len(piece)
         if not parts:
@@ -189,44 +231,21 @@ class _Reader:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def unread(self, data: bytes) -> None:
-        if self._data is not None:
-            self._pos -= len(data)
-        else:
-            self._pushback = bytes(data) + self._pushback
+        self._pushback = bytes(data) + self._pushback
 
     def skip(self, n: int) -> None:
-        if self._data is not None:
-            self._pos = min(self._pos + n, len(self._data))
-            return
         dropped = min(n, len(self._pushback))
         self._pushback = self._pushback[dropped:]
         n -= dropped
-        known = self._stream_left()
-        if known is not None:
-            n = min(n, known)
-            self._stream.seek(n, io.SEEK_CUR)  # type: ignore[union-attr]
-            self._pos += n
+        if self._seekable and n > 0:
+            left = self.remaining() or 0
+            self._stream.seek(min(n, left), io.SEEK_CUR)
             return
         while n > 0:  # pipe: read and discard in bounded pieces
-            piece = self._stream.read(min(n, _PIECE))  # type: ignore[union-attr]
+            piece = self._stream.read(min(n, _PIECE))
             if not piece:
                 return
-            self._pos += len(piece)
             n -= len(piece)
-
-    def read_to_end(self) -> bytes:
-        if self._data is not None:
-            return self.read(len(self._data) - self._pos)
-        parts = [self._pushback] if self._pushback else []
-        self._pushback = b""
-        while True:
-            known = self._stream_left()
-            piece = self._stream.read(known if known else _PIECE)  # type: ignore[union-attr]
-            if not piece:
-                break
-            self._pos += len(piece)
-            parts.append(piece)
-        return b"".join(parts)
 
 
 def _source_name(source: Source, name: Optional[str]) -> str:
@@ -283,8 +302,8 @@ def _parse_fmt(raw: bytes, size: int, fail) -> _Format:  # type: ignore[no-untyp
         fail(f"implausible channel count {channels} (max {_MAX_CHANNELS})")
     if rate == 0:
         fail("zero sample rate")
-    if rate > _MAX_SAMPLE_RATE:
-        fail(f"implausible sample rate {rate} Hz")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        fail(f"implausible sample rate {rate} Hz (supported: {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz)")
     allowed = (8, 16, 24, 32) if tag == _PCM else (32, 64)
     kind = "PCM" if tag == _PCM else "IEEE float"
     if bits not in allowed:
@@ -296,8 +315,12 @@ def _parse_fmt(raw: bytes, size: int, fail) -> _Format:  # type: ignore[no-untyp
     return _Format(tag, channels, rate, block_align, bits, name)
 
 
-def _read_chunks(reader: _Reader, fail) -> Tuple[_Format, bytes]:  # type: ignore[no-untyped-def]
-    """Walk the chunk list; return the format and the raw data bytes."""
+def _read_chunks(reader: _Reader, fail) -> Tuple[_Format, Optional[int]]:  # type: ignore[no-untyped-def]
+    """Walk the chunk list up to the data chunk's payload.
+
+    Returns the format and how many data bytes follow: a number, or ``None`` for "to
+    the end of the stream". The reader is left at the first data byte.
+    """
     head = reader.read(12)
     head = bytes(head)
     if len(head) == 0:
@@ -321,7 +344,7 @@ def _read_chunks(reader: _Reader, fail) -> Tuple[_Format, bytes]:  # type: ignor
         elif chunk_id == b"data":
             if fmt is None:
                 fail("no fmt chunk before the data chunk")
-            return fmt, _read_data(reader, size)
+            return fmt, _data_length(reader, size)
         else:
             reader.skip(size)
             _skip_pad(reader, size)
@@ -342,54 +365,27 @@ def _skip_pad(reader: _Reader, size: int) -> None:
         reader.unread(peek[1:])
 
 
-def _read_data(reader: _Reader, size: int) -> bytes:
-    remaining = reader.remaining()
+def _data_length(reader: _Reader, size: int) -> Optional[int]:
+    """Bytes of sample data the data chunk holds (``None``: to the end of the stream).
+
+    A declared size larger than the stream simply ends early, so ``size`` is an
+    upper bound, not an allocation. The decision uses only the bytes that follow,
+    never the stream's length, so every kind of source gets the same answer.
+    """
     if size in _STREAMED_SIZES:
-        return reader.read_to_end()
+        return None
     if size == 0:
         # Streamers that never go back to fix the header write 0. Read to the end unless
-        # what follows is clearly another chunk (then the data chunk is really empty).
+        # what follows starts like another chunk (then the data chunk is really empty).
         peek = bytes(reader.read(8))
-        if len(peek) == 0:
-            return b""
-        if len(peek) == 8 and _looks_like_chunk_id(peek[:4]):
-            following = struct.unpack("<I", peek[4:])[0]
-            rest = reader.remaining()
-            if rest is None or following <= rest:
-                return b""
         reader.unread(peek)
-        return reader.read_to_end()
-    if remaining is not None and size >= remaining:
-        return reader.read_to_end()
-    return reader.read(size)
+        if len(peek) == 8 and _looks_like_chunk_id(peek[:4]):
+            return 0
+        return None
+    return size
 
 
 # --- decoding --------------------------------------------------------------------------
-
-
-def _decode(raw: bytes, fmt: _Format, n_frames: int, mono: bool) -> np.ndarray:
-    """Raw little-endian samples -> float32, mono-averaged or ``(frames, channels)``."""
-    channels = fmt.channels
-    shape = (n_frames,) if mono else (n_frames, channels)
-    out = np.empty(shape, dtype=np.float32)
-    bytes_per_sample = fmt.bits // 8
-    step = _BLOCK_FRAMES
-    buf = memoryview(raw)
-    for start in range(0, n_frames, step):
-        stop = min(start + step, n_frames)
-        block = buf[start * fmt.block_align: stop * fmt.block_align]
-        values = _decode_block(block, fmt.tag, bytes_per_sample).reshape(stop - start, channels)
-        if mono:
-            # Column sums, not values.mean(axis=1): reducing a 2-wide axis is ~100x slower.
-            target = out[start:stop]
-            target[:] = values[:, 0]
-            for channel in range(1, channels):
-                target += values[:, channel]
-            if channels > 1:
-                target *= np.float32(1.0 / channels)
-        else:
-            out[start:stop] = values
-    return out
 
 
 def _decode_block(block: memoryview, tag: int, width: int) -> np.ndarray:
@@ -428,32 +424,182 @@ def _decode_24bit(raw: np.ndarray) -> np.ndarray:
     return out
 
 
+def _downmix(values: np.ndarray) -> np.ndarray:
+    """``(frames, channels)`` -> mono float32, the channel average."""
+    channels = values.shape[1]
+    # Column sums, not values.mean(axis=1): reducing a 2-wide axis is ~100x slower.
+    out = values[:, 0].copy()
+    for channel in range(1, channels):
+        out += values[:, channel]
+    if channels > 1:
+        out *= np.float32(1.0 / channels)
+    return out
+
+
+class WavReader:
+    """An open WAV: the header parsed, the samples read in bounded blocks.
+
+    The one decoder behind :func:`read_wav` and the streaming classifier. ``source``
+    is a path, bytes (not copied) or a binary stream read from its current position;
+    a path is opened here and closed by :meth:`close` (or ``with``). Every source goes
+    through the same reader and parser, so the same bytes give the same audio.
+
+    :meth:`blocks` yields float32 blocks of at most ``block_frames`` frames, so memory
+    stays bounded whatever the file's length or header claims. For a seekable source
+    (a path, bytes, a regular file) :meth:`rewind` goes back to the first sample, so a
+    caller can read the audio twice (two-pass normalization) without holding it.
+    """
+
+    def __init__(self, source: Source, *, name: Optional[str] = None) -> None:
+        self.name = _source_name(source, name)
+        self._owned: Optional[BinaryIO] = None
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                self._owned = stream = open(source, "rb")  # noqa: SIM115  (closed by close())
+            except OSError as exc:
+                raise AudioError(f"cannot read: {exc.strerror or exc}", self.name) from None
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            stream = _MemoryStream(memoryview(source).cast("B"))  # type: ignore[assignment]
+        elif isinstance(source, io.TextIOBase):
+            raise AudioError("opened in text mode: open the file in binary mode ('rb')", self.name)
+        elif hasattr(source, "read"):
+            stream = source  # type: ignore[assignment]
+        else:
+            raise AudioError(f"not a WAV source: expected a path, bytes or a binary file object, "
+                             f"got {type(source).__name__}", self.name)
+        try:
+            self._reader = _Reader(stream)
+            fmt, self._data_bytes = self._guard(lambda: _read_chunks(self._reader, self._fail))
+            self._start = self._reader.tell() if self._reader.seekable else None
+        except BaseException:
+            self.close()
+            raise
+        self._format = fmt
+        self._left = self._data_bytes
+        self._eof = False
+
+    # -- what the file is ------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self._format.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self._format.channels
+
+    @property
+    def format(self) -> str:
+        """``"pcm8"``, ``"pcm16"``, ``"pcm24"``, ``"pcm32"``, ``"float32"`` or ``"float64"``."""
+        return self._format.name
+
+    @property
+    def seekable(self) -> bool:
+        """True when :meth:`rewind` works (paths, bytes, regular files)."""
+        return self._start is not None
+
+    def frames_hint(self) -> Optional[int]:
+        """Frames left to read when the source's size is known, else ``None`` (a hint for
+        preallocation; the blocks are what counts)."""
+        if self._eof:
+            return 0
+        remaining = self._reader.remaining()
+        if remaining is None:
+            return None
+        if self._left is not None:
+            remaining = min(remaining, self._left)
+        return remaining // self._format.block_align
+
+    # -- reading ---------------------------------------------------------------------------
+    def _fail(self, reason: str) -> None:
+        raise AudioError(reason, self.name)
+
+    def _guard(self, action):  # type: ignore[no-untyped-def]
+        try:
+            return action()
+        except AudioError:
+            raise
+        except OSError as exc:
+            raise AudioError(f"cannot read: {exc.strerror or exc}", self.name) from None
+
+    def read_block(self, block_frames: int = _BLOCK_FRAMES, *, mono: bool = True) -> Optional[np.ndarray]:
+        """The next block of at most ``block_frames`` frames, or ``None`` at the end.
+
+        Mono (channels averaged) 1-D float32 by default, else ``(frames, channels)``.
+        A trailing partial frame is dropped.
+        """
+        if self._eof:
+            return None
+        fmt = self._format
+        want = max(1, min(int(block_frames), _BLOCK_BYTES // fmt.block_align)) * fmt.block_align
+        if self._left is not None:
+            want = min(want, self._left)
+        raw = self._guard(lambda: self._reader.read(want)) if want > 0 else b""
+        if self._left is not None:
+            self._left -= len(raw)
+        if len(raw) < want or want == 0 or self._left == 0:
+            self._eof = True
+        n = len(raw) // fmt.block_align
+        if n == 0:
+            self._eof = True
+            return None
+        values = _decode_block(memoryview(raw)[: n * fmt.block_align], fmt.tag, fmt.bits // 8)
+        values = values.reshape(n, fmt.channels)
+        return _downmix(values) if mono else values
+
+    def blocks(self, block_frames: int = _BLOCK_FRAMES, *, mono: bool = True) -> Iterator[np.ndarray]:
+        """Iterate over the remaining samples in blocks (see :meth:`read_block`)."""
+        while True:
+            block = self.read_block(block_frames, mono=mono)
+            if block is None:
+                return
+            yield block
+
+    def rewind(self) -> None:
+        """Go back to the first sample (seekable sources only; else ``io.UnsupportedOperation``)."""
+        if self._start is None:
+            raise io.UnsupportedOperation(f"{self.name}: not seekable, cannot read it twice")
+        self._guard(lambda: self._reader.seek(self._start))  # type: ignore[arg-type]
+        self._left = self._data_bytes
+        self._eof = False
+
+    def read_all(self, *, mono: bool = True) -> np.ndarray:
+        """Everything left, as one array (its size is what the stream really holds)."""
+        hint = self.frames_hint()
+        shape_tail: Tuple[int, ...] = () if mono else (self.channels,)
+        if hint is not None:
+            out = np.empty((hint, *shape_tail), dtype=np.float32)
+            filled = 0
+            for block in self.blocks(mono=mono):
+                out[filled:filled + len(block)] = block
+                filled += len(block)
+            return out[:filled]
+        parts = list(self.blocks(mono=mono))
+        if not parts:
+            return np.zeros((0, *shape_tail), dtype=np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def close(self) -> None:
+        """Close the file this reader opened (a stream passed in stays open)."""
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            owned.close()
+
+    def __enter__(self) -> "WavReader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_wav(source: Source, *, name: Optional[str] = None) -> WavReader:
+    """Parse a WAV's header and return a :class:`WavReader` positioned at its first sample."""
+    return WavReader(source, name=name)
+
+
 def _read(source: Source, name: Optional[str], mono: bool) -> WavAudio:
-    label = _source_name(source, name)
-
-    def fail(reason: str) -> None:
-        raise AudioError(reason, label)
-
-    if isinstance(source, (str, os.PathLike)):
-        try:
-            with open(source, "rb") as stream:
-                fmt, raw = _read_chunks(_Reader(None, stream), fail)  # type: ignore[arg-type]
-        except AudioError:
-            raise
-        except OSError as exc:
-            raise AudioError(f"cannot read: {exc.strerror or exc}", label) from None
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        fmt, raw = _read_chunks(_Reader(memoryview(source).cast("B"), None), fail)
-    else:
-        try:
-            fmt, raw = _read_chunks(_Reader(None, source), fail)
-        except AudioError:
-            raise
-        except OSError as exc:
-            raise AudioError(f"cannot read: {exc.strerror or exc}", label) from None
-    n_frames = len(raw) // fmt.block_align  # drops a trailing partial frame
-    samples = _decode(raw, fmt, n_frames, mono)
-    return WavAudio(samples, fmt.sample_rate, fmt.channels, fmt.name)
+    with WavReader(source, name=name) as reader:
+        samples = reader.read_all(mono=mono)
+        return WavAudio(samples, reader.sample_rate, reader.channels, reader.format)
 
 
 def read_wav(source: Source, *, name: Optional[str] = None) -> WavAudio:
@@ -461,7 +607,8 @@ def read_wav(source: Source, *, name: Optional[str] = None) -> WavAudio:
 
     ``name`` labels the source in error messages (defaults to the path, the stream's
     ``name`` or ``<bytes>``). Raises :class:`AudioError` for anything that is not a
-    decodable WAV.
+    decodable WAV. The whole clip is returned in memory: to process a long file in
+    bounded memory use :class:`WavReader` (or :mod:`edge_ser.classify`, which does).
     """
     return _read(source, name, mono=True)
 

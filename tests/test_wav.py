@@ -420,3 +420,83 @@ def test_audio_and_feature_modules_import_no_heavy_packages(repo_root):
     result = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
                             text=True, timeout=120, check=True)
     assert result.stdout.strip() == "", f"heavy modules imported: {result.stdout.strip()}"
+
+
+# --------------------------------------------------------------------------- one answer, bounded blocks
+
+# The header from issue 11: a data chunk of size 0 followed by 9 bytes that start like a
+# chunk ("Efmt"). In memory it used to decode to 2 frames, from a pipe to 0.
+ISSUE_11_HEADER = bytes.fromhex(
+    "52494646a407000057415645666d74201000000001000200803e0500fa00000004001000646174610000000045666d742010005200")
+
+
+@pytest.mark.parametrize("blob", [ISSUE_11_HEADER, wav_file(np.arange(40), "pcm16", data_size=0),
+                                  wav_file(np.arange(40), "pcm16", data_size=0, after=[chunk(b"LIST", b"abcd")])],
+                         ids=["issue11", "size0_to_end", "size0_then_chunk"])
+def test_bytes_path_and_pipe_decode_one_header_the_same_way(tmp_path, blob):
+    path = _write(tmp_path, blob)
+    results = [read_wav_channels(source).samples
+               for source in (blob, path, io.BytesIO(blob), Unseekable(blob), io.BufferedReader(Unseekable(blob)))]
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+@pytest.mark.parametrize("rate", [1, 8, 2000, 3999, 384001, 10_000_000])
+def test_sample_rates_outside_the_plausible_range_are_refused(rate):
+    from edge_ser.wav import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    blob = _fmt_blob(sample_rate=rate)
+    for source in (blob, Unseekable(blob)):
+        with pytest.raises(AudioError, match=f"implausible sample rate {rate} Hz .*{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}"):
+            read_wav(source, name="x.wav")
+    for rate in (MIN_SAMPLE_RATE, 8000, 65521, MAX_SAMPLE_RATE):  # the edges and odd rates inside are fine
+        assert read_wav(_fmt_blob(sample_rate=rate)).sample_rate == rate
+
+
+def test_wav_reader_reads_bounded_blocks_and_rewinds(tmp_path):
+    from edge_ser.wav import WavReader
+
+    values, expected = known_samples("pcm24", frames=10_001, channels=3)
+    blob = wav_file(values, "pcm24")
+    path = _write(tmp_path, blob)
+    for source in (path, blob):
+        with WavReader(source) as reader:
+            assert reader.seekable and reader.frames_hint() == 10_001
+            first = list(reader.blocks(4096, mono=False))
+            assert [len(b) for b in first] == [4096, 4096, 1809]
+            reader.rewind()
+            np.testing.assert_array_equal(np.concatenate(list(reader.blocks(999, mono=False))), expected)
+            reader.rewind()
+            np.testing.assert_array_equal(np.concatenate(list(reader.blocks(5000))), read_wav(blob).samples)
+    with WavReader(Unseekable(blob)) as pipe:
+        assert not pipe.seekable and pipe.frames_hint() is None
+        np.testing.assert_array_equal(np.concatenate(list(pipe.blocks(mono=False))), expected)
+        with pytest.raises(io.UnsupportedOperation):
+            pipe.rewind()
+
+
+def test_a_block_stays_small_whatever_the_channel_count():
+    from edge_ser.wav import WavReader
+
+    blob = wav_file(np.zeros((3000, 256), dtype=np.int64), "float64")  # 6 MB of 256-channel float64
+    with WavReader(blob) as reader:
+        sizes = [b.nbytes for b in reader.blocks(1 << 20, mono=False)]
+    assert sum(sizes) == 3000 * 256 * 4 and max(sizes) <= 2 << 20
+
+
+def test_non_wav_sources_are_audio_errors():
+    from edge_ser.wav import WavReader
+
+    for bad in (None, 12, np.zeros(10)):
+        with pytest.raises(AudioError, match="not a WAV source"):
+            WavReader(bad)
+    with pytest.raises(AudioError, match="not a RIFF/WAVE"):  # /dev/zero: refused from its first bytes
+        with open("/dev/zero", "rb") as zero:
+            read_wav(zero)
+
+
+def test_a_text_mode_file_is_an_audio_error_with_a_hint(tmp_path):
+    path = _write(tmp_path, wav_file(np.arange(10), "pcm16"))
+    with open(path, "r", errors="strict") as text:
+        with pytest.raises(AudioError, match=r"text mode.*'rb'"):
+            read_wav(text)
