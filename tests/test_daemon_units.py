@@ -285,9 +285,37 @@ def test_capture_queue_drops_the_oldest_audio_and_keeps_controls():
     assert q.dropped_seconds == pytest.approx(1.5) and q.dropped_chunks == 15
     first = q.get(0)
     assert isinstance(first, Control) and first.kind == "opened"
-    starts = [round(q.get(0).start, 1) for _ in range(5)]
-    assert starts == [1.5, 1.6, 1.7, 1.8, 1.9]  # the newest audio survived
+    kept = [q.get(0) for _ in range(5)]
+    assert [round(c.start, 1) for c in kept] == [1.5, 1.6, 1.7, 1.8, 1.9]  # the newest audio survived
+    assert [c.lost_before for c in kept] == pytest.approx([1.5, 0, 0, 0, 0])  # the loss rides on the survivor
     assert q.get(0) is None
+
+
+def test_capture_queue_hands_each_drop_on_to_the_next_chunk_and_refuses_audio_once_closed():
+    """Whatever the interleaving of puts and gets, the chunks taken account for the whole stream:
+    the sum of their durations and of the losses they carry is the end of the last one."""
+    rng = np.random.default_rng(3)
+    q = CaptureQueue(capacity_seconds=0.35)
+    taken, t = [], 0.0
+    for _ in range(400):
+        if rng.random() < 0.7:
+            seconds = float(rng.choice([0.05, 0.1]))
+            lost = float(rng.choice([0.0, 0.0, 0.2]))  # some chunks come after a loss inside the source
+            t += lost
+            chunk = _chunk(t, seconds)
+            chunk.lost_before = lost
+            q.put(chunk)
+            t = chunk.end
+        elif (item := q.get(0)) is not None:
+            taken.append(item)
+            assert sum(c.duration + c.lost_before for c in taken) == pytest.approx(taken[-1].end)
+    assert q.dropped_chunks > 0
+    q.close()
+    q.put(_chunk(t))  # past the end of the stream: refused, counted nowhere
+    while (item := q.get(0)) is not None:
+        taken.append(item)
+    assert taken[-1].end == pytest.approx(t)
+    assert sum(c.duration + c.lost_before for c in taken) == pytest.approx(t)
 
 
 def test_capture_queue_blocks_a_non_live_producer():
@@ -358,6 +386,107 @@ def test_capture_thread_reports_loss_once_and_recovery_with_a_stream_gap():
     assert chunks[2].end == pytest.approx(0.15)
     assert chunks[3].start > chunks[2].end  # the outage is a gap in stream time
     assert thread.device_losses == 1 and thread.open_failures == 2
+
+
+class FakePortAudio:
+    """Just enough of pyaudio for :class:`MicrophoneSource`: one input device whose callback thread
+    runs faster than real time and, like PortAudio, keeps calling back until the stream is closed."""
+
+    paInt16, paContinue, paAbort, paInputOverflow = 8, 0, 2, 2
+    BURST = 100  # callbacks delivered at once: more than the source's callback buffer holds
+
+    class PyAudio:
+        def get_default_input_device_info(self):
+            return {"index": 0}
+
+        def get_device_count(self):
+            return 1
+
+        def get_device_info_by_index(self, i):
+            return {"name": "fastfake", "maxInputChannels": 1, "defaultSampleRate": RATE, "hostApi": 0}
+
+        def open(self, *, frames_per_buffer, stream_callback, **kw):
+            return FakePortAudio.Stream(frames_per_buffer, stream_callback)
+
+        def terminate(self):
+            pass
+
+    class Stream:
+        def __init__(self, frames, callback):
+            self.frames, self.callback, self.closed = frames, callback, threading.Event()
+            self.burst()  # audio piles up before anyone reads: lost inside the source
+            self.thread = threading.Thread(target=self.run, daemon=True)
+            self.thread.start()
+
+        def call(self):
+            data = (np.full(self.frames, 30, "<i2")).tobytes()
+            return self.callback(data, self.frames, None, 0)[1] == FakePortAudio.paContinue
+
+        def burst(self):
+            for _ in range(FakePortAudio.BURST):
+                self.call()
+
+        def run(self):
+            while not self.closed.is_set() and self.call():
+                time.sleep(0.002)  # ~25x real time
+
+        def is_active(self):
+            return not self.closed.is_set()
+
+        def close(self):
+            self.burst()  # callbacks still arrive while the stream is being closed
+            self.closed.set()
+            self.thread.join(5)
+
+
+def test_listener_counts_only_the_losses_inside_the_stream_it_processed(monkeypatch):
+    """stream_time == audio_seconds + dropped_seconds in the final counters, even though the
+    microphone's callback keeps losing audio after the capture thread's last read."""
+    import sys
+    import types
+
+    from edge_ser.daemon.service import Listener
+    from edge_ser.daemon.sources import MicrophoneSource
+
+    fake = types.ModuleType("pyaudio")
+    for name in ("paInt16", "paContinue", "paAbort", "paInputOverflow", "PyAudio"):
+        setattr(fake, name, getattr(FakePortAudio, name))
+    monkeypatch.setitem(sys.modules, "pyaudio", fake)
+
+    class Stub:
+        sample_rate, model_id, labels = RATE, "stub@1", ["a", "b"]
+
+        def classify_signal(self, samples, rate):
+            return types.SimpleNamespace(label="a", probabilities={"a": 1.0, "b": 0.0}, confidence=1.0)
+
+    class Collect:
+        def __init__(self):
+            self.events = []
+
+        def emit(self, event):
+            self.events.append(event)
+
+        def close(self):
+            pass
+
+    settings = cfg.defaults()
+    settings["service"]["max_seconds"] = 5.0
+    settings["service"]["watchdog"] = False
+    sink = Collect()
+    listener = Listener(settings, Stub(), MicrophoneSource("", RATE), FanOut([sink]), Notifier({}))
+    guard = threading.Timer(60, listener.request_stop, ("test timeout",))
+    guard.start()
+    try:
+        assert listener.run() == 0
+    finally:
+        guard.cancel()
+    stop = sink.events[-1]
+    assert stop["event"] == "stop" and stop["reason"] == "max_seconds"
+    counters = stop["counters"]
+    # the burst at open: 60 blocks of 50 ms lost before the first block was read
+    assert counters["dropped_seconds"] >= 3.0 and counters["gaps"] == 0
+    assert counters["stream_time"] == 5.0
+    assert counters["audio_seconds"] + counters["dropped_seconds"] == pytest.approx(5.0, abs=0.002)
 
 
 def test_wav_file_and_stdin_sources(tmp_path):

@@ -4,9 +4,18 @@ Capture must never wait for classification: a microphone that is not read overru
 in the driver and the audio is lost without a trace. So a thread does nothing but
 read the source and put blocks into :class:`CaptureQueue`. The queue holds at most
 ``capacity_seconds`` of audio; when the worker falls behind on a live source the
-OLDEST audio is dropped and counted (``dropped_seconds``), which keeps memory flat
-and the results current. Non-live sources (files, stdin) block instead, so no audio
-is lost when reading faster than real time.
+OLDEST audio is dropped, which keeps memory flat and the results current. Non-live
+sources (files, stdin) block instead, so no audio is lost when reading faster than
+real time.
+
+Lost audio travels with the audio: every :class:`Chunk` carries ``lost_before``, the
+seconds lost right before it (inside the source, e.g. PortAudio's callback buffer,
+or dropped from this queue, whose dropped chunk hands its duration on to the chunk
+that follows it). The worker adds it up as it takes chunks, so for everything it has
+processed ``stream time == audio processed + audio lost + device outages`` holds by
+construction, whichever thread reads the counters and whenever. Audio lost after the
+last chunk the worker takes is past the end of the stream and counted nowhere.
+Closing the queue (at stop) refuses further audio, so what is left to drain is final.
 
 Control messages (source opened, device lost/recovered, end of stream) travel in the
 same queue, in order with the audio, and are never dropped.
@@ -40,6 +49,7 @@ class Chunk:
     start: float  # stream seconds of the first sample
     arrival: float  # monotonic time the last sample became available
     wall: float  # wall clock at that moment
+    lost_before: float = 0.0  # seconds of audio lost right before this chunk (source or queue)
 
     @property
     def duration(self) -> float:
@@ -62,7 +72,11 @@ Item = Union[Chunk, Control]
 
 
 class CaptureQueue:
-    """Bounded FIFO of chunks (by seconds of audio) plus unbounded-but-rare control items."""
+    """Bounded FIFO of chunks (by seconds of audio) plus unbounded-but-rare control items.
+
+    ``dropped_seconds``/``dropped_chunks`` are this queue's own statistics; what the daemon
+    reports is the ``lost_before`` of the chunks the worker took (see the module docstring).
+    """
 
     def __init__(self, capacity_seconds: float, block_when_full: bool = False) -> None:
         self.capacity = capacity_seconds
@@ -81,6 +95,7 @@ class CaptureQueue:
             return self._seconds
 
     def put(self, item: Item, stop: Optional[threading.Event] = None) -> None:
+        """Queue ``item``; audio put after :meth:`close` is refused (it is past the stream's end)."""
         with self._cond:
             if isinstance(item, Chunk):
                 if self.block_when_full:
@@ -89,19 +104,23 @@ class CaptureQueue:
                         if stop is not None and stop.is_set():
                             return
                         self._cond.wait(0.1)
-                else:
-                    while self._seconds + item.duration > self.capacity and self._drop_oldest_audio():
+                if self._closed:
+                    return
+                if not self.block_when_full:
+                    while self._seconds + item.duration > self.capacity and self._drop_oldest_audio(item):
                         pass
                 self._seconds += item.duration
                 self.peak_seconds = max(self.peak_seconds, self._seconds)
             self._items.append(item)
             self._cond.notify_all()
 
-    def _drop_oldest_audio(self) -> bool:
-        """Drop the oldest chunk; False when no audio is queued."""
+    def _drop_oldest_audio(self, incoming: Chunk) -> bool:
+        """Drop the oldest chunk, handing its loss on to the next chunk; False when no audio is queued."""
         for i, old in enumerate(self._items):
             if isinstance(old, Chunk):
                 del self._items[i]
+                heir = next((x for x in self._items if isinstance(x, Chunk)), incoming)
+                heir.lost_before += old.lost_before + old.duration
                 self._seconds -= old.duration
                 self.dropped_seconds += old.duration
                 self.dropped_chunks += 1
@@ -126,7 +145,11 @@ class CaptureQueue:
             return item
 
     def close(self) -> None:
-        """Release a producer blocked on a full queue."""
+        """Refuse further audio and release a producer blocked on a full queue.
+
+        After this returns, the queued chunks and the losses they carry are final, so a
+        consumer that drains the queue sees the whole stream up to its end.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -226,4 +249,5 @@ class CaptureThread(threading.Thread):
                 start = base + frames_since_open / rate
                 frames_since_open += len(block.samples)
                 self.position = base + frames_since_open / rate
-                self.queue.put(Chunk(block.samples, rate, start, block.arrival, block.wall), self.stop_event)
+                self.queue.put(Chunk(block.samples, rate, start, block.arrival, block.wall, block.skipped / rate),
+                               self.stop_event)

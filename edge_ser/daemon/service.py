@@ -6,9 +6,15 @@ does all the computing; the capture thread only reads audio (see
 costs dropped audio (counted) rather than a driver overrun, and a slow consumer of
 events costs dropped events (counted) rather than a stalled microphone.
 
-Stopping (SIGTERM/SIGINT, end of a file, ``max_seconds``): capture stops, what is
-already queued is processed, an utterance in progress is closed and classified, a
-"stop" status event with the final counters is emitted and the sinks are flushed.
+Stopping (SIGTERM/SIGINT, end of a file, ``max_seconds``): capture stops and the
+queue is closed, what is already queued is processed, an utterance in progress is
+closed and classified, a "stop" status event with the final counters is emitted and
+the sinks are flushed.
+
+The audio counters are kept by the worker alone, from the chunks it takes
+(``audio_seconds`` from their length, ``dropped_seconds`` from the loss each one
+carries): ``stream_time == audio_seconds + dropped_seconds`` plus the length of any
+device outages, at every status event, however fast the capture side runs.
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ class Listener:
         self._last_status = self._t0
         self.stream_time = 0.0
         self.audio_seconds = 0.0
+        self.dropped_seconds = 0.0
         self.results = 0
         self.classify_errors = 0
         self.gaps = 0
@@ -100,8 +107,6 @@ class Listener:
 
     def counters(self) -> Dict[str, Any]:
         overflows = int(getattr(self.source, "overflows", 0))
-        callback_dropped = int(getattr(self.source, "callback_dropped_frames", 0))
-        rate = self._in_rate or self.source.sample_rate or 1
         return {
             "uptime": round(time.monotonic() - self._t0, 3),
             "stream_time": round(self.stream_time, 3),
@@ -109,7 +114,7 @@ class Listener:
             "utterances" if not self.continuous else "windows": self.results,
             "discarded": int(getattr(self.segmenter, "discarded", getattr(self.segmenter, "skipped", 0))),
             "overflows": overflows,
-            "dropped_seconds": round(self.queue.dropped_seconds + callback_dropped / rate, 3),
+            "dropped_seconds": round(self.dropped_seconds, 3),
             "queue_peak_seconds": round(self.queue.peak_seconds, 3),
             "gaps": self.gaps,
             "device_losses": self.capture.device_losses,
@@ -182,7 +187,7 @@ class Listener:
         if self.max_seconds > 0 and chunk.end > self.max_seconds:
             keep = max(0, int(round((self.max_seconds - chunk.start) * chunk.rate)))
             samples = samples[:keep]
-            chunk = Chunk(samples, chunk.rate, chunk.start, chunk.arrival, chunk.wall)
+            chunk = Chunk(samples, chunk.rate, chunk.start, chunk.arrival, chunk.wall, chunk.lost_before)
             self.request_stop("max_seconds")
         if chunk.rate != self._in_rate:
             self._close_segment("rate_change")
@@ -198,6 +203,7 @@ class Listener:
         self._expected_start = chunk.end
         self.stream_time = chunk.end
         self.audio_seconds += chunk.duration
+        self.dropped_seconds += chunk.lost_before
         self._timeline.append((chunk.end, chunk.arrival, chunk.wall))
         x = self._resampler.process(samples) if self._resampler is not None else samples
         for utterance in self.segmenter.push(x):
@@ -287,14 +293,11 @@ class Listener:
     # -- stopping -----------------------------------------------------------------------------------
     def _shutdown(self) -> None:
         self.notifier.stopping()
-        self.capture.stop()
-        self.capture.join(1.0)
-        # What was captured before the stop is still classified (bounded: at most the queue).
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            item = self.queue.get(timeout=0.0)
-            if item is None:
-                break
+        self.capture.stop()  # closes the queue: no audio enters after this
+        self.capture.join(1.0)  # (only so the device is released; nothing below depends on it)
+        # What was captured before the stop is still classified: all of it, which is bounded
+        # (the closed queue holds at most its capacity), so the stop counters are final.
+        while (item := self.queue.get(timeout=0.0)) is not None:
             if isinstance(item, Chunk) and not (self.max_seconds > 0 and item.start >= self.max_seconds):
                 self._process_chunk(item)
         self._close_segment("stop")

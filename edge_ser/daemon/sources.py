@@ -53,7 +53,7 @@ class Block:
     samples: np.ndarray
     arrival: float  # time.monotonic()
     wall: float  # time.time() at the same moment
-    skipped: int = 0  # frames lost right before this block (source-side overflow), for stream time
+    skipped: int = 0  # frames lost right before this block (source overflow): a stream-time gap, counted dropped
 
     @staticmethod
     def empty() -> "Block":
@@ -231,7 +231,6 @@ class MicrophoneSource(AudioSource):
         self.stall_seconds = stall_seconds
         self.name = str(device) if device != "" else "default"
         self.overflows = 0
-        self.callback_dropped_frames = 0
         self.abandoned_streams = 0
         self._generation = 0  # callbacks of an abandoned stream must not feed the new one
         self._stuck: List[threading.Thread] = []
@@ -325,8 +324,7 @@ class MicrophoneSource(AudioSource):
         with self._ready:
             block = Block(samples, now, wall)
             if len(self._blocks) >= self._max_blocks:
-                dropped = self._blocks.popleft()
-                self.callback_dropped_frames += len(dropped.samples)
+                dropped = self._blocks.popleft()  # its loss rides on the next block (Block.skipped)
                 (self._blocks[0] if self._blocks else block).skipped += dropped.skipped + len(dropped.samples)
             self._blocks.append(block)
             self._ready.notify()
