@@ -520,7 +520,8 @@ def test_no_token_server_answers_only_to_loopback_host_names(make_server: Any) -
 # -- request limits -----------------------------------------------------------------------------------
 
 def test_request_limits(make_server: Any) -> None:
-    server = make_server(max_header_bytes=4096, max_headers=20, max_body_bytes=2048, request_timeout=0.5)
+    server = make_server(max_header_bytes=4096, max_headers=20, max_body_bytes=2048, request_timeout=0.5,
+                         upload_grace_seconds=0.5)
     huge_header = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n"
     assert status_of(raw_exchange(server, huge_header)) == 431
     many = b"".join(b"X-H%d: 1\r\n" % i for i in range(40))
@@ -555,13 +556,14 @@ def test_request_limits(make_server: Any) -> None:
         with socket.create_connection(server.address, timeout=60) as sock:
             sock.sendall(partial)
             assert sock.recv(1024) == b""
-    # a body shorter than its Content-Length times out: answered 400, nothing classified
+    # a body shorter than its Content-Length stalls: answered 408 once the grace is over, nothing classified
     with socket.create_connection(server.address, timeout=60) as sock:
         sock.sendall(b"POST /api/classify HTTP/1.0\r\nContent-Length: 1000\r\n\r\nRIFF")
         reply = b""
         while chunk := sock.recv(4096):
             reply += chunk
-    assert reply == b"" or status_of(reply) == 400
+    assert status_of(reply) == 408
+    assert "ok" not in server.counters()["classify"]
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
@@ -624,7 +626,7 @@ def test_classify_synthesized_wav_with_the_daemon_entry_point(make_server: Any) 
 def test_classify_bad_body_is_400_with_the_decoder_message(make_server: Any, classifier: Any, body: bytes) -> None:
     server = make_server(classifier_factory=lambda: classifier)
     with pytest.raises(EdgeSerError) as decoder_error:
-        classifier.classify_file(body, name="upload.wav")
+        classifier.classify_bytes(body, "upload.wav")
     status, _, reply = request(server, "POST", "/api/classify", body=body)
     assert status == 400
     assert json.loads(reply)["error"] == str(decoder_error.value)
@@ -641,10 +643,10 @@ def test_classify_pool_is_bounded(make_server: Any, classifier: Any, ravdess_dir
 
         model_id = classifier.model_id
 
-        def classify_file(self, source: Any, name: Optional[str] = None) -> Any:
+        def classify_bytes(self, data: Any, name: str, *, windows: bool = False) -> Any:
             entered.set()
             gate.wait(60)
-            return classifier.classify_file(source, name=name)
+            return classifier.classify_bytes(data, name, windows=windows)
 
     server = make_server(classifier_factory=Gated, classify_workers=1, classify_queue=0)
     body = (ravdess_dir / "Actor_02" / "03-01-03-01-01-01-02.wav").read_bytes()

@@ -25,9 +25,17 @@ Why it is built the way it is, on a device that listens to a room:
   bounded history and ``put_nowait``\\ s into bounded per-client queues
   (:mod:`.sse`); a client that falls behind is dropped and counted.
 * **Bounded everything.** Request line, header count and size, body size, open
-  connections, stream clients, a socket timeout per connection, and uploads are
-  classified by a small pool of lower-priority worker threads (503 when busy) with
-  their own interpreter, so an upload cannot take the daemon's CPU or its model lock.
+  connections, stream clients, a socket timeout per connection. An upload reserves
+  one of a few slots *before* its body is read (503 when none is free) and keeps it
+  until answered, so bodies in memory never exceed ``upload_slots x max_body_bytes``;
+  its body must keep a minimum rate (408 otherwise); it is classified by a small pool
+  of lower-priority worker threads with their own interpreter, through the bounded
+  :meth:`Classifier.classify_bytes`, so an upload cannot take the daemon's CPU, its
+  model lock or its memory.
+* **Strict framing** (:mod:`.http_request`): one ``Host``, one ``Content-Length`` of
+  ASCII digits, no folded or malformed header lines; every error, including those of
+  the standard library's request parsing, answers JSON. No header value is ever sent
+  with a line break in it, and the token cookie is only ever the server's own token.
 
 Responses are HTTP/1.0 style (one request per connection), which keeps streams and
 timeouts simple and is all a dashboard on a LAN needs.
@@ -57,6 +65,7 @@ from .. import __version__
 from ..errors import EdgeSerError
 from .http_config import HttpConfig, HttpConfigError, add_http_arguments, is_loopback_host
 from .http_metrics import DaemonState, render_prometheus
+from .http_request import BodyEnded, Framing, FramingError, SlowBody, parse_framing, read_body
 from .sse import EventHub, StreamClient, safe_json
 
 __all__ = ["DashboardServer", "HttpConfig", "HttpConfigError", "add_http_arguments", "create_dashboard", "ASSETS"]
@@ -75,20 +84,18 @@ MAX_REQUEST_LINE = 4096
 COOKIE_NAME = "edge_ser_token"
 #: How often an idle stream checks whether its client hung up (so the client count stays true).
 _LEAVE_CHECK_SECONDS = 1.0
-#: Slowest accepted average upload rate (bytes/s) on top of ``request_timeout``.
-_MIN_UPLOAD_RATE = 32 * 1024
 _TOKEN_IN_URL = re.compile(r"([?&])token=[^&\s]*")
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _JSON = "application/json; charset=utf-8"
 
 
-class ClassifierBusy(Exception):
-    """Every worker and queue slot is taken."""
-
-
 class ClassifyPool:
-    """Runs uploads through a classifier on a few low-priority threads, never more at once.
+    """Upload slots, and a few low-priority threads that classify the uploads holding one.
+
+    A handler calls :meth:`reserve` before it reads a body and :meth:`release` once it
+    has answered (and dropped the body), so the bodies in memory, whether arriving,
+    queued for a worker or being classified, are never more than ``workers + queue_size``.
 
     The classifier is created on first use by ``factory`` (loading a model costs memory
     and time that a dashboard-only user should not pay). Workers lower their own
@@ -99,19 +106,35 @@ class ClassifyPool:
     def __init__(self, factory: Optional[Callable[[], Any]], workers: int, queue_size: int) -> None:
         self._factory = factory
         self._workers = workers
-        self._slots = threading.BoundedSemaphore(workers + queue_size)
+        self.slots = workers + queue_size
+        self._free = threading.BoundedSemaphore(self.slots)
+        self._active = 0
+        self._active_lock = threading.Lock()  # not _lock: that one is held while a model loads
         self._executor: Optional[ThreadPoolExecutor] = None
         self._classifier: Any = None
         self._lock = threading.Lock()
 
-    def classify(self, body: bytes, name: str) -> Tuple[Any, Any]:
-        """``(prediction, classifier)``; raises :class:`ClassifierBusy` or the classifier's error."""
-        if not self._slots.acquire(blocking=False):
-            raise ClassifierBusy()
-        try:
-            return self._pool().submit(self._run, body, name).result()
-        finally:
-            self._slots.release()
+    def reserve(self) -> bool:
+        """Take a slot without waiting; False when every slot is in use."""
+        if not self._free.acquire(blocking=False):
+            return False
+        with self._active_lock:
+            self._active += 1
+        return True
+
+    def release(self) -> None:
+        with self._active_lock:
+            self._active -= 1
+        self._free.release()
+
+    @property
+    def active(self) -> int:
+        """Slots in use: uploads arriving, queued or being classified."""
+        return self._active
+
+    def classify(self, body: bytearray, name: str, windows: bool) -> Tuple[Any, Any]:
+        """``(prediction, classifier)`` for a body whose slot the caller holds; raises the classifier's error."""
+        return self._pool().submit(self._run, body, name, windows).result()
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -120,9 +143,9 @@ class ClassifyPool:
                                                     initializer=_lower_thread_priority)
             return self._executor
 
-    def _run(self, body: bytes, name: str) -> Tuple[Any, Any]:
+    def _run(self, body: bytearray, name: str, windows: bool) -> Tuple[Any, Any]:
         classifier = self._get_classifier()
-        return classifier.classify_file(body, name=name), classifier
+        return classifier.classify_bytes(body, name, windows=windows), classifier
 
     def _get_classifier(self) -> Any:
         with self._lock:
@@ -291,6 +314,7 @@ class DashboardServer:
                 "emit_errors": self._emit_errors,
                 "responses": dict(self._responses),
                 "classify": dict(self._classify_outcomes),
+                "uploads": {"active": self.classify_pool.active, "slots": self.classify_pool.slots},
                 "events_by_type": self.state.event_counts(),
             }
 
@@ -339,8 +363,14 @@ class DashboardServer:
         candidates += [c for c in (query_token, cookie) if c]
         ok = False
         for candidate in candidates:  # every candidate is compared: no early exit to time
-            ok |= hmac.compare_digest(candidate.encode("utf-8", "replace"), self._token)
+            ok |= self._token_matches(candidate)
         return ok
+
+    def _token_matches(self, candidate: Optional[str]) -> bool:
+        """Constant-time comparison with the configured token (False when there is none)."""
+        if self._token is None or candidate is None:
+            return False
+        return hmac.compare_digest(candidate.encode("utf-8", "replace"), self._token)
 
 
 def _iso_now() -> str:
@@ -426,6 +456,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.dashboard._count("responses", str(int(code)))
         super().send_response(code, message)
 
+    def send_header(self, keyword: str, value: Any) -> None:
+        """Every header goes through here: one with a line break (or NUL) in it is never sent.
+
+        The response begun so far is dropped too, so the caller can answer an error instead.
+        """
+        if _breaks_line(f"{keyword}{value}"):
+            self._headers_buffer = []
+            raise ValueError(f"http: refusing to send header {keyword!r}: its value holds a line break")
+        super().send_header(keyword, value)
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """Errors from the standard library's request parsing answer JSON, like the API's own."""
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        self._error(code, message or phrase)
+
     def handle_one_request(self) -> None:
         """Read the request with our own limits, then dispatch; any socket trouble ends it."""
         self.close_connection = True
@@ -453,10 +502,17 @@ class _Handler(BaseHTTPRequestHandler):
             if not parsed:
                 return
             self.close_connection = True
+            try:
+                self.framing = parse_framing(block)
+            except FramingError as exc:
+                self._error(HTTPStatus.BAD_REQUEST, str(exc))
+                return
             self._dispatch()
             self.wfile.flush()
         except (OSError, ValueError) as exc:  # timeouts, resets, writes after a client left
             log.debug("http: connection ended: %s", exc)
+
+    framing = Framing(None, False)
 
     def _read_header_block(self) -> Tuple[bytes, Optional[str]]:
         cfg = self.dashboard.config
@@ -481,6 +537,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: bytes, content_type: str,
               headers: Optional[Mapping[str, str]] = None) -> None:
+        for name, value in (headers or {}).items():  # checked before anything is buffered
+            if _breaks_line(f"{name}{value}"):
+                raise ValueError(f"http: refusing to send header {name!r}: its value holds a line break")
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -539,11 +598,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} not allowed here; use {', '.join(methods)}",
                         {"Allow": ", ".join(methods)})
             return
-        if token_param and path in ("/", "/index.html") and self.dashboard._token is not None:
-            # Opened as /?token=...: keep the token in an HttpOnly cookie, take it out of the address bar.
-            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8", {
-                "Location": "./",
-                "Set-Cookie": f"{COOKIE_NAME}={token_param}; Path=/; HttpOnly; SameSite=Strict"})
+        if token_param is not None and path in ("/", "/index.html") and self.dashboard.config.token:
+            # Opened as /?token=...: take it out of the address bar, and keep it in an HttpOnly
+            # cookie only when it is itself the token (the request may be authorized by another
+            # one). The cookie holds the configured token, never the client's text.
+            headers = {"Location": "./"}
+            if self.dashboard._token_matches(token_param):
+                headers["Set-Cookie"] = (f"{COOKIE_NAME}={self.dashboard.config.token}; Path=/; HttpOnly; "
+                                         "SameSite=Strict")
+            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8", headers)
             return
         getattr(self, handler_name)(path)
 
@@ -710,23 +773,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api_classify(self, path: str) -> None:
         dashboard = self.dashboard
-        limit = dashboard.config.max_body_bytes
-        if self.headers.get("Transfer-Encoding"):
+        config = dashboard.config
+        limit = config.max_body_bytes
+        if self.framing.transfer_encoding:
             self._classify_reply("bad_request", HTTPStatus.LENGTH_REQUIRED,
                                  {"error": "send the WAV with a Content-Length (chunked bodies are not accepted)"})
             return
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
+        length = self.framing.content_length
+        if length is None:
             self._classify_reply("bad_request", HTTPStatus.LENGTH_REQUIRED,
                                  {"error": "Content-Length required (send the WAV file as the request body)"})
-            return
-        try:
-            length = int(length_text)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST,
-                                 {"error": f"bad Content-Length {length_text[:40]!r}"})
             return
         if length > limit:
             self._classify_reply("too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -735,43 +791,44 @@ class _Handler(BaseHTTPRequestHandler):
         if length == 0:
             self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST, {"error": "empty body: send a WAV file"})
             return
-        body = self._read_body(length)
-        if len(body) != length:
-            self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST,
-                                 {"error": f"body ended after {len(body)} of {length} bytes"})
+        if not dashboard.classify_pool.reserve():  # before a byte of the body is read
+            self._classify_reply("busy", HTTPStatus.SERVICE_UNAVAILABLE,
+                                 {"error": f"busy with {dashboard.classify_pool.slots} other upload(s); "
+                                           "retry shortly"}, {"Retry-After": "2"})
             return
+        try:
+            outcome, code, payload = self._receive_and_classify(length)
+        finally:
+            dashboard.classify_pool.release()  # the body is gone with _receive_and_classify's frame
+        self._classify_reply(outcome, code, payload)
+
+    def _receive_and_classify(self, length: int) -> Tuple[str, int, Dict[str, Any]]:
+        """Read the body and classify it (the caller holds an upload slot): ``(outcome, status, payload)``."""
+        config = self.dashboard.config
+        try:
+            body = read_body(self.rfile, self.connection, length, min_rate=config.min_upload_rate,
+                             grace=config.upload_grace_seconds, restore_timeout=config.request_timeout)
+        except SlowBody as exc:
+            return "slow", HTTPStatus.REQUEST_TIMEOUT, {
+                "error": f"upload too slow: {exc.received} of {exc.length} bytes arrived; after "
+                         f"{config.upload_grace_seconds:g} s a body must arrive at {config.min_upload_rate} bytes/s"}
+        except BodyEnded as exc:
+            return "bad_request", HTTPStatus.BAD_REQUEST, {"error": str(exc)}
         name = (self._param("name") or "upload.wav")[:200]
         windows = self._param("windows") not in ("0", "false", "no")
         try:
-            prediction, classifier = dashboard.classify_pool.classify(body, name)
-        except ClassifierBusy:
-            self._classify_reply("busy", HTTPStatus.SERVICE_UNAVAILABLE,
-                                 {"error": "busy classifying other uploads; retry shortly"}, {"Retry-After": "2"})
-            return
+            prediction, classifier = self.dashboard.classify_pool.classify(body, name, windows)
         except EdgeSerError as exc:
-            self._classify_reply("bad_request", HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-            return
+            return "bad_request", HTTPStatus.BAD_REQUEST, {"error": str(exc)}
         except Exception as exc:  # a bug or a model that failed to load: say so, keep serving
             log.exception("http: classify failed")
-            self._classify_reply("error", HTTPStatus.INTERNAL_SERVER_ERROR,
-                                 {"error": f"classification failed: {type(exc).__name__}: {exc}"})
-            return
+            return "error", HTTPStatus.INTERNAL_SERVER_ERROR, {
+                "error": f"classification failed: {type(exc).__name__}: {exc}"}
+        finally:
+            del body
         result = prediction.to_dict(windows=windows)
         result["model"] = str(getattr(classifier, "model_id", ""))
-        self._classify_reply("ok", HTTPStatus.OK, result)
-
-    def _read_body(self, length: int) -> bytes:
-        """Up to ``length`` bytes, giving up when the client sends slower than ``_MIN_UPLOAD_RATE`` on average."""
-        deadline = time.monotonic() + self.dashboard.config.request_timeout + length / _MIN_UPLOAD_RATE
-        parts: List[bytes] = []
-        left = length
-        while left > 0 and time.monotonic() < deadline:
-            part = self.rfile.read1(min(left, 65536))
-            if not part:
-                break
-            parts.append(part)
-            left -= len(part)
-        return b"".join(parts)
+        return "ok", HTTPStatus.OK, result
 
     def _classify_reply(self, outcome: str, code: int, payload: Dict[str, Any],
                         headers: Optional[Mapping[str, str]] = None) -> None:
@@ -779,7 +836,8 @@ class _Handler(BaseHTTPRequestHandler):
         if code != HTTPStatus.OK:
             payload.setdefault("status", int(code))
         self._json(code, payload, headers)
-        if code in (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.LENGTH_REQUIRED):
+        if code in (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.LENGTH_REQUIRED,
+                    HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.REQUEST_TIMEOUT):
             self._discard_unread_body()
 
     def _discard_unread_body(self) -> None:
@@ -800,6 +858,10 @@ class _Handler(BaseHTTPRequestHandler):
                 budget -= len(chunk)
         except OSError:
             pass
+
+
+def _breaks_line(text: str) -> bool:
+    return "\r" in text or "\n" in text or "\0" in text
 
 
 class _BadRequest(ValueError):

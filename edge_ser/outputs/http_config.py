@@ -87,6 +87,12 @@ class HttpConfig:
     ``client_queue_size`` is how many events a slow stream client may fall behind
     before it is dropped; ``max_body_bytes`` bounds ``POST /api/classify`` uploads
     (10 MiB is 5 minutes of 16 kHz 16-bit mono).
+
+    Uploads hold one of :attr:`upload_slots` (``classify_workers + classify_queue``)
+    from before their body is read until their answer is sent, so at most that many
+    bodies are in memory at once, whether arriving, queued or being classified; one
+    more gets 503. A body must arrive at ``min_upload_rate`` bytes/s on average once
+    ``upload_grace_seconds`` have passed, else 408 (a stalled client cannot keep a slot).
     """
 
     listen: str = DEFAULT_LISTEN
@@ -99,6 +105,8 @@ class HttpConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     classify_workers: int = 1
     classify_queue: int = 2
+    min_upload_rate: int = 64 * 1024
+    upload_grace_seconds: float = 5.0
     request_timeout: float = 10.0
     keepalive_seconds: float = 15.0
     max_header_bytes: int = 16 * 1024
@@ -133,8 +141,11 @@ class HttpConfig:
         _check_range("max_stream_clients", self.max_stream_clients, 1, 10_000)
         _check_range("max_connections", self.max_connections, 2, 10_000)
         _check_range("max_body_bytes", self.max_body_bytes, 1024, 1 << 30)
-        _check_range("classify_workers", self.classify_workers, 1, 64)
-        _check_range("classify_queue", self.classify_queue, 0, 1000)
+        # a few slots: each may hold a body of max_body_bytes in memory
+        _check_range("classify_workers", self.classify_workers, 1, 8)
+        _check_range("classify_queue", self.classify_queue, 0, 16)
+        _check_range("min_upload_rate", self.min_upload_rate, 1024, 1 << 30)
+        _check_range("upload_grace_seconds", self.upload_grace_seconds, 0.0, 3600)
         _check_range("request_timeout", self.request_timeout, 0.1, 3600)
         _check_range("keepalive_seconds", self.keepalive_seconds, 0.1, 3600)
         _check_range("max_header_bytes", self.max_header_bytes, 1024, 1 << 20)
@@ -147,6 +158,11 @@ class HttpConfig:
     @property
     def port(self) -> int:
         return parse_listen(self.listen)[1]
+
+    @property
+    def upload_slots(self) -> int:
+        """Uploads admitted at once (receiving, queued or being classified); one more gets 503."""
+        return self.classify_workers + self.classify_queue
 
     @property
     def loopback(self) -> bool:

@@ -239,6 +239,12 @@ def render_prometheus(status: Mapping[str, Any], latency: Tuple[List[Tuple[float
              [({"code": c}, n) for c, n in sorted((server.get("responses") or {}).items())])
     w.metric("edge_ser_http_classify_total", "counter", "POST /api/classify requests, by outcome.",
              [({"outcome": o}, n) for o, n in sorted((server.get("classify") or {}).items())])
+    uploads = server.get("uploads") or {}
+    w.metric("edge_ser_http_uploads_active", "gauge",
+             "Upload slots in use (bodies arriving, queued or being classified).",
+             [({}, uploads.get("active", 0))])
+    w.metric("edge_ser_http_upload_slots", "gauge", "Uploads admitted at once; one more gets 503.",
+             [({}, uploads.get("slots", 0))])
     w.metric("edge_ser_http_connections_refused_total", "counter",
              "Connections refused because max_connections were open.", [({}, server.get("refused", 0))])
     return w.text()
