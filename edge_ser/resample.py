@@ -32,8 +32,9 @@ module does it properly, without SciPy (not on the device path):
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from fractions import Fraction
-from functools import lru_cache
 from typing import List, Tuple
 
 import numpy as np
@@ -45,8 +46,14 @@ PASSBAND = 0.90
 #: Minimum stopband attenuation (dB) from the lower Nyquist frequency upward.
 STOPBAND_DB = 80.0
 _DESIGN_DB = STOPBAND_DB + 5.0  # Kaiser's formulas are approximate: design with margin
-#: Rate ratios with larger up/down factors are approximated (see resample_factors).
-MAX_FACTOR = 1 << 16
+#: Rate ratios with larger up/down factors are approximated (see resample_factors). The
+#: filter's length grows with the factor, so this bounds every plan (about 1 MB at most)
+#: and its cost per sample, while every common rate pair stays exact (44.1 kHz -> 16 kHz
+#: is 160/441, 11.025 kHz is 640/441, 48/96/192/384 kHz are 1/3../1/24).
+MAX_FACTOR = 1 << 10
+#: Bytes of filter plans kept for reuse (least recently used dropped first). A batch of
+#: files at many odd rates costs this much at most, not one plan per rate.
+PLAN_CACHE_BYTES = 8 << 20
 _GROUP = 32  # outputs per matrix product (columns of a coefficient block)
 _BLOCK_ELEMENTS = 1 << 19  # input-window elements per block (4 MB float64)
 _COEFF_BUDGET = 1 << 20  # coefficients replicated across a row, at most (8 MB float64)
@@ -55,11 +62,13 @@ _COEFF_BUDGET = 1 << 20  # coefficients replicated across a row, at most (8 MB f
 def resample_factors(orig_rate: int, target_rate: int) -> Tuple[int, int]:
     """``(up, down)`` with ``target/orig == up/down`` in lowest terms.
 
-    Pathological rate pairs (e.g. a prime rate in the MHz) would need filters with
-    hundreds of millions of taps; beyond :data:`MAX_FACTOR` the ratio is replaced by
-    the closest fraction with factors below it (for 9999991 -> 16000 Hz, 1/625: a
-    relative rate error of 9e-7, far below any clock's tolerance). Ratios
-    beyond ``1:MAX_FACTOR`` either way raise ``ValueError``.
+    Odd rate pairs (16001 -> 16000 Hz is 16000/16001, a prime rate even worse) would
+    need filters with millions of taps; beyond :data:`MAX_FACTOR` the ratio is replaced
+    by the closest fraction with factors up to it (16001 -> 16000 Hz becomes 1/1, a
+    rate error of 62 ppm; 9999991 -> 16000 Hz becomes 1/625). For ratios between 1/24
+    and 4 (4 to 384 kHz into 16 kHz) the relative error stays below 0.05 %, a pitch
+    shift under 1 cent that the features do not resolve. Ratios beyond
+    ``1:MAX_FACTOR`` either way raise ``ValueError``.
     """
     for name, rate in (("orig_rate", orig_rate), ("target_rate", target_rate)):
         if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
@@ -148,6 +157,7 @@ class _Plan:
             coeffs = _taps(offsets, cutoff, half, beta)
             coeffs /= coeffs.sum(axis=0, keepdims=True)  # unit DC gain per output phase
             self.groups.append((u0, u1, k0 + self.pad, k1 + self.pad, np.ascontiguousarray(coeffs)))
+        self.nbytes = sum(group[4].nbytes for group in self.groups)
 
     def rows(self, xp: np.ndarray, n_rows: int) -> np.ndarray:
         """Outputs of the first ``n_rows`` rows of padded input ``xp`` (which must hold
@@ -165,9 +175,46 @@ class _Plan:
         return out.reshape(-1)
 
 
-@lru_cache(maxsize=16)
+class _PlanCache:
+    """Plans by ``(up, down)``, least recently used first out, bounded by their bytes.
+
+    Shared by every resampler in the process (CLI batches, HTTP workers, the daemon),
+    hence the lock. A plan larger than the whole budget is built but not kept.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._plans: "OrderedDict[Tuple[int, int], _Plan]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, up: int, down: int) -> _Plan:
+        key = (up, down)
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
+        plan = _Plan(up, down)
+        with self._lock:
+            self._plans[key] = plan
+            while self._plans and self.nbytes > self.budget:
+                self._plans.popitem(last=False)
+        return plan
+
+    @property
+    def nbytes(self) -> int:
+        return sum(plan.nbytes for plan in self._plans.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._plans.clear()
+
+
+_PLANS = _PlanCache(PLAN_CACHE_BYTES)
+
+
 def _plan(up: int, down: int) -> _Plan:
-    return _Plan(up, down)
+    return _PLANS.get(up, down)
 
 
 def _as_mono(signal: np.ndarray) -> np.ndarray:

@@ -258,3 +258,43 @@ def test_load_audio_on_real_corpus_file(ravdess_dir):
     assert _snr_db(back[edge:-edge], samples[edge:-edge].astype(np.float64)) > 30.0
     values, _ = known_samples("pcm16", 10)
     assert load_audio(wav_file(values), None)[1] == 16000
+
+
+# --------------------------------------------------------------------------- bounded plans
+
+
+def test_common_rates_stay_exact_and_odd_ones_are_approximated_closely():
+    from edge_ser.resample import MAX_FACTOR
+
+    exact = {44100: (160, 441), 22050: (320, 441), 11025: (640, 441), 8000: (2, 1), 32000: (1, 2),
+             48000: (1, 3), 96000: (1, 6), 88200: (80, 441), 192000: (1, 12), 384000: (1, 24)}
+    for rate, factors in exact.items():
+        assert resample_factors(rate, 16000) == factors
+    assert MAX_FACTOR == 1024
+    worst = 0.0
+    for rate in [*range(4000, 384001, 997), 16001, 16199, 65521, 383999]:  # the range wav.py accepts
+        up, down = resample_factors(rate, 16000)
+        assert max(up, down) <= MAX_FACTOR
+        worst = max(worst, abs((up / down) / (16000 / rate) - 1))
+    assert worst < 5e-4  # under 1 cent of pitch
+    assert resample_factors(16001, 16000) == (1, 1)
+
+
+def test_plans_are_small_and_the_cache_is_bounded_by_bytes():
+    """Issue 11: 200 tiny files at 16001..16200 Hz kept 16 plans of ~18 MB each."""
+    from edge_ser import resample as rs
+
+    rs._PLANS.clear()
+    x = np.ones(100, dtype=np.float32)
+    tracemalloc.start()
+    try:
+        for rate in range(16001, 16041):
+            resample(x, rate, 16000)
+            resample(x, 16000, rate)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rs._PLANS.nbytes <= rs.PLAN_CACHE_BYTES
+    assert peak < rs.PLAN_CACHE_BYTES + (8 << 20), peak / 1e6
+    for up, down in [(1021, 1024), (89, 1024), (1024, 1021)]:  # the largest plans the factor cap allows
+        assert rs._Plan(up, down).nbytes < 2 << 20
