@@ -5,7 +5,9 @@ file everywhere:
 
 1. ``$EDGE_SER_MODEL`` if set (and then it must exist: a typo is an error, not a
    silent fallback to another model);
-2. ``models/edge-ser-int8.tflite`` inside the installed package (wheel installs);
+2. ``models/edge-ser-int8.tflite`` inside the installed package (wheel installs:
+   ``setup.py`` copies the repository's ``models/edge-ser-int8.tflite`` there at build
+   time, so ``pip install .`` classifies outside the checkout with one copy in git);
 3. ``models/edge-ser-int8.tflite`` at the root of the source checkout the package was
    imported from (source tree or ``pip install -e``);
 4. the system locations the device installer uses: ``/opt/edge-ser/models/`` and
