@@ -133,6 +133,11 @@ class Daemon:
         text = self.stderr_path.read_text()
         return "\n".join(line for line in text.splitlines() if line.startswith("edge-ser") or "Error" in line)
 
+    def native_noise(self) -> List[str]:
+        """Lines ALSA, JACK or PortAudio printed on the daemon's stderr (the README says: hidden)."""
+        markers = ("ALSA lib", "Expression '", "Cannot connect to server", "jack server", "Jack", "JackShm")
+        return [line for line in self.stderr_path.read_text().splitlines() if line.startswith(markers)]
+
     def utterances(self, kind: str = "utterance") -> List[Dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
 
@@ -427,6 +432,9 @@ def test_microphone_lost_and_recovered(tmp_path, model):
             stop = d.events[-1]
             assert stop["counters"]["device_losses"] == 1 and stop["counters"]["utterances"] == 2
             assert stop["counters"]["gaps"] == 1
+            # the failed reopens while unplugged printed nothing from ALSA/PortAudio, only our log lines
+            assert d.native_noise() == []
+            assert "device lost" in d.stderr() and "device recovered" in d.stderr()
         finally:
             d.close()
 

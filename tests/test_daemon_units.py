@@ -489,6 +489,51 @@ def test_listener_counts_only_the_losses_inside_the_stream_it_processed(monkeypa
     assert counters["audio_seconds"] + counters["dropped_seconds"] == pytest.approx(5.0, abs=0.002)
 
 
+def test_native_noise_is_hidden_but_the_daemon_log_from_another_thread_is_not():
+    """While the capture thread hides fd 2 around a PortAudio (re)open, a log line from the
+    worker still reaches stderr: the log writes to its own copy of fd 2."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, os, threading\n"
+        "from edge_ser.daemon.cli import _setup_logging\n"
+        "from edge_ser.daemon.sources import _native_noise_hidden\n"
+        "_setup_logging(False)\n"
+        "with _native_noise_hidden():\n"
+        "    os.write(2, b'ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM foo\\n')\n"
+        "    t = threading.Thread(target=logging.getLogger('edge_ser.daemon').warning, args=('device lost',))\n"
+        "    t.start(); t.join()\n"
+        "os.write(2, b'after\\n')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT),
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == ["edge-ser listen: WARNING: device lost", "after"]
+
+
+@pytest.mark.parametrize("flags", [[], ["--json"]])
+def test_devices_with_no_input_device_says_so_on_stderr_and_exits_1(tmp_path, flags):
+    """The real CLI in a subprocess, over a PortAudio that sees only an output device."""
+    import subprocess
+    import sys
+
+    (tmp_path / "pyaudio.py").write_text(
+        "class PyAudio:\n"
+        "    def get_default_input_device_info(self):\n"
+        "        raise IOError(-9996, 'No Default Input Device Available')\n"
+        "    def get_device_count(self):\n"
+        "        return 1\n"
+        "    def get_device_info_by_index(self, i):\n"
+        "        return {'name': 'hdmi', 'maxInputChannels': 0, 'defaultSampleRate': 48000, 'hostApi': 0}\n"
+        "    def terminate(self):\n"
+        "        pass\n")
+    out = subprocess.run([sys.executable, "-m", "edge_ser", "devices", *flags], capture_output=True, text=True,
+                         cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}"), timeout=60)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr.strip() == "edge-ser devices: no input devices found"
+
+
 def test_wav_file_and_stdin_sources(tmp_path):
     stereo = np.stack([speechlike(1.0), np.zeros(RATE, np.float32)], axis=1)
     write_wav(tmp_path / "s.wav", stereo, RATE)

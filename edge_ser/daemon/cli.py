@@ -4,7 +4,9 @@
 ``python -m edge_ser.daemon``). Each parser's ``func`` takes the parsed arguments and
 returns the exit code: 0 after a clean stop (signal, end of file, ``--max-seconds``),
 1 when the source failed for good (e.g. unreadable file), 2 for bad configuration or
-a model that cannot be loaded.
+a model that cannot be loaded. ``devices``: 0 with at least one input device listed,
+1 when PortAudio sees no input device ("no input devices found" on stderr, nothing on
+stdout, with or without ``--json``), 2 when PortAudio cannot be used at all.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from ..errors import EdgeSerError
 from .config import OPTION_BY_NAME, ConfigError, Settings, load_file, resolve
@@ -122,8 +125,25 @@ def _flag_values(args: argparse.Namespace) -> Dict[str, Any]:
     return values
 
 
+def private_stderr() -> TextIO:
+    """A text stream on a copy of fd 2, for the daemon's own messages.
+
+    The capture thread points fd 2 at /dev/null while PortAudio (re)opens a device, to
+    hide ALSA's chatter (see :mod:`edge_ser.daemon.sources`); a log line written by
+    another thread meanwhile would vanish with it if the log wrote to fd 2 itself.
+    Falls back to ``sys.stderr`` when that is not fd 2 (e.g. replaced by a test harness).
+    """
+    try:
+        if sys.stderr.fileno() == 2:
+            return os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                             errors="backslashreplace")
+    except (AttributeError, OSError, ValueError):
+        pass
+    return sys.stderr
+
+
 def _setup_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(private_stderr())
     handler.setFormatter(logging.Formatter("edge-ser listen: %(levelname)s: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(logging.ERROR if quiet else logging.INFO)
@@ -287,12 +307,12 @@ def run_devices(args: argparse.Namespace) -> int:
     except SourceError as exc:
         print(f"edge-ser devices: {exc}", file=sys.stderr)
         return 2
+    if not devices:  # an answer a script must not mistake for a listing: stderr, exit 1
+        print("edge-ser devices: no input devices found", file=sys.stderr)
+        return 1
     if args.json:
         for d in devices:
             print(json.dumps(d))
-        return 0
-    if not devices:
-        print("no input devices found")
         return 0
     width = max(len(d["name"]) for d in devices)
     print(f"{'index':>5}  {'name':<{width}}  {'channels':>8}  {'default rate':>12}  host API")

@@ -108,43 +108,48 @@ def _import_pyaudio() -> Any:
     return pyaudio
 
 
-@contextlib.contextmanager
-def _probe_noise_hidden() -> Iterator[None]:
-    """Hide what ALSA and JACK print on stderr while PortAudio probes every device.
+#: One redirection of fd 2 at a time: save/restore pairs from two threads must not interleave.
+_NOISE_LOCK = threading.Lock()
 
-    Each probe prints dozens of harmless lines ("Cannot connect to server socket", unknown
-    PCM cards); for a daemon that re-probes while a microphone is unplugged that floods
-    the journal. Only the probe is silenced (opening the chosen device is not), and
-    ``EDGE_SER_PORTAUDIO_DEBUG=1`` shows everything.
+
+@contextlib.contextmanager
+def _native_noise_hidden() -> Iterator[None]:
+    """Hide what ALSA, JACK and PortAudio print on fd 2 while PortAudio starts or opens a stream.
+
+    Starting PortAudio probes every PCM and JACK ("Cannot connect to server socket", unknown
+    PCM cards), and a failed open prints its own lines ("ALSA lib pcm_file.c: ... failed",
+    "Expression ... failed in pa_linux_alsa.c"). Harmless, but a daemon retrying an unplugged
+    microphone would repeat them into the journal every few seconds. So every start and
+    stream open goes through here, the first open and every reopen alike; why an open failed
+    still reaches the log from PortAudio's error code. ``EDGE_SER_PORTAUDIO_DEBUG=1`` shows
+    everything. Only fd 2 is redirected: the daemon's own log lines go to a copy of it
+    (:func:`edge_ser.daemon.cli.private_stderr`), so other threads' messages still get through.
     """
     if os.environ.get("EDGE_SER_PORTAUDIO_DEBUG"):
         yield
         return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _new_portaudio(pyaudio: Any) -> Any:
-    with _probe_noise_hidden():
-        return pyaudio.PyAudio()
+    with _NOISE_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            yield
+            return
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def list_input_devices() -> List[Dict[str, Any]]:
     """Input devices as PortAudio sees them (index, name, channels, default rate, default?)."""
     pyaudio = _import_pyaudio()
-    pa = _new_portaudio(pyaudio)
+    with _native_noise_hidden():
+        pa = pyaudio.PyAudio()
     try:
         try:
             default_index = pa.get_default_input_device_info()["index"]
@@ -249,18 +254,19 @@ class MicrophoneSource(AudioSource):
         if len(self._stuck) >= self.MAX_STUCK_CLOSES:
             raise SourceError(f"{len(self._stuck)} earlier streams are still stuck in the audio driver; "
                               "not opening another until they finish")
-        self._pa = _new_portaudio(pyaudio)
-        try:
-            devices = self._devices()
-            info = find_input_device(devices, self.device_spec)
-            self.name = info["name"]
-            self._open_stream(info)
-        except SourceError:
-            self.close()
-            raise
-        except Exception as exc:  # PortAudio errors are OSError/IOError with codes
-            self.close()
-            raise SourceError(f"cannot open input device {self.name!r}: {exc}") from None
+        with _native_noise_hidden():
+            self._pa = pyaudio.PyAudio()
+            try:
+                devices = self._devices()
+                info = find_input_device(devices, self.device_spec)
+                self.name = info["name"]
+                self._open_stream(info)
+            except SourceError:
+                self.close()
+                raise
+            except Exception as exc:  # PortAudio errors are OSError/IOError with codes
+                self.close()
+                raise SourceError(f"cannot open input device {self.name!r}: {exc}") from None
         self._last_data = time.monotonic()
 
     def _devices(self) -> List[Dict[str, Any]]:
