@@ -21,9 +21,32 @@ def repo_root() -> Path:
     return ROOT
 
 
+#: Every skip for a missing corpus says this, so the end of the run can count them.
+CORPUS_MISSING = "corpus not found at"
+
+
 @pytest.fixture(scope="session")
 def ravdess_dir() -> Path:
     """The RAVDESS corpus beside the project; tests needing it skip when it is absent."""
     if not (RAVDESS / "Actor_01").is_dir():
-        pytest.skip(f"RAVDESS corpus not found at {RAVDESS} (set EDGE_SER_SHARED)")
+        pytest.skip(f"RAVDESS {CORPUS_MISSING} {RAVDESS} (set EDGE_SER_SHARED)")
     return RAVDESS
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say at the very end (after the short summary) how many tests skipped for want of corpora.
+
+    A clone without ``../shared`` skips a large part of the suite; one line among the
+    dots is easy to miss, so the count and the place looked in close the report."""
+    yield
+    missing = 0
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
+        missing += CORPUS_MISSING in reason
+    if missing:
+        terminalreporter.write_sep("=", "corpora missing", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"{missing} test(s) SKIPPED because the corpora were not found: looked for "
+            f"{RAVDESS / 'Actor_01'} (set EDGE_SER_SHARED to the folder holding datasets/)", yellow=True, bold=True)
