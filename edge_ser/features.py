@@ -44,6 +44,7 @@ __all__ = [
     "mel_filterbank",
     "StreamingFeatures",
     "num_frames",
+    "UtteranceStats",
 ]
 
 _WINDOWS = ("hann", "hamming", "rect")
@@ -633,3 +634,126 @@ class StreamingFeatures:
 
     def reset(self) -> None:
         self.__init__(self.config)  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------------------
+# Utterance stage over passes (bounded memory)
+
+
+class UtteranceStats:
+    """:func:`utterance_stage` for a clip too long to hold: statistics first, then apply.
+
+    Feed the clip's frame-stage frames (chunk by chunk, in order) with :meth:`update`
+    and close each pass with :meth:`end_pass`, as many passes as :attr:`done` asks for
+    (one, or two when ``mean_var`` follows a clip reference or ``top_db``: those
+    change the values the moments are taken of). Then :meth:`apply` to each chunk of a
+    last pass gives exactly the rows :func:`utterance_stage` gives on the whole matrix:
+
+    * clip extremes (``db_ref="max"/"min"``, ``top_db``, ``min_max``) are gathered per
+      band and are exact, because the steps before them are monotone;
+    * ``mean_var`` moments are merged chunk by chunk in float64 (Chan et al.), equal to
+      NumPy's whole-matrix mean and standard deviation within float64 rounding, which
+      the cast back to float32 absorbs.
+
+    Memory is a few vectors of ``n_features``, whatever the clip's length.
+    """
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        cfg = config
+        self._uses_db_steps = cfg.log == "db" and not cfg.n_mfcc
+        self._needs_extremes = cfg.normalize == "min_max" or (
+            self._uses_db_steps and (isinstance(cfg.db_ref, str) or cfg.top_db is not None))
+        self._needs_moments = cfg.normalize == "mean_var"
+        # moments need the transformed values, known once the extremes are
+        self._moments_in_pass = 0 if not (self._uses_db_steps and (isinstance(cfg.db_ref, str)
+                                                                   or cfg.top_db is not None)) else 1
+        self.passes_done = 0
+        self.frames = 0
+        n = cfg.n_features
+        self._lo = np.full(n, np.inf, dtype=np.float32)
+        self._hi = np.full(n, -np.inf, dtype=np.float32)
+        band = cfg.normalize_scope == "band"
+        shape = (1, n) if band else (1, 1)
+        self._count = 0
+        self._mean = np.zeros(shape, dtype=np.float64)
+        self._m2 = np.zeros(shape, dtype=np.float64)
+        self._ref = np.float32(0.0)
+        self._floor: Optional[np.float32] = None
+
+    @property
+    def done(self) -> bool:
+        """True once every statistic :meth:`apply` needs has been gathered."""
+        if self.config.frame_local:
+            return True
+        if self._needs_moments:
+            return self.passes_done > self._moments_in_pass
+        return self.passes_done >= 1
+
+    def update(self, frames: np.ndarray) -> None:
+        """Account for the next chunk of frame-stage frames ``(k, n_features)``."""
+        feats = np.asarray(frames, dtype=np.float32)
+        if feats.shape[0] == 0:
+            return
+        if self.passes_done == 0:
+            self.frames += feats.shape[0]
+            if self._needs_extremes:
+                np.minimum(self._lo, feats.min(axis=0), out=self._lo)
+                np.maximum(self._hi, feats.max(axis=0), out=self._hi)
+        if self._needs_moments and self.passes_done == self._moments_in_pass:
+            self._add_moments(self._db_steps(feats))
+
+    def _add_moments(self, feats: np.ndarray) -> None:
+        axis = 0 if self.config.normalize_scope == "band" else None
+        n = feats.shape[0] if axis == 0 else feats.size
+        mean = feats.mean(axis=axis, keepdims=True, dtype=np.float64)
+        m2 = np.square(feats - mean).sum(axis=axis, keepdims=True, dtype=np.float64)
+        total = self._count + n
+        delta = mean - self._mean
+        self._mean = self._mean + delta * (n / total)
+        self._m2 = self._m2 + m2 + delta * delta * (self._count * n / total)
+        self._count = total
+
+    def end_pass(self) -> None:
+        """The current pass has seen every frame of the clip."""
+        if self.passes_done == 0 and self._uses_db_steps and self.frames:
+            cfg = self.config
+            if isinstance(cfg.db_ref, str):
+                self._ref = self._hi.max() if cfg.db_ref == "max" else self._lo.min()
+            if cfg.top_db is not None:
+                top = self._hi.max()
+                if isinstance(cfg.db_ref, str):
+                    top = np.float32(top - self._ref)
+                self._floor = np.float32(top - np.float32(cfg.top_db))
+        self.passes_done += 1
+
+    def _db_steps(self, feats: np.ndarray) -> np.ndarray:
+        """Clip reference and ``top_db``, as :func:`utterance_stage` does them (float32)."""
+        if not self._uses_db_steps:
+            return feats
+        cfg = self.config
+        if isinstance(cfg.db_ref, str):
+            feats = feats - self._ref
+        if cfg.top_db is not None and self._floor is not None:
+            feats = np.maximum(feats, self._floor)
+        return feats
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """The utterance stage of these frames, with the whole clip's statistics."""
+        if not self.done:
+            raise RuntimeError("UtteranceStats.apply before the statistics are complete")
+        cfg = self.config
+        feats = np.array(frames, dtype=np.float32, copy=True)
+        if feats.shape[0] == 0 or cfg.frame_local:
+            return feats
+        feats = self._db_steps(feats)
+        if cfg.normalize == "mean_var":
+            std = np.sqrt(self._m2 / max(self._count, 1))
+            feats = ((feats - self._mean) / np.maximum(std, cfg.normalize_eps)).astype(np.float32)
+        elif cfg.normalize == "min_max":
+            lo, hi = self._db_steps(self._lo[None, :]), self._db_steps(self._hi[None, :])
+            if cfg.normalize_scope != "band":
+                lo, hi = lo.min(keepdims=True), hi.max(keepdims=True)
+            span = hi - lo
+            feats = (feats - lo) / np.maximum(span, np.float32(cfg.normalize_eps))
+        return feats.astype(np.float32, copy=False)

@@ -43,7 +43,7 @@ import numpy as np
 from .errors import AudioError
 
 __all__ = ["WavAudio", "WavReader", "open_wav", "read_wav", "read_wav_channels", "write_wav", "SAMPLE_FORMATS",
-           "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE"]
+           "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE", "MAX_CHANNELS"]
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
@@ -89,7 +89,7 @@ SAMPLE_FORMATS: Dict[str, Tuple[str, int, int]] = {
 # Limits that separate "unusual" from "corrupt". A fmt chunk is 16, 18 or 40 bytes in
 # practice; channel counts beyond a few dozen are ambisonics research at most.
 _MAX_FMT_SIZE = 4096
-_MAX_CHANNELS = 256
+MAX_CHANNELS = 256
 #: Plausible sample rates (Hz): from narrow-band telephony (4 kHz would be generous) to
 #: 384 kHz studio converters. A header outside this range is corrupt or hostile (a
 #: 4 KB file "at 1 Hz" would otherwise become half an hour of audio to resample).
@@ -298,8 +298,8 @@ def _parse_fmt(raw: bytes, size: int, fail) -> _Format:  # type: ignore[no-untyp
         fail(f"unsupported {label}codec {codec} (only PCM and IEEE float WAV are decoded)")
     if channels == 0:
         fail("zero channels")
-    if channels > _MAX_CHANNELS:
-        fail(f"implausible channel count {channels} (max {_MAX_CHANNELS})")
+    if channels > MAX_CHANNELS:
+        fail(f"implausible channel count {channels} (max {MAX_CHANNELS})")
     if rate == 0:
         fail("zero sample rate")
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:

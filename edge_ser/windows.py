@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["window_starts", "split_windows", "random_window", "pad_value"]
+__all__ = ["window_starts", "split_windows", "random_window", "pad_value", "WindowCutter"]
 
 
 def pad_value(features: np.ndarray) -> np.float32:
@@ -83,3 +83,62 @@ def random_window(
         return features[start:start + window_frames].copy()
     offset = int(rng.integers(0, window_frames - n + 1))
     return _pad_to(features, window_frames, offset)
+
+
+class WindowCutter:
+    """:func:`split_windows` on a stream of frames: the same windows and starts, in order.
+
+    :meth:`push` feature frames as they come; it returns the windows they complete
+    (``(k, window_frames, F)`` float32) and their start frames. :meth:`flush` at the
+    end returns what only the end decides: the window aligned with the last frame, or,
+    for a clip shorter than one window, the one centered padded window. Memory is
+    about one window plus one hop of frames, whatever the clip's length.
+    """
+
+    def __init__(self, window_frames: int, hop_frames: int, n_features: int) -> None:
+        if window_frames <= 0 or hop_frames <= 0:
+            raise ValueError("window_frames and hop_frames must be positive")
+        self.window_frames = window_frames
+        self.hop_frames = hop_frames
+        self.n_features = n_features
+        self._buffer = np.zeros((0, n_features), dtype=np.float32)
+        self._buffer_start = 0  # frame index of _buffer[0]
+        self._next_start = 0
+        self.frames = 0  # frames pushed so far
+
+    def _none(self) -> Tuple[np.ndarray, List[int]]:
+        return np.zeros((0, self.window_frames, self.n_features), dtype=np.float32), []
+
+    def push(self, frames: np.ndarray) -> Tuple[np.ndarray, List[int]]:
+        """Add frames ``(k, F)``; return the windows now complete and their starts."""
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.shape[0] == 0:
+            return self._none()
+        self._buffer = np.concatenate([self._buffer, frames]) if self._buffer.size else frames.copy()
+        self.frames += frames.shape[0]
+        W = self.window_frames
+        starts: List[int] = []
+        while self._next_start + W <= self.frames:
+            starts.append(self._next_start)
+            self._next_start += self.hop_frames
+        windows = (np.stack([self._buffer[s - self._buffer_start: s - self._buffer_start + W] for s in starts])
+                   if starts else self._none()[0])
+        # keep what a later window may need: from the next regular start, or the last
+        # W frames (the end-aligned window), whichever comes first
+        keep_from = max(self._buffer_start, min(self._next_start, self.frames - W))
+        if keep_from > self._buffer_start:
+            self._buffer = self._buffer[keep_from - self._buffer_start:].copy()
+            self._buffer_start = keep_from
+        return windows, starts
+
+    def flush(self) -> Tuple[np.ndarray, List[int]]:
+        """End of the clip: the end-aligned or the padded window (if any), then reset."""
+        W, n = self.window_frames, self.frames
+        out = self._none()
+        if n < W:
+            out = _pad_to(self._buffer, W, (W - n) // 2)[None], [0]
+        elif self._next_start - self.hop_frames + W < n:
+            start = n - W
+            out = self._buffer[start - self._buffer_start:][None].copy(), [start]
+        self.__init__(self.window_frames, self.hop_frames, self.n_features)  # type: ignore[misc]
+        return out

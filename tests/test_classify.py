@@ -35,7 +35,8 @@ def _check_prediction(pred: Prediction, labels) -> None:
 def test_corpus_clip_is_classified_window_by_window(classifier, ravdess_dir):
     path = ravdess_dir / "Actor_01" / "03-01-05-02-01-01-01.wav"
     samples, rate = load_audio(path)
-    pred = classifier.classify_file(path)
+    pred = classifier.classify_file(path, windows=True)
+    assert classifier.classify_file(path).windows == []  # per-window results only when asked
     _check_prediction(pred, classifier.labels)
     assert pred.source == str(path)
     assert pred.duration == pytest.approx(samples.size / rate)
@@ -72,13 +73,13 @@ def test_integer_pcm_and_stereo_signals(classifier):
 
 
 def test_empty_silent_and_very_short_audio_have_a_defined_answer(classifier):
-    empty = classifier.classify_signal(np.zeros(0, np.float32), 16000)
+    empty = classifier.classify_signal(np.zeros(0, np.float32), 16000, windows=True)
     assert empty.duration == 0.0 and len(empty.windows) == 1
     _check_prediction(empty, classifier.labels)
-    silent = classifier.classify_signal(np.zeros(16000, np.float32), 16000)
+    silent = classifier.classify_signal(np.zeros(16000, np.float32), 16000, windows=True)
     assert silent.probabilities == empty.probabilities  # silence normalizes to the all-pad window
     assert silent.duration == 1.0 and len(silent.windows) == 1
-    blip = classifier.classify_signal(tone(0.01), 16000)  # 160 samples: less than one frame
+    blip = classifier.classify_signal(tone(0.01), 16000, windows=True)  # 160 samples: less than one frame
     assert len(blip.windows) == 1 and blip.windows[0].end_s == pytest.approx(0.01)
     # an empty WAV file (header only) is decoded to zero samples and gets the same answer
     assert classifier.classify_file(wav_bytes(np.zeros(0, np.float32), 16000)).probabilities == empty.probabilities
@@ -103,7 +104,7 @@ def test_level_and_silent_flag_follow_the_signal_level(classifier):
 
 def test_long_clip_is_covered_by_overlapping_windows(classifier):
     x = np.concatenate([tone(4.0, f0=140), noise(3.5)])
-    pred = classifier.classify_signal(x, 16000)
+    pred = classifier.classify_signal(x, 16000, windows=True)
     frames = log_mel(x, classifier.metadata.feature_config).shape[0]
     starts = window_starts(frames, 300, 100)
     assert len(pred.windows) == len(starts) > 4
@@ -125,7 +126,7 @@ def test_bad_signals_are_audio_errors(classifier):
 
 
 def test_prediction_top_and_json(classifier):
-    pred = classifier.classify_signal(tone(3.5), 16000, source="tone")
+    pred = classifier.classify_signal(tone(3.5), 16000, source="tone", windows=True)
     top = pred.top(3)
     assert len(top) == 3 and top[0] == (pred.label, pred.confidence)
     assert top[0][1] >= top[1][1] >= top[2][1]
@@ -138,7 +139,7 @@ def test_prediction_top_and_json(classifier):
 
 def test_float_logits_model_through_the_classifier(test_models):
     clf = Classifier(test_models["float_logits"])
-    pred = clf.classify_signal(tone(2.0), 16000)
+    pred = clf.classify_signal(tone(2.0), 16000, windows=True)
     assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert clf.model_id.startswith("edge-ser-float@test-1#")
 
