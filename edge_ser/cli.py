@@ -201,11 +201,11 @@ class _JsonWriter:
         print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
-def _classify_one(classifier: Any, item: str) -> Any:
+def _classify_one(classifier: Any, item: str, windows: bool = False) -> Any:
+    # stdin is streamed through the same bounded reader as files (never read whole)
     if item == STDIN:
-        data = sys.stdin.buffer.read()
-        return classifier.classify_file(data, name="<stdin>")
-    return classifier.classify_file(item)
+        return classifier.classify_file(sys.stdin.buffer, name="<stdin>", windows=windows)
+    return classifier.classify_file(item, windows=windows)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -230,7 +230,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         try:
             if problem:
                 raise EdgeSerError(f"{item}: {problem}")
-            prediction = _classify_one(classifier, item)
+            prediction = _classify_one(classifier, item, args.windows)
         except EdgeSerError as exc:
             failures += 1
             writer.error(name, str(exc))
