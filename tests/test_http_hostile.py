@@ -178,8 +178,6 @@ class Gated:
 
         return Prediction(label="calm", confidence=1.0, probabilities={"calm": 1.0}, duration=0.0, source=name)
 
-    classify_file = classify_bytes
-
 
 def start_upload(server: Any, length: int, first: bytes = b"") -> socket.socket:
     sock = socket.create_connection(server.address, timeout=60)

@@ -132,7 +132,7 @@ class ClassifyPool:
         """Slots in use: uploads arriving, queued or being classified."""
         return self._active
 
-    def classify(self, body: bytearray, name: str, windows: bool) -> Tuple[Any, Any]:
+    def classify(self, body: memoryview, name: str, windows: bool) -> Tuple[Any, Any]:
         """``(prediction, classifier)`` for a body whose slot the caller holds; raises the classifier's error."""
         return self._pool().submit(self._run, body, name, windows).result()
 
@@ -143,7 +143,7 @@ class ClassifyPool:
                                                     initializer=_lower_thread_priority)
             return self._executor
 
-    def _run(self, body: bytearray, name: str, windows: bool) -> Tuple[Any, Any]:
+    def _run(self, body: memoryview, name: str, windows: bool) -> Tuple[Any, Any]:
         classifier = self._get_classifier()
         return classifier.classify_bytes(body, name, windows=windows), classifier
 
@@ -799,7 +799,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             outcome, code, payload = self._receive_and_classify(length)
         finally:
-            dashboard.classify_pool.release()  # the body is gone with _receive_and_classify's frame
+            dashboard.classify_pool.release()  # after _receive_and_classify closed the body
         self._classify_reply(outcome, code, payload)
 
     def _receive_and_classify(self, length: int) -> Tuple[str, int, Dict[str, Any]]:
@@ -817,7 +817,7 @@ class _Handler(BaseHTTPRequestHandler):
         name = (self._param("name") or "upload.wav")[:200]
         windows = self._param("windows") not in ("0", "false", "no")
         try:
-            prediction, classifier = self.dashboard.classify_pool.classify(body, name, windows)
+            prediction, classifier = self.dashboard.classify_pool.classify(body.view, name, windows)
         except EdgeSerError as exc:
             return "bad_request", HTTPStatus.BAD_REQUEST, {"error": str(exc)}
         except Exception as exc:  # a bug or a model that failed to load: say so, keep serving
@@ -825,7 +825,7 @@ class _Handler(BaseHTTPRequestHandler):
             return "error", HTTPStatus.INTERNAL_SERVER_ERROR, {
                 "error": f"classification failed: {type(exc).__name__}: {exc}"}
         finally:
-            del body
+            body.close()
         result = prediction.to_dict(windows=windows)
         result["model"] = str(getattr(classifier, "model_id", ""))
         return "ok", HTTPStatus.OK, result

@@ -18,13 +18,14 @@ trickle of one byte every few seconds cannot stretch it either.
 
 from __future__ import annotations
 
+import mmap
 import re
 import socket
 import time
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
-__all__ = ["Framing", "FramingError", "parse_framing", "read_body", "SlowBody", "BodyEnded"]
+__all__ = ["Framing", "FramingError", "parse_framing", "read_body", "UploadBody", "SlowBody", "BodyEnded"]
 
 #: RFC 9110 ``token``: what a header name may be made of (no spaces, no colon).
 _FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -105,31 +106,67 @@ class BodyEnded(Exception):
         self.length = length
 
 
+class UploadBody:
+    """An upload's bytes, in an anonymous memory map of the announced length.
+
+    Why a map and not a growing ``bytearray``: the kernel commits a page only when it is
+    written, so the memory used follows the bytes that arrived, not what
+    ``Content-Length`` claimed; the buffer is contiguous from the start, so it is never
+    copied while it grows (a ``bytearray`` is reallocated, briefly twice its size, and
+    fragments the heap when several uploads grow at once); and :meth:`close` gives the
+    pages back to the system at once. :attr:`view` is what the classifier reads.
+    """
+
+    def __init__(self, length: int) -> None:
+        self._map = mmap.mmap(-1, max(1, length))
+        self.view = memoryview(self._map)[:length]
+
+    def close(self) -> None:
+        """Give the memory back (if a consumer still holds a view, when that view goes)."""
+        try:
+            self.view.release()
+            self._map.close()
+        except BufferError:
+            pass
+
+    def __enter__(self) -> "UploadBody":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def read_body(rfile: BinaryIO, sock: socket.socket, length: int, *, min_rate: float, grace: float,
-              restore_timeout: Optional[float]) -> bytearray:
-    """Exactly ``length`` bytes from ``rfile`` (buffered over ``sock``).
+              restore_timeout: Optional[float]) -> UploadBody:
+    """Exactly ``length`` bytes from ``rfile`` (buffered over ``sock``), in an :class:`UploadBody`.
 
     At any moment ``t`` seconds after the first call, at least ``min_rate * (t - grace)``
     bytes must have arrived, else :class:`SlowBody`; so each wait lasts only until the
-    budget earned by the bytes so far runs out. The body grows as it arrives: its memory
-    follows what was sent, not what ``Content-Length`` claimed. ``sock``'s timeout is
-    set back to ``restore_timeout`` afterwards (for the answer).
+    budget earned by the bytes so far runs out. ``sock``'s timeout is set back to
+    ``restore_timeout`` afterwards (for the answer). The caller closes the body.
     """
-    body = bytearray()
+    body = UploadBody(length)
+    received = 0
     start = time.monotonic()
     try:
-        while len(body) < length:
-            wait = start + grace + len(body) / min_rate - time.monotonic()
+        while received < length:
+            wait = start + grace + received / min_rate - time.monotonic()
             if wait <= 0:
-                raise SlowBody(len(body), length)
+                raise SlowBody(received, length)
             sock.settimeout(wait)
+            window = body.view[received:received + 65536]
             try:
-                part = rfile.read1(min(length - len(body), 65536))  # type: ignore[attr-defined]
+                count = rfile.readinto1(window)  # type: ignore[attr-defined]
             except socket.timeout:
-                raise SlowBody(len(body), length) from None
-            if not part:
-                raise BodyEnded(len(body), length)
-            body += part
+                raise SlowBody(received, length) from None
+            finally:
+                window.release()
+            if not count:
+                raise BodyEnded(received, length)
+            received += count
+    except BaseException:
+        body.close()
+        raise
     finally:
         sock.settimeout(restore_timeout)
     return body
