@@ -124,6 +124,8 @@ def test_plain_lengths_still_work(make_server: Any) -> None:
     (b"GARBAGE\r\n\r\n", 400),
     (b"GET /healthz HTTP/9.9\r\n\r\n", 505),
     (b"GET /healthz HTTP/1.x\r\n\r\n", 400),
+    (b"GET / HTTP/0.9\r\n\r\n", 505),  # else a headerless HTTP/0.9 answer: no Content-Type, no CSP
+    (b"GET \x00 \x00 HTTP/0.9\r\n\r\n", 400),  # refused by the standard library, still with a status line
     (b"GET /" + b"a" * 10000 + b" HTTP/1.0\r\n\r\n", 414),
     (b"GET /healthz HTTP/1.0\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
     (b"BREW /healthz HTTP/1.0\r\n\r\n", 405),

@@ -454,6 +454,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_response(self, code: int, message: Optional[str] = None) -> None:
         self.dashboard._count("responses", str(int(code)))
+        # The standard library drops the status line and every header for a request that
+        # said "HTTP/0.9" (also one it refuses as malformed): every answer here has them.
+        self.request_version = "HTTP/1.0"
         super().send_response(code, message)
 
     def send_header(self, keyword: str, value: Any) -> None:
@@ -502,6 +505,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not parsed:
                 return
             self.close_connection = True
+            if int(self.request_version[5:].partition(".")[0]) < 1:
+                self._error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/0.9 is not supported; use HTTP/1.0 or 1.1")
+                return
             try:
                 self.framing = parse_framing(block)
             except FramingError as exc:
