@@ -21,18 +21,20 @@ import io
 import json
 import os
 import socket
-from typing import Any
+from typing import Any, Iterator
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_ser.outputs.http import DashboardServer
+from edge_ser.outputs.http_config import HttpConfig
 from edge_ser.outputs.http_request import FramingError, parse_framing
-from tests.test_http import make_server, request  # noqa: F401 (fixture)
+from tests.test_http import request
 from tests.test_http_hostile import Gated, split_response
 
 EXAMPLES = int(os.environ.get("EDGE_SER_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="EDGE_SER_FUZZ_EXAMPLES" not in os.environ,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="EDGE_SER_FUZZ_EXAMPLES" not in os.environ)
 
 NAMES = st.one_of(
     st.sampled_from([b"Host", b"Content-Length", b"content-length", b"CONTENT-LENGTH", b"Transfer-Encoding",
@@ -105,15 +107,18 @@ def exchange(address: Any, data: bytes) -> bytes:
             reply += chunk
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[DashboardServer]:
+    """One server for every example (an instant stand-in classifier: the model is not under test)."""
+    with DashboardServer(HttpConfig(listen="127.0.0.1:0", request_timeout=5.0),
+                         classifier_factory=lambda: Gated(open_gate=True)) as running:
+        yield running
+
+
 @FUZZ
 @given(method=METHODS, path=PATHS, version=VERSIONS, lines=HEADER_LINES, body=st.binary(max_size=64))
-def test_any_request_gets_a_well_formed_answer(make_server: Any, method: bytes, path: bytes, version: bytes,
-                                               lines: Any, body: bytes) -> None:
-    server = getattr(test_any_request_gets_a_well_formed_answer, "server", None)
-    if server is None:
-        server = make_server(classifier_factory=lambda: Gated(open_gate=True), request_timeout=5.0,
-                             upload_grace_seconds=5.0)
-        test_any_request_gets_a_well_formed_answer.server = server  # type: ignore[attr-defined]
+def test_any_request_gets_a_well_formed_answer(server: DashboardServer, method: bytes, path: bytes,
+                                               version: bytes, lines: Any, body: bytes) -> None:
     data = b" ".join(p for p in (method, path, version) if p) + b"\r\n" + b"".join(lines) + b"\r\n" + body
     reply = exchange(server.address, data)
     if not reply:
