@@ -11,6 +11,7 @@ here.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import shutil
@@ -210,6 +211,35 @@ def test_dry_run_on_trixie_picks_litert(os_release, fake_model: Path, tmp_path: 
     assert "not started: --no-start" in text
 
 
+@pytest.mark.parametrize("release, python, interpreter", [
+    (TRIXIE_PI, "3.13", "ai-edge-litert 2.3.0 (LiteRT) + numpy 2 (Python 3.13)"),
+    (BOOKWORM, "3.11", "tflite-runtime 2.14.0 + numpy 1.26 (Python 3.11)"),
+])
+def test_dry_run_before_python3_is_installed_plans_the_generations_python(
+        release: str, python: str, interpreter: str, os_release, fake_model: Path, tmp_path: Path) -> None:
+    """A fresh Pi OS Lite may lack python3 until the apt step: the plan must still name the
+    venv's Python and interpreter, from the generation (Trixie: 3.13 and LiteRT)."""
+    proc = run_install("--dry-run", "--os-release", str(os_release(release)), "--arch", "aarch64",
+                       "--model", str(fake_model), "--python", str(tmp_path / "no-such-python3"))
+    assert proc.returncode == 0, proc.stderr
+    plan = plan_lines(proc.stdout)
+    assert f"Python {python} (not installed yet: apt installs" in plan[0]
+    venv = [line for line in plan if "venv: create /opt/edge-ser/venv" in line]
+    assert len(venv) == 1
+    pip = [line for line in plan if line.split(": ", 1)[1].startswith("pip: install requirements-edge.txt")]
+    assert len(pip) == 1 and pip[0].endswith(interpreter), plan
+
+
+def test_dry_run_warns_when_python_is_not_the_generations(os_release, fake_model: Path, tmp_path: Path) -> None:
+    """Trixie with a Python 3.11 (someone else's build): the plan follows the interpreter that
+    really makes the venv (tflite-runtime), and says it is not Trixie's own."""
+    proc = run_install("--dry-run", "--os-release", str(os_release(TRIXIE_PI)), "--arch", "aarch64",
+                       "--model", str(fake_model), "--python", str(fake_python(tmp_path, "3.11")))
+    assert proc.returncode == 0, proc.stderr
+    assert "tflite-runtime 2.14.0" in proc.stdout
+    assert "trixie's python3 is 3.13" in proc.stderr and "Python 3.11" in proc.stderr
+
+
 @pytest.mark.parametrize("arch", ["armv7l", "armv6l"])
 def test_refuses_32_bit_arm(arch: str, os_release, fake_model: Path) -> None:
     proc = run_install("--dry-run", "--os-release", str(os_release(BOOKWORM)), "--arch", arch,
@@ -355,8 +385,74 @@ def test_check_arm64_rejects_bad_arguments() -> None:
     proc = subprocess.run(["bash", str(script), "--root", str(ROOT / "arm64")], capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode != 0 and "outside the repository" in proc.stderr
+    proc = subprocess.run(["bash", str(script), "--cache", str(ROOT / "arm64")], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode != 0 and "outside the repository" in proc.stderr
+    proc = subprocess.run(["bash", str(script), "--suite", "buster"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "--suite must be both, bookworm or trixie" in proc.stderr
     proc = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0 and "qemu" in proc.stdout
+    assert proc.returncode == 0
+    for expected in ("qemu 10", "bookworm", "trixie", "tflite-runtime", "LiteRT"):
+        assert expected in proc.stdout, expected
+
+
+def test_check_arm64_refuses_qemu_7(tmp_path: Path) -> None:
+    """qemu 7.2 makes LiteRT crash and XNNPACK compute wrong outputs: refused, saying why."""
+    fake = tmp_path / "qemu-aarch64"
+    fake.write_text("#!/bin/sh\necho 'qemu-aarch64 version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)'\n")
+    fake.chmod(0o755)
+    proc = subprocess.run(["bash", str(DEVICE / "check-arm64.sh"), "--qemu", str(fake), "--cache", str(tmp_path)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "qemu 7.x" in proc.stderr and "needs qemu 10 or newer" in proc.stderr and "LiteRT" in proc.stderr
+    assert not (tmp_path / "bookworm").exists()  # refused before any download
+
+
+def _litert_python() -> Path:
+    python = ROOT / ".venv-litert" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no .venv-litert (LiteRT on numpy 2)")
+    return python
+
+
+def test_arm64_compare_rule_follows_the_interpreter(tmp_path: Path) -> None:
+    """The verdict holds aarch64 against x86_64 BUILTIN_REF for tflite-runtime but against
+    x86_64 default for LiteRT. Real runs of the shipped model on this machine's LiteRT stand in
+    for both machines: an "aarch64" run equal to x86_64 default (what LiteRT gives under qemu)
+    passes as LiteRT and fails when it claims to be tflite-runtime, since LiteRT's default and
+    reference kernels differ on this model."""
+    python = _litert_python()
+    script = DEVICE / "arm64_check.py"
+    env = dict(os.environ, EDGE_SER_BACKEND="litert", PYTHONPATH=str(ROOT))
+    clips = tmp_path / "clips"
+    subprocess.run([str(python), str(script), "make-clips", "--count", "8", "--dir", str(clips)],
+                   check=True, capture_output=True, env=env, timeout=300)
+    runs = {}
+    for kernels in ("default", "reference"):
+        runs[kernels] = tmp_path / f"x86-{kernels}.json"
+        subprocess.run([str(python), str(script), "classify", "--model", str(ROOT / "models" / "edge-ser-int8.tflite"),
+                        "--clips", str(clips), "--json", str(runs[kernels]), "--kernels", kernels],
+                       check=True, capture_output=True, env=env, timeout=300)
+    default = json.loads(runs["default"].read_text())
+    reference = json.loads(runs["reference"].read_text())
+    assert [r["probabilities"] for r in default["results"]] != [r["probabilities"] for r in reference["results"]]
+    assert default["kernel_outputs"].keys() == {"AUTO", "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "BUILTIN_REF"}
+
+    def verdict(backend: str) -> subprocess.CompletedProcess:
+        arm = tmp_path / f"arm-{backend}.json"
+        arm.write_text(json.dumps(dict(default, backend=backend)))
+        return subprocess.run([str(python), str(script), "compare", "--x86-default", str(runs["default"]),
+                               "--x86-reference", str(runs["reference"]), "--aarch64", str(arm),
+                               "--suite", "trixie", "--report", str(tmp_path / f"report-{backend}.txt")],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    litert = verdict("litert")
+    assert litert.returncode == 0, litert.stdout + litert.stderr
+    assert "PASS (trixie): 8/8 clips" in litert.stdout and "against x86_64\nwith its default kernels" in litert.stdout
+    assert "AUTO                               bit-identical" in litert.stdout
+    tflite = verdict("tflite-runtime")
+    assert tflite.returncode == 1
+    assert "FAIL (trixie)" in tflite.stdout and "reference kernels (BUILTIN_REF)" in tflite.stdout
 
 
 @pytest.mark.parametrize("table", ["mqtt", "http"])
