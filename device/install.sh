@@ -186,21 +186,53 @@ check_arch() {
 python_version=""
 backend_note=""
 
+debian_python() {
+    # The python3 each supported generation's apt installs (empty when unknown).
+    case "$os_codename" in
+        bookworm) echo 3.11 ;;
+        trixie) echo 3.13 ;;
+    esac
+}
+
+pinned() {
+    # The version requirements-edge.txt pins for package $1 (empty when not pinned).
+    sed -n -E "s/^[[:space:]]*$1[[:space:]]*==[[:space:]]*([^ ;]+).*/\1/p" "$requirements" | head -n 1
+}
+
+interpreter_for() {
+    # What requirements-edge.txt's markers install on Python $1: tflite-runtime up to 3.11
+    # (its last release has no newer wheels), LiteRT from 3.12.
+    local v
+    case "$1" in
+        3.9 | 3.10 | 3.11) v="$(pinned tflite-runtime)"; echo "tflite-runtime ${v:-2.14} + numpy 1.26 (Python $1)" ;;
+        3.1[2-9]) v="$(pinned ai-edge-litert)"; echo "ai-edge-litert${v:+ $v} (LiteRT) + numpy 2 (Python $1)" ;;
+        *) return 1 ;;
+    esac
+}
+
 check_python() {
+    local expected
+    expected="$(debian_python)"
     if ! command -v "$python" >/dev/null 2>&1; then
         if [ -z "$root" ] && [ "$dry_run" = 0 ]; then
             return # apt installs python3 first; checked again after that
         fi
-        python_version="(not installed yet: apt installs python3)"
-        backend_note="interpreter chosen by requirements-edge.txt for that Python"
+        if [ -n "$expected" ]; then
+            # Plan for the python3 this generation's apt will install.
+            python_version="$expected (not installed yet: apt installs $os_codename's python3)"
+            backend_note="$(interpreter_for "$expected")"
+        else
+            python_version="(not installed yet: apt installs python3)"
+            backend_note="interpreter chosen by requirements-edge.txt for that Python"
+        fi
         return
     fi
     python_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-    case "$python_version" in
-        3.9 | 3.10 | 3.11) backend_note="tflite-runtime 2.14 + numpy 1.26 (Python $python_version)" ;;
-        3.1[2-9]) backend_note="ai-edge-litert + numpy 2 (Python $python_version)" ;;
-        *) die "Python $python_version is too old (edge-ser needs 3.9 or newer)" ;;
-    esac
+    backend_note="$(interpreter_for "$python_version")" ||
+        die "Python $python_version is too old (edge-ser needs 3.9 or newer)"
+    if [ -n "$expected" ] && [ "$python_version" != "$expected" ]; then
+        warn "$os_codename's python3 is $expected, but $python is Python $python_version: the venv is made from $python, so it gets $backend_note"
+    fi
 }
 
 check_privileges() {
