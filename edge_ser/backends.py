@@ -64,7 +64,9 @@ class Backend:
     """One importable interpreter package: its name, version and ``Interpreter`` class.
 
     ``builtin_kernels`` is the package's ``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``:
-    passing it keeps the XNNPACK delegate out, so only TFLite's builtin kernels run.
+    passing it keeps the XNNPACK delegate out, so only TFLite's builtin (optimized, not
+    reference) kernels run; their int8 rounding depends on the CPU (see
+    :meth:`make_interpreter`).
     """
 
     name: str
@@ -85,9 +87,15 @@ class Backend:
 
         ``xnnpack=False`` runs TFLite's builtin kernels only. Why that exists: LiteRT's
         XNNPACK int8 kernels round differently from the builtin ones (measured on the
-        shipped model: up to 7 output steps of 1/256 on a window), while builtin kernels
-        give bit-identical outputs in tflite-runtime 2.14, LiteRT 2.3 and TensorFlow. So
-        XNNPACK is the fast default and builtin kernels are the reproducible choice.
+        shipped model: up to 7 output steps of 1/256 on a window), and on x86_64 the
+        builtin kernels give the same outputs in tflite-runtime 2.14, LiteRT 2.3 and
+        TensorFlow, so it makes the interpreters agree on one machine. It does not make
+        machines agree: under LiteRT on aarch64 (Raspberry Pi OS Trixie, checked under
+        qemu by device/check-arm64.sh) the builtin optimized kernels differ from x86_64's
+        by a few output steps (up to 7 on the shipped model's windows), while LiteRT's
+        default (XNNPACK) kernels give the same outputs on both. So XNNPACK is the
+        default everywhere: the fast choice, and with LiteRT the one that matches across
+        x86_64 and aarch64.
 
         Known failure translated here: tflite-runtime 2.14 was built against numpy 1
         and, under numpy 2, fails inside its C extension with ``SystemError ...
