@@ -21,7 +21,7 @@ APT_PACKAGES := portaudio19-dev alsa-utils libasound2-plugins espeak-ng sox pyth
 # only the test suite needs these: a real MQTT broker and a headless browser for the dashboard
 APT_TEST_PACKAGES := mosquitto chromium
 
-.PHONY: help system-deps test-system-deps edge-env dev-env litert-env demo test examples clean-venvs
+.PHONY: help system-deps test-system-deps edge-env dev-env litert-env demo test fuzz examples clean-venvs
 
 help:
 	@echo "make demo         install what is missing, then classify the example clips"
@@ -30,6 +30,8 @@ help:
 	@echo "                  (make test also installs: $(APT_TEST_PACKAGES))"
 	@echo "make edge-env | dev-env | litert-env   create one virtual environment"
 	@echo "make examples     re-synthesize examples/*.wav (espeak-ng + sox)"
+	@echo "make fuzz         fuzz the WAV reader, load_audio and the HTTP server for FUZZ_SECONDS"
+	@echo "                  (default $(FUZZ_SECONDS), shared by the targets); findings in fuzz/findings/"
 
 # Installs only what is missing, so it is silent and offline on a prepared machine.
 define apt_install
@@ -93,6 +95,13 @@ test: test-system-deps dev-env litert-env
 	@status=0; $(DEV_VENV)/bin/python -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ "$$status" = 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
+
+# A long campaign (make test runs each target briefly): executions and findings are printed at the
+# end, each finding's input, hex dump and traceback are in fuzz/findings/TARGET/. Exit 1 if anything
+# was found. On a shared machine: nice -n 10 make fuzz.
+FUZZ_SECONDS ?= 600
+fuzz: dev-env
+	$(DEV_VENV)/bin/python -m fuzz --seconds $(FUZZ_SECONDS)
 
 examples:
 	bash examples/make_examples.sh

@@ -1,0 +1,76 @@
+"""The fuzz targets (fuzz/) run briefly in the suite: a fixed number of generated inputs each.
+
+Each target runs in its own process (``python -m fuzz.worker``) because the load_audio
+target caps the address space of the process it runs in. The inputs are the same on
+every run (hypothesis with a fixed seed) so the suite stays deterministic; ``make fuzz``
+is the long, exploring campaign. A finding fails the test with its report: what broke,
+the input as hex and the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime_fixtures import ROOT
+
+pytest.importorskip("hypothesis", reason="the fuzz targets need hypothesis (requirements-dev.txt)")
+
+#: generated inputs per target (after its seed corpus): about a minute for the three together
+EXAMPLES = {"wav": 1000, "load_audio": 1500, "http": 1500}
+#: kinds that depend on timing, which a test must not judge (campaigns report them): a slow input,
+#: and an answer lost to the RST of a close with unread request bytes (see fuzz/targets.py)
+IGNORED_KINDS = ("slow input", "connection reset before a response")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", sorted(EXAMPLES))
+def test_fuzz_target_finds_nothing(target: str, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
+    env.pop("EDGE_SER_MODEL", None)
+    proc = subprocess.run([sys.executable, "-m", "fuzz.worker", target, "--engine", "hypothesis",
+                           "--examples", str(EXAMPLES[target]), "--seed", "0", "--findings", str(tmp_path)],
+                          cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=900)
+    stats_path = tmp_path / target / "stats.json"
+    assert stats_path.is_file(), proc.stdout + proc.stderr
+    stats = json.loads(stats_path.read_text())
+    assert stats["executions"] >= EXAMPLES[target], stats
+    findings = {k: v for k, v in stats["findings"].items() if k not in IGNORED_KINDS}
+    reports = "\n\n".join(Path(v["report"]).read_text()[:3000] for v in findings.values())
+    assert not findings, f"{target}: {sorted(findings)}\n\n{reports}"
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_wav_target_catches_sources_that_disagree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agreement check itself: a reader that loses data on non-seekable streams is caught."""
+    from edge_ser import wav
+    from edge_ser.wav import wav_bytes
+    from fuzz.generate import ISSUE_HEADERS
+    from fuzz.targets import Finding, WavTarget
+
+    target = WavTarget()
+    target.setup()
+    try:
+        for data in ISSUE_HEADERS:
+            target.check(data)  # one answer for every source (issue 11)
+        good = wav_bytes(np.linspace(-0.5, 0.5, 64, dtype=np.float32), 16000)
+        target.check(good)
+        real = wav.read_wav_channels
+
+        def loses_the_last_frame_on_pipes(source, **kw):
+            audio = real(source, **kw)
+            seekable = getattr(source, "seekable", lambda: True)()
+            return audio if seekable else wav.WavAudio(audio.samples[:-1], audio.sample_rate, audio.channels,
+                                                       audio.format)
+
+        monkeypatch.setattr(wav, "read_wav_channels", loses_the_last_frame_on_pipes)
+        with pytest.raises(Finding, match="sources disagree"):
+            target.check(good)
+    finally:
+        target.close()
