@@ -1,9 +1,15 @@
 """Data augmentation, in the audio domain (precomputed) and the feature domain (online).
 
 Audio-domain variants are deterministic functions of ``(clip, variant number, seed)``
-so they can be cached on disk: each variant draws a random combination of gain,
-additive noise (white, pink or brown, at a random SNR), a mild synthetic room
-reverberation and a speed perturbation (which shifts pitch and tempo together).
+so they can be cached on disk. Two recipes exist (:data:`AUGMENTATIONS`):
+
+* ``studio`` (the first shipped model): gain, synthetic white/pink/brown noise at
+  10-35 dB SNR, a mild synthetic reverberation and a speed perturbation;
+* ``room`` (issue 12): what a Pi across a room hears. Measured impulse responses of the
+  *training* places, real noise recordings of the training side at 0-25 dB SNR, strong
+  attenuation, telephone band and low-bit-rate Opus, plus speed perturbation
+  (:mod:`converter.rooms` keeps the held-out places and recordings for evaluation).
+
 Variant 0 is always the clean clip.
 
 Feature-domain augmentation runs on every training step: random crops (through
@@ -14,7 +20,7 @@ time/frequency masks, and mixup of whole windows and their labels.
 from __future__ import annotations
 
 import zlib
-from typing import Tuple
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 
@@ -100,6 +106,74 @@ def augment_audio(signal: np.ndarray, sample_rate: int, rng: np.random.Generator
         x *= np.float32(0.99 / peak)
     steps.append(f"gain{gain_db:+.0f}dB")
     return x.astype(np.float32), ",".join(steps)
+
+
+def telephone_band(signal: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A narrow-band call: 300-3400 Hz band-pass at 8 kHz, then back to ``sample_rate``."""
+    from scipy.signal import butter, resample_poly, sosfilt  # workstation only
+
+    narrow = resample_poly(signal, 8000, sample_rate)
+    sos = butter(4, [300.0, 3400.0], btype="bandpass", fs=8000, output="sos")
+    narrow = sosfilt(sos, narrow)
+    wide = resample_poly(narrow, sample_rate, 8000)[: signal.size]
+    out = np.zeros(signal.size, dtype=np.float32)
+    out[: wide.size] = wide
+    return out
+
+
+def augment_room(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> Tuple[np.ndarray, str]:
+    """One random far-field variant: room, real noise, level, band and codec (see the module doc)."""
+    from .audio_io import opus_round_trip
+    from .rooms import convolve, load_bank, mix_at_snr, noise_segment
+
+    bank = load_bank("train", sample_rate=sample_rate)
+    x = np.asarray(signal, dtype=np.float32)
+    steps = []
+    if rng.random() < 0.5:
+        factor = float(rng.uniform(0.88, 1.12))
+        x = change_speed(x, factor)
+        steps.append(f"speed{factor:.2f}")
+    peak = float(np.max(np.abs(x))) + 1e-12
+    room = rng.random()
+    if room < 0.6:
+        x = convolve(x, bank.rirs[int(rng.integers(len(bank.rirs)))])
+        steps.append("rir")
+    elif room < 0.75:
+        rt60 = float(rng.uniform(0.2, 0.9))
+        x = reverberate(x, sample_rate, rt60, rng)
+        steps.append(f"rt60={rt60:.2f}")
+    x *= np.float32(peak / (float(np.max(np.abs(x))) + 1e-12))
+    if rng.random() < 0.8:
+        snr = float(rng.uniform(0.0, 25.0))
+        noise = noise_segment(bank.noises[int(rng.integers(len(bank.noises)))], x.size, rng)
+        x = mix_at_snr(x, noise, snr)
+        steps.append(f"noise@{snr:.0f}dB")
+    elif rng.random() < 0.5:
+        colour = str(rng.choice(["white", "pink", "brown"]))
+        snr = float(rng.uniform(5.0, 30.0))
+        x = add_noise(x, snr, colour, rng)
+        steps.append(f"{colour}@{snr:.0f}dB")
+    gain_db = float(rng.uniform(-25.0, 3.0))
+    x = x * np.float32(10.0 ** (gain_db / 20.0))
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    if top > 0.99:
+        x *= np.float32(0.99 / top)
+    steps.append(f"gain{gain_db:+.0f}dB")
+    if rng.random() < 0.15:
+        x = telephone_band(x, sample_rate)
+        steps.append("phone")
+    if rng.random() < 0.2:
+        level = float(rng.uniform(0.85, 0.97))
+        x = opus_round_trip(x, sample_rate, level)
+        steps.append(f"opus{level:.2f}")
+    return x.astype(np.float32), ",".join(steps)
+
+
+#: Audio-domain recipes by name (the name is part of the feature cache key).
+AUGMENTATIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], Tuple[np.ndarray, str]]] = {
+    "studio": augment_audio,
+    "room": augment_room,
+}
 
 
 # -- feature domain -------------------------------------------------------------------------

@@ -3,8 +3,13 @@
 Computing features for a corpus and its augmented copies takes minutes; a training
 run or a cross-validation fold should not redo it. An entry is keyed by everything that
 determines its contents: the feature config hash, the clip's absolute path, size and
-modification time, the augmentation variant and its seed. Change any of them and the
-old entry is simply not found (stale files can be deleted with the folder).
+modification time, the :class:`Treatment` (augmentation recipe, codec), the variant
+and its seed. Change any of them and the old entry is simply not found (stale files
+can be deleted with the folder).
+
+Entries are lean: the clean variant is stored as float32 (evaluation scores it, so it
+must be what the device computes), augmented variants as float16 (training material:
+half the memory for ten thousand clips, and far below the noise the augmentation adds).
 
 Default folder: ``.features-cache/`` in the repository (git-ignored); override with
 ``--cache DIR`` or ``EDGE_SER_CACHE``.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -22,10 +28,40 @@ import numpy as np
 
 from edge_ser.features import FeatureConfig, log_mel
 
-from .audio_io import load_clip
-from .augment import augment_audio, variant_seed
+from .audio_io import load_clip, opus_round_trip
+from .augment import AUGMENTATIONS, variant_seed
 
-AUGMENT_VERSION = "a1"  # bump when augment_audio changes meaning
+AUGMENT_VERSION = "a1"  # bump when an augmentation recipe changes meaning
+
+
+@dataclass(frozen=True)
+class Treatment:
+    """What is done to a clip's audio before its features: augmentation recipe and codec.
+
+    ``opus_wav``: WAV clips get an Opus round trip first (RAVDESS in training, so that it
+    sounds like the Opus corpora beside it); evaluation uses the untouched WAV, as the
+    device hears it. ``farfield``: the held-out far-field evaluation condition instead of
+    an augmentation (:func:`converter.rooms.far_field` with held-out rooms and noise).
+    """
+
+    augmentation: str = "studio"
+    opus_wav: bool = False
+    farfield: bool = False
+
+    def key(self) -> str:
+        """The cache-key part; the default treatment adds nothing (older entries stay valid)."""
+        parts = []
+        if self.augmentation != "studio":
+            parts.append(f"aug={self.augmentation}")
+        if self.opus_wav:
+            parts.append("opus-wav")
+        if self.farfield:
+            parts.append("farfield-v1")
+        return ",".join(parts)
+
+
+def _is_wav(path: str) -> bool:
+    return Path(path).suffix.lower() in (".wav", ".wave")
 
 
 def default_cache_dir() -> Path:
@@ -35,28 +71,40 @@ def default_cache_dir() -> Path:
     return Path(__file__).resolve().parent.parent / ".features-cache"
 
 
-def entry_key(path: str, config: FeatureConfig, variant: int, seed: int) -> str:
+def entry_key(path: str, config: FeatureConfig, variant: int, seed: int, treatment: Treatment = Treatment()) -> str:
     st = os.stat(path)
     parts = [config.hash(), os.path.abspath(path), str(st.st_size), str(st.st_mtime_ns), str(variant)]
     if variant:
         parts += [AUGMENT_VERSION, str(seed)]
+    extra = treatment.key()
+    if extra and (variant or (treatment.opus_wav and _is_wav(path)) or treatment.farfield):
+        parts.append(extra)
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:24]
 
 
-def compute_features(path: str, config: FeatureConfig, variant: int, seed: int) -> np.ndarray:
+def compute_features(
+    path: str, config: FeatureConfig, variant: int, seed: int, treatment: Treatment = Treatment(),
+) -> np.ndarray:
     """Features of a clip (variant 0) or of one augmented copy of it (variant >= 1)."""
     signal = load_clip(path, config.sample_rate)
-    if variant:
+    if treatment.opus_wav and _is_wav(path):
+        signal = opus_round_trip(signal, config.sample_rate)
+    if treatment.farfield:
+        from .rooms import clip_seed, far_field, load_bank
+
+        rng = np.random.default_rng(clip_seed(path, seed))
+        signal = far_field(signal, load_bank("test", sample_rate=config.sample_rate), rng)
+    elif variant:
         rng = np.random.default_rng(variant_seed(os.path.abspath(path), variant, seed))
-        signal, _ = augment_audio(signal, config.sample_rate, rng)
+        signal, _ = AUGMENTATIONS[treatment.augmentation](signal, config.sample_rate, rng)
     return log_mel(signal, config)
 
 
-def _fill(job: Tuple[str, str, dict, int, int]) -> str:
-    target, path, config_dict, variant, seed = job
-    feats = compute_features(path, FeatureConfig.from_dict(config_dict), variant, seed)
+def _fill(job: Tuple[str, str, dict, int, int, dict]) -> str:
+    target, path, config_dict, variant, seed, treatment = job
+    feats = compute_features(path, FeatureConfig.from_dict(config_dict), variant, seed, Treatment(**treatment))
     tmp = target + ".tmp.npy"
-    np.save(tmp, feats.astype(np.float32))
+    np.save(tmp, feats.astype(np.float16 if variant else np.float32))
     os.replace(tmp, target)
     return target
 
@@ -64,13 +112,17 @@ def _fill(job: Tuple[str, str, dict, int, int]) -> str:
 class FeatureCache:
     """Get features for many (clip, variant) pairs, computing only what is missing."""
 
-    def __init__(self, config: FeatureConfig, directory: Optional[Path] = None, seed: int = 0) -> None:
+    def __init__(
+        self, config: FeatureConfig, directory: Optional[Path] = None, seed: int = 0,
+        treatment: Treatment = Treatment(),
+    ) -> None:
         self.config = config
         self.directory = Path(directory) if directory else default_cache_dir()
         self.seed = seed
+        self.treatment = treatment
 
     def _target(self, path: str, variant: int) -> str:
-        key = entry_key(path, self.config, variant, self.seed)
+        key = entry_key(path, self.config, variant, self.seed, self.treatment)
         return str(self.directory / key[:2] / f"{key}.npy")
 
     def get_many(
@@ -85,7 +137,7 @@ class FeatureCache:
                 targets[(path, variant)] = target
                 if not os.path.exists(target):
                     os.makedirs(os.path.dirname(target), exist_ok=True)
-                    jobs.append((target, path, self.config.to_dict(), variant, self.seed))
+                    jobs.append((target, path, self.config.to_dict(), variant, self.seed, asdict(self.treatment)))
         if jobs:
             self._run(jobs, workers, progress)
         return {k: np.load(t) for k, t in targets.items()}

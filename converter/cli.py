@@ -29,10 +29,11 @@ def _command(argv: List[str]) -> str:
 
 
 def _recipe(args):
-    from .train import Recipe
+    from .protocol import RECIPES
 
-    recipe = Recipe()
-    for name in ("epochs", "seed", "batch_size", "learning_rate", "aug_variants", "hop_frames", "patience"):
+    recipe = RECIPES[getattr(args, "recipe", None) or "baseline"][0]()
+    for name in ("epochs", "seed", "batch_size", "learning_rate", "aug_variants", "hop_frames", "patience",
+                 "steps"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(recipe, name, value)
@@ -52,11 +53,25 @@ def _recipe(args):
 def _data(args, recipe):
     from edge_ser.features import preset
 
-    from .corpora import default_data_dir, read_corpus
+    from .cache import Treatment
+    from .corpora import datasets_dir, default_data_dir, read_corpora
+    from .protocol import RECIPES
     from .train import load_clipset
 
-    location = Path(args.data) if args.data else default_data_dir()
-    items = read_corpus(location)
+    corpora = RECIPES[getattr(args, "recipe", None) or "baseline"][1]
+    if args.data:
+        locations = [Path(d) for d in args.data]
+    elif corpora == ("ravdess",):
+        locations = [default_data_dir()]
+    else:
+        locations = [datasets_dir() / name for name in corpora]
+    items = read_corpora(locations)
+    unlabelled = [it for it in items if it.label is None]
+    if unlabelled:
+        # arousal-only corpora (BAVED) need an arousal head, which no recipe has yet
+        _log(f"left out {len(unlabelled)} clips with an arousal level but no emotion label "
+             f"({', '.join(sorted({it.corpus for it in unlabelled}))})")
+        items = [it for it in items if it.label is not None]
     if args.max_per_speaker:
         kept, seen = [], {}
         for it in items:
@@ -65,13 +80,20 @@ def _data(args, recipe):
                 kept.append(it)
                 seen[key] = seen.get(key, 0) + 1
         items = kept
-    _log(f"corpus {location}: {len(items)} clips, {len({i.speaker for i in items})} speakers")
-    return load_clipset(items, preset("edge"), recipe.aug_variants, args.cache, seed=0)
+    for name in sorted({it.corpus for it in items}):
+        part = [it for it in items if it.corpus == name]
+        _log(f"corpus {name}: {len(part)} clips, {len({i.speaker for i in part})} speakers")
+    treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
+    return load_clipset(items, preset("edge"), recipe.aug_variants, args.cache, seed=0, treatment=treatment)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="corpus: RAVDESS tree, label folders, or CSV manifest "
-                                  "(default: $EDGE_SER_DATA or ../shared/datasets/ravdess)")
+    p.add_argument("--recipe", default="baseline", help="named recipe (converter.protocol.RECIPES): baseline "
+                                                        "(the first model: RAVDESS, studio augmentation) or rooms")
+    p.add_argument("--data", action="append", help="a corpus: RAVDESS tree, label folders, CSV manifest or a folder "
+                   "with manifest.csv; repeat for several (default: the recipe's corpora in ../shared/datasets; "
+                   "baseline: $EDGE_SER_DATA or ../shared/datasets/ravdess)")
+    p.add_argument("--steps", type=int, help="balanced-draw recipes: batches in all")
     p.add_argument("--cache", help="feature cache folder (default: .features-cache/ or $EDGE_SER_CACHE)")
     p.add_argument("--epochs", type=int, help="length of the cosine schedule (default 70)")
     p.add_argument("--seed", type=int)
@@ -134,6 +156,11 @@ def cmd_train(args, argv) -> int:
         Path(args.keras_out).parent.mkdir(parents=True, exist_ok=True)
         result.model.save(args.keras_out)
         _log(f"saved Keras model {args.keras_out}")
+    temperature = None
+    if recipe.masked:
+        temperature = args.temperature or protocol_temperature(Path(args.protocol), args.recipe)
+        fold_temperature(result.model, temperature)
+        _log(f"logits divided by the temperature {temperature:.3f} (folded into the last layer)")
     tfl = int8_model(result.model, train, recipe)
     params = count_params(result.model)
     command = _command(argv)
@@ -149,12 +176,20 @@ def cmd_train(args, argv) -> int:
         "epochs": result.best_epoch,
         "params": params,
         "recipe": recipe.to_dict(),
+        "recipe_name": args.recipe,
     }
+    if temperature is not None:
+        extra["temperature"] = round(temperature, 4)
+    if Path(args.protocol).is_dir():
+        from .report import digest, load_results
+
+        extra["protocol_results"] = digest(load_results(Path(args.protocol)), args.recipe)
     sanity = fixed_set_accuracy(tfl, data, recipe)
     if sanity is not None:
         extra["training_clip_check"] = sanity
         _log(f"int8 top-1 on the fixed check set (training clips): {sanity['accuracy']:.3f}")
-    metadata = build_metadata(data_config(), recipe.window_frames, recipe.hop_frames, extra)
+    metadata = build_metadata(data_config(), recipe.window_frames, recipe.hop_frames, extra,
+                              output="logits" if recipe.masked else "probabilities")
     out = Path(args.out)
     report = finish_tflite(tfl, metadata, out)
     _log(f"wrote {out}: {report['size_bytes']} bytes, {params} params, ops {report['ops']}, "
@@ -168,6 +203,22 @@ def cmd_train(args, argv) -> int:
         Path(args.card).write_text(model_card(out, metadata, report, cv, params, command, info))
         _log(f"wrote {args.card}")
     return 0
+
+
+def protocol_temperature(directory: Path, recipe_name: str) -> float:
+    """The median temperature the recipe's protocol runs fitted on held-out training speakers (1.0 if none)."""
+    from .report import calibration_summary, load_results
+
+    runs = load_results(directory).get(recipe_name, {}) if directory.is_dir() else {}
+    summary = calibration_summary(runs)
+    return float(summary.get("temperature_median") or 1.0)
+
+
+def fold_temperature(model, temperature: float) -> None:
+    """Divide the logits by ``temperature`` inside the model: scale the last dense layer's weights."""
+    layer = model.layers[-1]
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel / temperature, bias / temperature])
 
 
 def recipes_match(stored: dict, recipe) -> bool:
@@ -245,14 +296,77 @@ def cmd_quantize(args, argv) -> int:
 
 
 def cmd_report(args, argv) -> int:
-    """Rewrite cv.md and confusion.png from a cv.json (after a change of the report layout)."""
+    """Rewrite cv.md/confusion.png from cv.json, and protocol.md from the protocol's per-run files."""
     from .evaluate import protocol_text, write_results
+    from .report import write_report
 
     path = Path(args.cv_json)
-    summary = json.loads(path.read_text())
-    summary["protocol"] = protocol_text(summary["folds"])
-    write_results(summary, path.parent, summary.get("command", "python -m converter cv"))
-    _log(f"rewrote {path.parent / 'cv.md'} and {path.parent / 'confusion.png'}")
+    if path.is_file():
+        summary = json.loads(path.read_text())
+        summary["protocol"] = protocol_text(summary["folds"])
+        write_results(summary, path.parent, summary.get("command", "python -m converter cv"))
+        _log(f"rewrote {path.parent / 'cv.md'} and {path.parent / 'confusion.png'}")
+    protocol_dir = Path(args.protocol)
+    if protocol_dir.is_dir():
+        target = write_report(protocol_dir)
+        print(target.read_text())
+        _log(f"wrote {target}")
+    return 0
+
+
+def _protocol_items(args):
+    from .corpora import datasets_dir, read_corpora
+    from .protocol import LOCO_CORPORA
+
+    root = Path(args.datasets) if args.datasets else datasets_dir()
+    return read_corpora([root / name for name in LOCO_CORPORA])
+
+
+def _expand_runs(spec: str, corpora) -> List[str]:
+    from .protocol import run_names
+
+    every = run_names(corpora)
+    if spec == "all":
+        return every
+    out: List[str] = []
+    for part in spec.split(","):
+        part = part.strip()
+        group = [r for r in every if r == part or (part in ("cv", "loco") and r.startswith(part))]
+        if not group:
+            raise SystemExit(f"error: unknown run {part!r}; this recipe has {', '.join(every)}")
+        out += [r for r in group if r not in out]
+    return out
+
+
+def cmd_protocol(args, argv) -> int:
+    from .protocol import RECIPES, run_protocol
+
+    items = _protocol_items(args)
+    runs = _expand_runs(args.runs, RECIPES[args.recipe][1])
+    _log(f"protocol {args.recipe}: runs {', '.join(runs)}")
+    run_protocol(args.recipe, items, runs, Path(args.results), Path(args.cache) if args.cache else None,
+                 Path(args.models) if args.models else None, steps=args.steps, log=_log)
+    return 0
+
+
+def cmd_score(args, argv) -> int:
+    """Score existing int8 files on protocol runs (baseline rows that need no training)."""
+    from edge_ser.metadata import ModelMetadata
+
+    from .protocol import LOCO_CORPORA, score_model_file, summary_line
+
+    items = _protocol_items(args)
+    corpora = tuple(args.corpora.split(",")) if args.corpora else LOCO_CORPORA
+    for spec in args.pairs:
+        run, _, path = spec.partition("=")
+        data = Path(path).read_bytes()
+        try:
+            logits = ModelMetadata.from_tflite(data, path).output == "logits"
+        except Exception:  # a bare fold model without metadata outputs probabilities
+            logits = False
+        target = score_model_file(data, run, args.label, items, Path(args.results), corpora, logits,
+                                  Path(args.cache) if args.cache else None, note=args.note or path)
+        _log(f"{args.label}/{run}: {summary_line(json.loads(target.read_text()))} -> {target}")
     return 0
 
 
@@ -276,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_MODEL))
     p.add_argument("--card", default=str(ROOT / "models" / "MODEL_CARD.md"), help="model card path ('' for none)")
     p.add_argument("--keras-out", default=str(ROOT / "runs" / "edge-ser.keras"), help="also save the float Keras model")
+    p.add_argument("--protocol", default=str(DEFAULT_RESULTS / "protocol"),
+                   help="protocol results (their digest goes into the metadata; their median temperature is used)")
+    p.add_argument("--temperature", type=float, help="logits models: divide logits by this (default: protocol median)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("cv", help="speaker-independent cross-validation (EmoBox folds), float and int8")
@@ -288,8 +405,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-models", help="folder to keep each fold's int8 model in (foldN.tflite)")
     p.set_defaults(func=cmd_cv)
 
-    p = sub.add_parser("report", help="rewrite cv.md and confusion.png from cv.json")
+    p = sub.add_parser("protocol", help="the room-ready evaluation protocol: dev split, RAVDESS folds "
+                                        "(clean + far-field), leave-one-corpus-out, calibration")
+    p.add_argument("--recipe", default="rooms", help="recipe name (converter.protocol.RECIPES)")
+    p.add_argument("--runs", default="all", help="comma list of dev, cv, cv1..cv5, loco, loco-<corpus>, or all")
+    p.add_argument("--results", default=str(DEFAULT_RESULTS / "protocol"), help="one JSON per run, here")
+    p.add_argument("--models", default=str(ROOT / "runs" / "protocol"), help="keep each run's int8 model here")
+    p.add_argument("--steps", type=int, help="override the recipe's training length (smoke tests)")
+    p.add_argument("--datasets", help="folder holding ravdess/, nemo/, ased/ (default ../shared/datasets)")
+    p.add_argument("--cache", help="feature cache folder")
+    p.set_defaults(func=cmd_protocol)
+
+    p = sub.add_parser("score", help="score existing int8 models on protocol runs' test clips")
+    p.add_argument("pairs", nargs="+", metavar="RUN=MODEL", help="e.g. cv1=runs/baseline/models/fold1.tflite")
+    p.add_argument("--label", required=True, help="results sub-folder, e.g. baseline")
+    p.add_argument("--corpora", help="corpora the runs are planned over (default ravdess,nemo,ased)")
+    p.add_argument("--note", help="what the model is (stored in the results)")
+    p.add_argument("--results", default=str(DEFAULT_RESULTS / "protocol"))
+    p.add_argument("--datasets")
+    p.add_argument("--cache")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("report", help="rewrite cv.md/confusion.png from cv.json and protocol.md from the "
+                                      "protocol's per-run results")
     p.add_argument("cv_json", nargs="?", default=str(DEFAULT_RESULTS / "cv.json"))
+    p.add_argument("--protocol", default=str(DEFAULT_RESULTS / "protocol"), help="per-run results folder")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("quantize", help="convert a Keras model trained on edge features to TFLite")

@@ -7,8 +7,15 @@ renaming anything:
   from the file-name code.
 * **Folder per label**: ``ROOT/<label>/*.wav`` (optionally ``ROOT/<label>/<speaker>/*.wav``);
   the speaker is the sub-folder, or else the file name up to the first ``_`` or ``-``.
-* **CSV manifest**: ``path,label[,speaker]`` with a header line; relative paths are taken
-  from the manifest's folder.
+* **CSV manifest**: ``path,label[,speaker][,arousal]`` with a header line; relative paths
+  are taken from the manifest's folder. A folder holding ``manifest.csv`` is read through
+  it, and the corpus is named after the folder (``../shared/datasets/nemo`` -> ``nemo``).
+  A row may leave ``label`` empty when it carries an ``arousal`` level instead (BAVED):
+  such clips train an arousal target only, never an emotion.
+
+Several corpora are read together with :func:`read_corpora`; each keeps its own name,
+and :func:`corpus_classes` says which emotions a corpus has, because a class a corpus
+lacks is *absent*, not *false*: a Polish "neutral" says nothing about whether calm exists.
 
 Labels are mapped to the 8 classes of :data:`edge_ser.metadata.EMOTIONS`, accepting
 common synonyms; anything else is a clear error (a typo must not become a class).
@@ -30,10 +37,14 @@ from edge_ser.metadata import EMOTIONS
 
 __all__ = [
     "Item", "CorpusError", "normalize_label", "read_ravdess", "read_folders", "read_manifest",
-    "read_corpus", "default_data_dir", "EMOBOX_FOLDS", "cv_folds", "ravdess_code",
+    "read_corpus", "read_corpora", "corpus_classes", "default_data_dir", "datasets_dir", "EMOBOX_FOLDS",
+    "cv_folds", "ravdess_code", "AROUSAL_LEVELS",
 ]
 
 AUDIO_SUFFIXES = (".wav", ".wave")
+#: Arousal levels of corpora labelled by arousal only (BAVED's 0/1/2).
+AROUSAL_LEVELS: Tuple[str, ...] = ("low", "mid", "high")
+_AROUSAL_SYNONYMS = {"low": "low", "0": "low", "mid": "mid", "medium": "mid", "1": "mid", "high": "high", "2": "high"}
 
 #: Speaker-independent folds of EmoBox for RAVDESS (actor numbers).
 EMOBOX_FOLDS: Tuple[Tuple[str, ...], ...] = (
@@ -64,16 +75,18 @@ class CorpusError(EdgeSerError):
 
 @dataclass(frozen=True)
 class Item:
-    """One labelled clip. ``label`` is one of :data:`EMOTIONS`."""
+    """One labelled clip: ``label`` is one of :data:`EMOTIONS`, or None for an arousal-only clip."""
 
     path: str
-    label: str
+    label: Optional[str]
     speaker: str
     corpus: str
+    arousal: Optional[str] = None
 
     @property
     def label_index(self) -> int:
-        return EMOTIONS.index(self.label)
+        """Index into :data:`EMOTIONS`, or -1 when the clip has no emotion label."""
+        return EMOTIONS.index(self.label) if self.label is not None else -1
 
 
 def normalize_label(name: str, source: str = "") -> str:
@@ -89,12 +102,20 @@ def normalize_label(name: str, source: str = "") -> str:
     )
 
 
+def datasets_dir() -> Path:
+    """``$EDGE_SER_DATASETS``, else ``../shared/datasets`` beside the repository."""
+    env = os.environ.get("EDGE_SER_DATASETS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+
+
 def default_data_dir() -> Path:
     """``$EDGE_SER_DATA``, else ``../shared/datasets/ravdess`` beside the repository."""
     env = os.environ.get("EDGE_SER_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "ravdess"
+    return datasets_dir() / "ravdess"
 
 
 # -- RAVDESS -------------------------------------------------------------------------------
@@ -162,10 +183,15 @@ def read_folders(root: "str | os.PathLike[str]", corpus: Optional[str] = None) -
 
 
 def read_manifest(manifest: "str | os.PathLike[str]", corpus: Optional[str] = None) -> List[Item]:
-    """A CSV with a header ``path,label[,speaker]``; paths may be relative to the CSV."""
+    """A CSV with a header naming ``path`` and ``label`` (``speaker``, ``arousal`` optional).
+
+    Paths may be relative to the CSV. The corpus is named ``corpus``, else after the
+    folder for a file called ``manifest.csv``, else after the file. An empty label is
+    allowed only beside an arousal level (the clip then trains arousal alone).
+    """
     manifest = Path(manifest)
     base = manifest.parent
-    corpus = corpus or manifest.stem
+    corpus = corpus or (base.resolve().name if manifest.name.lower() == "manifest.csv" else manifest.stem)
     try:
         with open(manifest, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
@@ -179,6 +205,7 @@ def read_manifest(manifest: "str | os.PathLike[str]", corpus: Optional[str] = No
         raise CorpusError(f"{manifest}: the first line must be a header naming 'path' and 'label' columns")
     i_path, i_label = header.index("path"), header.index("label")
     i_speaker = header.index("speaker") if "speaker" in header else None
+    i_arousal = header.index("arousal") if "arousal" in header else None
     items: List[Item] = []
     for line_no, row in enumerate(rows[1:], start=2):
         where = f"{manifest}:{line_no}"
@@ -189,12 +216,25 @@ def read_manifest(manifest: "str | os.PathLike[str]", corpus: Optional[str] = No
             path = base / path
         if not path.is_file():
             raise CorpusError(f"{where}: audio file {path} does not exist")
-        label = normalize_label(row[i_label], source=where)
-        speaker = row[i_speaker].strip() if i_speaker is not None and len(row) > i_speaker else ""
-        items.append(Item(str(path), label, speaker or _speaker_from_name(path), corpus))
+        arousal = _cell(row, i_arousal)
+        if arousal:
+            if arousal.lower() not in _AROUSAL_SYNONYMS:
+                raise CorpusError(f"{where}: unknown arousal level {arousal!r}; expected one of "
+                                  f"{', '.join(AROUSAL_LEVELS)} (or 0/1/2)")
+            arousal = _AROUSAL_SYNONYMS[arousal.lower()]
+        raw_label = row[i_label].strip()
+        if not raw_label and not arousal:
+            raise CorpusError(f"{where}: empty label (a clip needs an emotion label or an arousal level)")
+        label = normalize_label(raw_label, source=where) if raw_label else None
+        speaker = _cell(row, i_speaker)
+        items.append(Item(str(path), label, speaker or _speaker_from_name(path), corpus, arousal or None))
     if not items:
         raise CorpusError(f"{manifest}: no rows after the header")
     return items
+
+
+def _cell(row: Sequence[str], index: Optional[int]) -> str:
+    return row[index].strip() if index is not None and len(row) > index else ""
 
 
 def read_corpus(location: "str | os.PathLike[str]") -> List[Item]:
@@ -208,9 +248,35 @@ def read_corpus(location: "str | os.PathLike[str]") -> List[Item]:
         raise CorpusError(
             f"{location}: corpus not found (pass --data DIR or set EDGE_SER_DATA)"
         )
+    if (location / "manifest.csv").is_file():
+        return read_manifest(location / "manifest.csv")
     if any(location.glob("Actor_*")):
         return read_ravdess(location)
     return read_folders(location)
+
+
+def read_corpora(locations: Sequence["str | os.PathLike[str]"]) -> List[Item]:
+    """Several corpora in one list; two locations may not yield the same corpus name."""
+    items: List[Item] = []
+    seen: Dict[str, str] = {}
+    for location in locations:
+        part = read_corpus(location)
+        for name in sorted({it.corpus for it in part}):
+            if name in seen:
+                raise CorpusError(f"{location}: corpus name {name!r} is also the name of {seen[name]}")
+            seen[name] = str(location)
+        items += part
+    return items
+
+
+def corpus_classes(items: Iterable[Item]) -> Dict[str, Tuple[str, ...]]:
+    """``{corpus: emotions it has}`` in :data:`EMOTIONS` order (arousal-only corpora: empty)."""
+    found: Dict[str, set] = {}
+    for it in items:
+        labels = found.setdefault(it.corpus, set())
+        if it.label is not None:
+            labels.add(it.label)
+    return {name: tuple(e for e in EMOTIONS if e in labels) for name, labels in sorted(found.items())}
 
 
 def cv_folds(items: Sequence[Item], folds: Iterable[Sequence[str]] = EMOBOX_FOLDS) -> List[Tuple[int, List[str]]]:

@@ -18,10 +18,10 @@ MODEL_NAME = "edge-ser-cnn"
 
 def build_metadata(
     config: FeatureConfig, window_frames: int, hop_frames: int, extra: Dict[str, object],
-    labels: Sequence[str] = EMOTIONS, name: str = MODEL_NAME, version: str = "1",
+    labels: Sequence[str] = EMOTIONS, name: str = MODEL_NAME, version: str = "1", output: str = "probabilities",
 ) -> ModelMetadata:
     return ModelMetadata(labels=tuple(labels), feature_config=config, window_frames=window_frames,
-                         hop_frames=hop_frames, name=name, version=version, extra=extra)
+                         hop_frames=hop_frames, name=name, version=version, extra=extra, output=output)
 
 
 def cv_digest(summary: Optional[Dict[str, object]]) -> Optional[Dict[str, object]]:

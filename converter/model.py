@@ -34,8 +34,14 @@ def build_model(
     weight_decay: float = 0.0,
     head: str = "time_pool",
     name: str = "edge_ser_cnn",
+    output: str = "probabilities",
 ):
-    """Return an uncompiled Keras model mapping a feature window to class probabilities."""
+    """Return an uncompiled Keras model mapping a feature window to class probabilities.
+
+    ``output="logits"`` leaves the softmax out: the masked multi-corpus loss needs the
+    logits, and a logits model exported as such spares the device's probabilities the
+    int8 softmax's 1/256 steps (the device applies the softmax in float).
+    """
     import keras
     from keras import layers
 
@@ -74,7 +80,10 @@ def build_model(
         x = layers.Concatenate(axis=-1, name="time_stats")([mean_t, max_t])
         x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=reg, name="probabilities")(x)
+    if output not in ("probabilities", "logits"):
+        raise ValueError(f"output must be 'probabilities' or 'logits', got {output!r}")
+    activation = "softmax" if output == "probabilities" else None
+    outputs = layers.Dense(n_classes, activation=activation, kernel_regularizer=reg, name=output)(x)
     return keras.Model(inputs, outputs, name=name)
 
 

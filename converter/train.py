@@ -12,6 +12,15 @@ Model selection: whole speakers are held out from the training speakers and scor
 every epoch (UA on whole clips, windows averaged like the device does); the weights of
 the best epoch are kept (early stopping with patience). Evaluation always runs on whole
 clips cut with :func:`edge_ser.windows.split_windows`, never on single crops.
+
+Several corpora (``sampling="balanced"``, ``masked=True``): corpora differ in size and in
+the classes they have, so each training window is drawn by picking a corpus uniformly,
+then one of *its* classes uniformly, then a clip; a training run is a fixed number of
+such draws (``steps`` batches), not epochs over an uneven pool. The model then outputs
+logits, and the loss lets a clip compete only among the classes of its corpus (the
+others' logits are masked out), so a Polish "neutral" never teaches that calm does not
+exist; mixup pairs clips of the same corpus and label smoothing spreads over that
+corpus's classes, by the same rule.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from edge_ser.metadata import EMOTIONS
 from edge_ser.windows import split_windows
 
 from .augment import mixup, training_window
-from .corpora import Item
+from .corpora import Item, corpus_classes
 
 
 @dataclass
@@ -56,6 +65,11 @@ class Recipe:
     ema: float = 0.0  # > 0: keep an exponential moving average of the weights and use it at the end
     seed: int = 1234
     deterministic: bool = True
+    augmentation: str = "studio"  # audio-domain recipe (converter.augment.AUGMENTATIONS)
+    opus_wav: bool = False  # WAV corpora get an Opus round trip in training (like the Opus corpora)
+    sampling: str = "clips"  # "clips": each clip once per epoch; "balanced": corpus, class, clip
+    steps: int = 0  # balanced sampling: batches in all (epochs are then rounds of ROUND_STEPS)
+    masked: bool = False  # logits out; loss over the classes of each clip's corpus only
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
@@ -84,10 +98,17 @@ class ClipSet:
         return ClipSet([self.items[i] for i in idx], [self.feats[i] for i in idx])
 
 
-def load_clipset(items: Sequence[Item], config, variants: int, cache_dir=None, seed: int = 0) -> ClipSet:
-    from .cache import FeatureCache
+#: Batches per logging/validation round when training by balanced draws.
+ROUND_STEPS = 250
 
-    cache = FeatureCache(config, cache_dir, seed=seed)
+
+def load_clipset(
+    items: Sequence[Item], config, variants: int, cache_dir=None, seed: int = 0, treatment=None,
+) -> ClipSet:
+    """Features of ``items``: the clean clip and ``variants`` augmented copies of each."""
+    from .cache import FeatureCache, Treatment
+
+    cache = FeatureCache(config, cache_dir, seed=seed, treatment=treatment or Treatment())
     wanted = tuple(range(variants + 1))
     got = cache.get_many([it.path for it in items], wanted)
     return ClipSet(list(items), [[got[(it.path, v)] for v in wanted] for it in items])
@@ -130,12 +151,20 @@ def predict_clips(predict_windows, clips: Sequence[np.ndarray], window_frames: i
     return np.stack(out)
 
 
-def keras_predictor(model, batch_size: int = 128):
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def keras_predictor(model, batch_size: int = 128, logits: bool = False):
+    """Window probabilities from a Keras model (softmax applied here when it outputs logits)."""
     def run(windows: np.ndarray) -> np.ndarray:
         out = []
         for i in range(0, len(windows), batch_size):
             out.append(np.asarray(model(windows[i:i + batch_size], training=False)))
-        return np.concatenate(out)
+        out = np.concatenate(out)
+        return softmax(out) if logits else out
 
     return run
 
@@ -167,6 +196,94 @@ def epoch_batch(data: ClipSet, recipe: Recipe, weights: np.ndarray, rng: np.rand
     y = np.eye(len(EMOTIONS), dtype=np.float32)[y_idx]
     w = weights[y_idx]
     return mixup(x, y, w, rng, recipe.mixup_alpha)
+
+
+class BalancedSampler:
+    """Draw clips corpus-uniformly, then class-uniformly within the corpus.
+
+    Only clips with an emotion label take part; ``masks[corpus]`` marks the classes a
+    corpus has (1) and those it lacks (0), which the masked loss uses.
+    """
+
+    def __init__(self, data: ClipSet) -> None:
+        self.classes = corpus_classes(it for it in data.items if it.label is not None)
+        self.corpora = sorted(self.classes)
+        self.groups: Dict[str, List[np.ndarray]] = {}
+        for name in self.corpora:
+            by_label = [np.array([i for i, it in enumerate(data.items) if it.corpus == name and it.label == label])
+                        for label in self.classes[name]]
+            self.groups[name] = by_label
+        self.masks = {name: np.array([1.0 if e in self.classes[name] else 0.0 for e in EMOTIONS], dtype=np.float32)
+                      for name in self.corpora}
+
+    def draw(self, count: int, rng: np.random.Generator) -> Tuple[np.ndarray, List[str]]:
+        """``count`` clip indices and their corpus names."""
+        idx, names = [], []
+        for _ in range(count):
+            name = self.corpora[int(rng.integers(len(self.corpora)))]
+            group = self.groups[name][int(rng.integers(len(self.groups[name])))]
+            idx.append(int(group[int(rng.integers(len(group)))]))
+            names.append(name)
+        return np.array(idx), names
+
+
+def pick_variant(feats: Sequence[np.ndarray], recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
+    """The clean clip with ``clean_probability``, else one of its augmented copies."""
+    if len(feats) > 1 and rng.random() >= recipe.clean_probability:
+        return feats[int(rng.integers(1, len(feats)))]
+    return feats[0]
+
+
+def grouped_permutation(groups: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """A permutation that maps every position to one of the same group (mixup partners)."""
+    groups = np.asarray(groups)
+    perm = np.arange(len(groups))
+    for name in np.unique(groups):
+        where = np.flatnonzero(groups == name)
+        perm[where] = where[rng.permutation(len(where))]
+    return perm
+
+
+def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng: np.random.Generator):
+    """One batch of balanced draws: windows, ``[targets | class mask]`` and unit weights.
+
+    Windows are cut here, batch by batch, so memory holds the cached features and one
+    batch, never an epoch of windows.
+    """
+    idx, names = sampler.draw(recipe.batch_size, rng)
+    labels = data.labels
+    x = np.stack([training_window(pick_variant(data.feats[i], recipe, rng).astype(np.float32, copy=False),
+                                  recipe.window_frames, rng, recipe.short_fraction, recipe.min_frames)
+                  for i in idx])[..., None]
+    y = np.eye(len(EMOTIONS), dtype=np.float32)[labels[idx]]
+    mask = np.stack([sampler.masks[n] for n in names])
+    if recipe.mixup_alpha > 0:
+        lam = rng.beta(recipe.mixup_alpha, recipe.mixup_alpha, size=len(idx)).astype(np.float32)
+        lam = np.maximum(lam, 1.0 - lam)
+        perm = grouped_permutation(names, rng)
+        x = lam[:, None, None, None] * x + (1.0 - lam)[:, None, None, None] * x[perm]
+        y = lam[:, None] * y + (1.0 - lam)[:, None] * y[perm]
+    return x.astype(np.float32), np.concatenate([y, mask], axis=1), np.ones(len(idx), dtype=np.float32)
+
+
+def masked_crossentropy(label_smoothing: float):
+    """Cross-entropy over the classes a clip's corpus has; ``y_true`` is ``[targets | mask]``.
+
+    Absent classes get a logit of -1e9 (probability 0) and no target mass, so they are
+    neither rewarded nor punished; label smoothing spreads over the present classes only.
+    """
+    from keras import ops
+
+    def loss(y_true, logits):
+        n = logits.shape[-1]
+        target, mask = y_true[:, :n], y_true[:, n:]
+        present = mask > 0
+        logp = ops.log_softmax(ops.where(present, logits, -1e9), axis=-1)
+        count = ops.sum(mask, axis=-1, keepdims=True)
+        target = (1.0 - label_smoothing) * target + label_smoothing * mask / count
+        return -ops.sum(target * ops.where(present, logp, 0.0), axis=-1)
+
+    return loss
 
 
 @dataclass
@@ -206,11 +323,21 @@ def train_model(
     rng = np.random.default_rng(recipe.seed)
     n_features = n_features or train.feats[0][0].shape[1]
     model = build_model(recipe.window_frames, n_features, len(EMOTIONS), recipe.channels,
-                        recipe.dropout, recipe.deltas, head=recipe.head)
-    steps = math.ceil(len(train.items) * recipe.crops_per_clip / recipe.batch_size)
+                        recipe.dropout, recipe.deltas, head=recipe.head,
+                        output="logits" if recipe.masked else "probabilities")
+    balanced = recipe.sampling == "balanced"
+    if balanced:
+        sampler = BalancedSampler(train)
+        steps = max(1, min(ROUND_STEPS, recipe.steps))
+        recipe_epochs = max(recipe.warmup_epochs + 1, math.ceil(recipe.steps / steps))
+        log(f"  balanced draws: {recipe_epochs} rounds of {steps} batches; corpora "
+            + ", ".join(f"{c} ({len(sampler.classes[c])} classes)" for c in sampler.corpora))
+    else:
+        steps = math.ceil(len(train.items) * recipe.crops_per_clip / recipe.batch_size)
+        recipe_epochs = recipe.epochs
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=recipe.learning_rate * 0.05,
-        decay_steps=max(1, steps * (recipe.epochs - recipe.warmup_epochs)),
+        decay_steps=max(1, steps * (recipe_epochs - recipe.warmup_epochs)),
         warmup_target=recipe.learning_rate,
         warmup_steps=steps * recipe.warmup_epochs,
         alpha=0.02,
@@ -218,26 +345,31 @@ def train_model(
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay,
                                          use_ema=recipe.ema > 0, ema_momentum=recipe.ema or 0.99),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        loss=(masked_crossentropy(recipe.label_smoothing) if recipe.masked
+              else keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)),
         weighted_metrics=[],
     )
-    weights = class_weights(train.labels)
-    last_epoch = min(recipe.epochs, stop_at or recipe.epochs)
+    weights = class_weights(train.labels[train.labels >= 0]) if not balanced else None
+    last_epoch = min(recipe_epochs, stop_at or recipe_epochs)
     best = (-1.0, 0, None)  # (val UA, epoch, weights)
     history: List[Dict[str, float]] = []
     start = time.time()
     epoch = 0
     for epoch in range(1, last_epoch + 1):
         t0 = time.time()
-        x, y, w = epoch_batch(train, recipe, weights, rng)
+        if balanced:
+            batches = (balanced_batch(train, sampler, recipe, rng) for _ in range(steps))
+        else:
+            x, y, w = epoch_batch(train, recipe, weights, rng)
+            batches = ((x[i:i + recipe.batch_size], y[i:i + recipe.batch_size], w[i:i + recipe.batch_size])
+                       for i in range(0, len(x), recipe.batch_size))
         losses = []
-        for i in range(0, len(x), recipe.batch_size):
-            sl = slice(i, i + recipe.batch_size)
-            out = model.train_on_batch(x[sl], y[sl], sample_weight=w[sl])
+        for xb, yb, wb in batches:
+            out = model.train_on_batch(xb, yb, sample_weight=wb)
             losses.append(float(out[0] if isinstance(out, (list, tuple)) else out))
         row = {"epoch": epoch, "loss": float(np.mean(losses))}
         if val is not None and val.items:
-            probs = predict_clips(keras_predictor(model), [f[0] for f in val.feats],
+            probs = predict_clips(keras_predictor(model, logits=recipe.masked), [f[0] for f in val.feats],
                                   recipe.window_frames, recipe.hop_frames)
             ua, wa = ua_wa(confusion(val.labels, probs.argmax(axis=1)))
             row.update(val_ua=ua, val_wa=wa)

@@ -1,0 +1,382 @@
+"""The evaluation protocol for a room-ready model: one results file per run, resumable.
+
+Runs (each trains one model, scores it, writes ``<results>/<recipe>/<run>.json``):
+
+* ``dev``: the fixed development split on which recipes are chosen. The development
+  speakers of every corpus (:data:`DEV_SPEAKERS`) are held out; the float model is scored
+  per corpus, clean, and on the far-field version of the RAVDESS development actors.
+  Nothing else is ever used to choose a recipe.
+* ``cv1`` .. ``cv5``: RAVDESS speaker-independent EmoBox folds. The fold's actors are the
+  test set (8-way, clean and far-field); everything else the recipe trains on is training.
+* ``loco-<corpus>``: leave one corpus out (ravdess, nemo, ased): train on the others, test
+  on the whole corpus, scored like the independent evaluation (below).
+
+Scoring (:func:`restricted_predictions`): the argmax of the 8 probabilities restricted
+to the classes the test corpus has, with calm added to neutral where the corpus has
+neutral but no calm. When the training corpora lack some of the test corpus's classes
+(RAVDESS left out), only the classes both sides have are scored: calm is folded into
+neutral, disgust is dropped.
+
+Far-field (:mod:`converter.rooms`): every test clip is convolved with a measured room of a
+held-out place, mixed with held-out real noise at 5-20 dB SNR against the reverberant
+speech and attenuated by 0-20 dB, seeded per clip, so every model hears the same degraded
+clips.
+
+Calibration: each ``cv``/``loco`` run also holds out a few *training* speakers
+(:data:`CALIBRATION_SPEAKERS` per corpus, never test speakers); a temperature is fitted on
+them (clip NLL) and the expected calibration error of the top-1 probability is reported
+on the test clips before and after it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge_ser.metadata import EMOTIONS
+from edge_ser.windows import split_windows
+
+from .cache import Treatment
+from .corpora import EMOBOX_FOLDS, Item, corpus_classes
+from .train import ClipSet, Recipe, confusion, load_clipset, softmax, ua_wa
+
+#: Development speakers per corpus: held out of every ``dev`` run; the RAVDESS ones are
+#: EmoBox fold 1, on which the first recipe was tuned too.
+DEV_SPEAKERS: Dict[str, Tuple[str, ...]] = {
+    "ravdess": ("01", "11", "20", "21"),
+    "nemo": ("nemo-EB0", "nemo-WR0"),
+    "ased": tuple(f"ased-{i:02d}" for i in range(1, 9)),
+}
+#: Training speakers held out per corpus to fit the temperature in ``cv``/``loco`` runs.
+CALIBRATION_SPEAKERS: Dict[str, int] = {"ravdess": 2, "nemo": 1, "ased": 5}
+LOCO_CORPORA: Tuple[str, ...] = ("ravdess", "nemo", "ased")
+ECE_BINS = 15
+TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 121))
+
+
+def _rooms_recipe() -> Recipe:
+    return Recipe(augmentation="room", opus_wav=True, sampling="balanced", steps=4000, masked=True,
+                  warmup_epochs=1, clean_probability=0.25)
+
+
+#: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
+RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
+    "baseline": (Recipe, ("ravdess",)),
+    "rooms": (_rooms_recipe, ("ravdess", "nemo", "ased")),
+}
+
+
+def run_names(corpora: Sequence[str]) -> List[str]:
+    """Every run a recipe trained on ``corpora`` can do, in the order they are run."""
+    names = ["dev"]
+    if "ravdess" in corpora:
+        names += [f"cv{i}" for i in range(1, 6)]
+    if len(corpora) > 1:
+        names += [f"loco-{c}" for c in LOCO_CORPORA if c in corpora]
+    return names
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunPlan:
+    """Which clips train, calibrate and test one run, and how the test is scored."""
+
+    name: str
+    train: List[Item]
+    calibration: List[Item]
+    test: List[Item]
+    classes: Dict[str, Tuple[str, ...]]  # per test corpus: the classes of the restricted argmax
+    farfield: bool  # also score the far-field version of the RAVDESS test clips
+
+
+def _pick(speakers: Sequence[str], count: int, salt: str) -> List[str]:
+    """``count`` speakers chosen by a stable hash (not by order, not by a test result)."""
+    ranked = sorted(set(speakers), key=lambda s: zlib.crc32(f"{salt}|{s}".encode("utf-8")))
+    return sorted(ranked[:count])
+
+
+def scored_classes(test_corpus: str, train_classes: Dict[str, Tuple[str, ...]],
+                   all_classes: Dict[str, Tuple[str, ...]]) -> Tuple[str, ...]:
+    """The test corpus's classes that training also has (calm counts as neutral)."""
+    taught = {c for name, cls in train_classes.items() for c in cls}
+    own = all_classes[test_corpus]
+    out = [c for c in own if c in taught or (c == "neutral" and "calm" in taught)]
+    if "calm" in out and "calm" not in taught:
+        out.remove("calm")
+    return tuple(out)
+
+
+def plan_run(name: str, items: Sequence[Item], corpora: Sequence[str]) -> RunPlan:
+    labelled = [it for it in items if it.corpus in corpora and it.label is not None]
+    classes = corpus_classes(labelled)
+    if name == "dev":
+        dev = {s for c in corpora for s in DEV_SPEAKERS.get(c, ())}
+        test = [it for it in labelled if it.speaker in dev]
+        train = [it for it in labelled if it.speaker not in dev]
+        return RunPlan(name, train, [], test, {c: classes[c] for c in corpora}, farfield=True)
+    if name.startswith("cv"):
+        fold = EMOBOX_FOLDS[int(name[2:]) - 1]
+        test = [it for it in labelled if it.corpus == "ravdess" and it.speaker in fold]
+        rest = [it for it in labelled if not (it.corpus == "ravdess" and it.speaker in fold)]
+        test_classes = {"ravdess": classes["ravdess"]}
+        farfield = True
+    elif name.startswith("loco-"):
+        left_out = name[5:]
+        test = [it for it in labelled if it.corpus == left_out]
+        rest = [it for it in labelled if it.corpus != left_out]
+        test_classes = {left_out: scored_classes(left_out, corpus_classes(rest), classes)}
+        farfield = False
+    else:
+        raise ValueError(f"unknown run {name!r}; runs are dev, cv1..cv5, loco-<corpus>")
+    held = set()
+    for corpus in sorted({it.corpus for it in rest}):
+        speakers = [it.speaker for it in rest if it.corpus == corpus]
+        held |= set(_pick(speakers, CALIBRATION_SPEAKERS.get(corpus, 1), f"calibration|{name}"))
+    calibration = [it for it in rest if it.speaker in held]
+    train = [it for it in rest if it.speaker not in held]
+    return RunPlan(name, train, calibration, test, test_classes, farfield)
+
+
+# -- scoring ----------------------------------------------------------------------------------
+
+
+def restricted_predictions(probs: np.ndarray, classes: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+    """Argmax over ``classes`` (calm added to neutral where calm is not one of them).
+
+    Returns ``(predicted class indices, renormalized probabilities over the 8 labels with
+    zeros outside classes)``; the second feeds calibration.
+    """
+    p = np.array(probs, dtype=np.float64, copy=True)
+    neutral, calm = EMOTIONS.index("neutral"), EMOTIONS.index("calm")
+    if "neutral" in classes and "calm" not in classes:
+        p[:, neutral] += p[:, calm]
+    allowed = np.array([EMOTIONS.index(c) for c in classes])
+    kept = np.zeros_like(p)
+    kept[:, allowed] = p[:, allowed]
+    kept /= np.maximum(kept.sum(axis=1, keepdims=True), 1e-12)
+    return allowed[p[:, allowed].argmax(axis=1)], kept
+
+
+def scored_labels(items: Sequence[Item], classes: Sequence[str]) -> np.ndarray:
+    """True class index per clip, calm folded into neutral where calm is not scored, -1 = dropped."""
+    out = []
+    for it in items:
+        label = it.label
+        if label not in classes and label == "calm" and "neutral" in classes:
+            label = "neutral"
+        out.append(EMOTIONS.index(label) if label in classes else -1)
+    return np.array(out, dtype=np.int64)
+
+
+def window_outputs(predict: Callable[[np.ndarray], np.ndarray], feats: Sequence[np.ndarray], recipe: Recipe
+                   ) -> List[np.ndarray]:
+    """The model's raw output (logits or probabilities) per window, one array per clip."""
+    per_clip = [split_windows(f, recipe.window_frames, recipe.hop_frames)[0] for f in feats]
+    counts = [w.shape[0] for w in per_clip]
+    flat = predict(np.concatenate(per_clip)[..., None])
+    return list(np.split(flat, np.cumsum(counts)[:-1]))
+
+
+def clip_probabilities(outputs: Sequence[np.ndarray], logits: bool, temperature: float = 1.0) -> np.ndarray:
+    """Clip probability = mean of window probabilities, as on the device (softmax of logits / T)."""
+    rows = []
+    for out in outputs:
+        z = out if logits else np.log(np.maximum(out, 1e-6))
+        rows.append(softmax(z / temperature).mean(axis=0))
+    return np.stack(rows)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE of the top-1 probability (equal-width bins, weighted by clip count)."""
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def score(outputs: Sequence[np.ndarray], items: Sequence[Item], classes: Dict[str, Tuple[str, ...]],
+          logits: bool, temperature: float = 1.0) -> Dict[str, object]:
+    """UA, WA, confusion and ECE of clips, pooled and per corpus (restricted argmax per corpus)."""
+    probs = clip_probabilities(outputs, logits, temperature)
+    parts = {}
+    for corpus, cls in classes.items():
+        idx = [i for i, it in enumerate(items) if it.corpus == corpus]
+        if not idx:
+            continue
+        labels = scored_labels([items[i] for i in idx], cls)
+        pred, renorm = restricted_predictions(probs[idx], cls)
+        keep = labels >= 0
+        parts[corpus] = (labels[keep], pred[keep], renorm[keep])
+    pooled = _metrics(*(np.concatenate([p[k] for p in parts.values()]) for k in range(3)))
+    pooled["classes"] = {k: list(v) for k, v in classes.items()}
+    if len(parts) > 1:
+        pooled["by_corpus"] = {c: {k: v for k, v in _metrics(*p).items() if k != "confusion"}
+                               for c, p in parts.items()}
+    return pooled
+
+
+def _metrics(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray) -> Dict[str, object]:
+    cm = confusion(y_true, y_pred)
+    ua, wa = ua_wa(cm)
+    support = cm.sum(axis=1)
+    recall = {EMOTIONS[i]: round(float(cm[i, i] / support[i]), 4) for i in range(len(EMOTIONS)) if support[i]}
+    return {"clips": int(len(y_true)), "ua": ua, "wa": wa, "recall": recall, "confusion": cm.tolist(),
+            "ece": expected_calibration_error(probs, y_true)}
+
+
+def fit_temperature(outputs: Sequence[np.ndarray], items: Sequence[Item], logits: bool) -> float:
+    """The temperature that minimizes the clips' NLL, each over its own corpus's classes."""
+    classes = corpus_classes(items)
+    labels = np.array([it.label_index for it in items])
+    best = (np.inf, 1.0)
+    for t in TEMPERATURES:
+        probs = clip_probabilities(outputs, logits, float(t))
+        nll = 0.0
+        for corpus, cls in classes.items():
+            idx = [i for i, it in enumerate(items) if it.corpus == corpus]
+            _, renorm = restricted_predictions(probs[idx], cls)
+            nll -= float(np.sum(np.log(np.maximum(renorm[np.arange(len(idx)), labels[idx]], 1e-12))))
+        if nll < best[0]:
+            best = (nll, float(t))
+    return best[1]
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Scorer:
+    """Scores one model (a predict function over windows) on a run's test and calibration clips."""
+
+    plan: RunPlan
+    recipe: Recipe
+    config: object
+    cache_dir: Optional[Path] = None
+
+    def features(self, items: Sequence[Item], farfield: bool = False) -> List[np.ndarray]:
+        if not items:
+            return []
+        data = load_clipset(items, self.config, 0, self.cache_dir, treatment=Treatment(farfield=farfield))
+        return [f[0] for f in data.feats]
+
+    def evaluate(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
+                 calibrate: bool = True) -> Dict[str, object]:
+        plan = self.plan
+        test_out = window_outputs(predict, self.features(plan.test), self.recipe)
+        result: Dict[str, object] = {"clean": score(test_out, plan.test, plan.classes, logits)}
+        far_items = [it for it in plan.test if it.corpus == "ravdess"] if plan.farfield else []
+        far_out = window_outputs(predict, self.features(far_items, farfield=True), self.recipe) if far_items else []
+        if far_items:
+            result["farfield"] = score(far_out, far_items, {"ravdess": plan.classes["ravdess"]}, logits)
+        if calibrate and plan.calibration:
+            cal_out = window_outputs(predict, self.features(plan.calibration), self.recipe)
+            t = fit_temperature(cal_out, plan.calibration, logits)
+            result["calibration"] = {
+                "temperature": t,
+                "speakers": sorted({it.speaker for it in plan.calibration}),
+                "ece_before": result["clean"]["ece"],
+                "ece_after": score(test_out, plan.test, plan.classes, logits, t)["ece"],
+            }
+            if far_items:
+                result["calibration"]["farfield_ece_after"] = score(
+                    far_out, far_items, {"ravdess": plan.classes["ravdess"]}, logits, t)["ece"]
+        return result
+
+
+def run_protocol(
+    recipe_name: str, items: Sequence[Item], runs: Sequence[str], out_dir: Path, cache_dir: Optional[Path] = None,
+    models_dir: Optional[Path] = None, steps: Optional[int] = None, log=print,
+) -> List[Path]:
+    """Train and score each run not yet done (a results file per run: an interrupted protocol resumes)."""
+    from edge_ser.features import preset
+
+    from .evaluate import int8_model
+    from .quantize import TFLiteRunner
+    from .train import keras_predictor, train_model
+
+    make_recipe, corpora = RECIPES[recipe_name]
+    recipe = make_recipe()
+    if steps is not None:
+        recipe = replace(recipe, steps=steps, epochs=max(recipe.warmup_epochs + 1, steps))
+    config = preset("edge")
+    written = []
+    for name in runs:
+        target = out_dir / recipe_name / f"{name}.json"
+        if target.exists():
+            log(f"{recipe_name}/{name}: done already ({target})")
+            continue
+        plan = plan_run(name, items, corpora)
+        log(f"{recipe_name}/{name}: train {len(plan.train)} clips ({len({i.speaker for i in plan.train})} speakers), "
+            f"calibration {len(plan.calibration)}, test {len(plan.test)}")
+        t0 = time.time()
+        treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
+        train = load_clipset(plan.train, config, recipe.aug_variants, cache_dir, treatment=treatment)
+        result = train_model(train, None, recipe, log=log)
+        scorer = Scorer(plan, recipe, config, cache_dir)
+        row: Dict[str, object] = {
+            "run": name, "recipe_name": recipe_name, "recipe": recipe.to_dict(), "corpora": list(corpora),
+            "train_clips": len(plan.train), "train_speakers": len({i.speaker for i in plan.train}),
+            "test_speakers": sorted({i.speaker for i in plan.test}), "train_seconds": round(result.seconds, 1),
+        }
+        row["float"] = scorer.evaluate(keras_predictor(result.model, logits=recipe.masked), recipe.masked,
+                                       calibrate=False)
+        if name != "dev":
+            tfl = int8_model(result.model, ClipSet(train.items, [f[:1] for f in train.feats]), recipe)
+            if models_dir is not None:
+                (models_dir / recipe_name).mkdir(parents=True, exist_ok=True)
+                (models_dir / recipe_name / f"{name}.tflite").write_bytes(tfl)
+            row["int8"] = scorer.evaluate(TFLiteRunner(tfl).predict, recipe.masked)
+            row["int8_bytes"] = len(tfl)
+        row["seconds"] = round(time.time() - t0, 1)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(row, indent=1) + "\n")
+        written.append(target)
+        log(f"{recipe_name}/{name}: {summary_line(row)} [{row['seconds']:.0f}s] -> {target}")
+    return written
+
+
+def score_model_file(
+    tflite_bytes: bytes, run: str, label: str, items: Sequence[Item], out_dir: Path, corpora: Sequence[str],
+    logits: bool, cache_dir: Optional[Path] = None, note: str = "",
+) -> Path:
+    """Score an existing int8 file on a run's test clips (baseline rows: fold models, the shipped model)."""
+    from edge_ser.features import preset
+
+    from .quantize import TFLiteRunner
+
+    plan = plan_run(run, items, corpora)
+    recipe = Recipe()
+    scorer = Scorer(plan, recipe, preset("edge"), cache_dir)
+    row = {"run": run, "recipe_name": label, "note": note, "corpora": list(corpora),
+           "test_speakers": sorted({i.speaker for i in plan.test}),
+           "int8": scorer.evaluate(TFLiteRunner(tflite_bytes).predict, logits, calibrate=False)}
+    target = out_dir / label / f"{run}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(row, indent=1) + "\n")
+    return target
+
+
+def summary_line(row: Dict[str, object]) -> str:
+    kind = "int8" if "int8" in row else "float"
+    res = row[kind]
+    text = f"{kind} clean UA {100 * res['clean']['ua']:.1f} %"
+    if "farfield" in res:
+        text += f", far-field UA {100 * res['farfield']['ua']:.1f} %"
+    if "calibration" in res:
+        cal = res["calibration"]
+        text += f", ECE {100 * cal['ece_before']:.1f} -> {100 * cal['ece_after']:.1f} % (T={cal['temperature']:.2f})"
+    return text

@@ -1,0 +1,156 @@
+"""Merge the protocol's per-run results files into tables (``python -m converter report``).
+
+Every run writes its own JSON (``models/results/protocol/<recipe>/<run>.json``, see
+:mod:`converter.protocol`), so a protocol can stop anywhere and resume; this module only
+reads what exists and says what is missing. Figures are int8 (what ships) unless a table
+says float; UA is the unweighted average recall over the classes scored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+Results = Dict[str, Dict[str, dict]]  # recipe label -> run -> row
+
+CV_RUNS = [f"cv{i}" for i in range(1, 6)]
+LOCO_RUNS = ["loco-ravdess", "loco-nemo", "loco-ased"]
+
+
+def load_results(directory: Path) -> Results:
+    out: Results = {}
+    for path in sorted(Path(directory).glob("*/*.json")):
+        out.setdefault(path.parent.name, {})[path.stem] = json.loads(path.read_text())
+    return out
+
+
+def _model(row: dict) -> dict:
+    return row.get("int8") or row["float"]
+
+
+def _pct(v: Optional[float]) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def _mean(values: List[Optional[float]]) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def cv_summary(runs: Dict[str, dict]) -> Dict[str, Optional[float]]:
+    clean = [_model(runs[r])["clean"]["ua"] if r in runs else None for r in CV_RUNS]
+    far = [_model(runs[r]).get("farfield", {}).get("ua") if r in runs else None for r in CV_RUNS]
+    done = [r for r in CV_RUNS if r in runs]
+    mc, mf = _mean(clean), _mean(far)
+    return {"folds": len(done), "clean_ua": mc, "farfield_ua": mf,
+            "drop": (mc - mf) if mc is not None and mf is not None else None}
+
+
+def loco_summary(runs: Dict[str, dict]) -> Dict[str, Optional[float]]:
+    per = {r[5:]: _model(runs[r])["clean"]["ua"] for r in LOCO_RUNS if r in runs}
+    return {"corpora": per, "mean_ua": _mean(list(per.values())) if per else None}
+
+
+def calibration_summary(runs: Dict[str, dict]) -> Dict[str, Optional[float]]:
+    cals = [_model(row)["calibration"] for row in runs.values() if "calibration" in _model(row)]
+    if not cals:
+        return {"runs": 0}
+    return {"runs": len(cals), "temperature_median": float(np.median([c["temperature"] for c in cals])),
+            "ece_before": _mean([c["ece_before"] for c in cals]), "ece_after": _mean([c["ece_after"] for c in cals])}
+
+
+def digest(results: Results, label: str) -> Dict[str, object]:
+    """What a model file carries about its recipe's protocol results (no confusion matrices)."""
+    runs = results.get(label, {})
+    out: Dict[str, object] = {"recipe": label, "cv": cv_summary(runs), "loco": loco_summary(runs),
+                              "calibration": calibration_summary(runs)}
+    if "dev" in runs:
+        dev = runs["dev"]["float"]
+        out["dev_float"] = {"clean_ua": dev["clean"]["ua"], "farfield_ua": dev.get("farfield", {}).get("ua"),
+                            "by_corpus": {c: v["ua"] for c, v in dev["clean"].get("by_corpus", {}).items()}}
+    return out
+
+
+def markdown(results: Results, order: Optional[List[str]] = None) -> str:
+    labels = order or sorted(results)
+    lines = ["# Room-ready evaluation protocol", "",
+             "Produced by `python -m converter report` from the per-run files beside this one "
+             "(`python -m converter protocol --recipe NAME` writes them; see `converter/protocol.py`). "
+             "int8 models unless marked float. A dash is a run not done (yet).", ""]
+
+    lines += ["## RAVDESS speaker-independent folds: clean and far-field", "",
+              "8-way UA on the fold's 4 unseen actors; far-field = the same clips through held-out measured rooms, "
+              "held-out real noise at 5-20 dB SNR and 0-20 dB attenuation.", "",
+              "| recipe | " + " | ".join(f"fold {i} clean / far" for i in range(1, 6)) + " | mean clean | mean far-field | drop |",
+              "|---|" + "---|" * 8]
+    for label in labels:
+        runs = results[label]
+        if not any(r in runs for r in CV_RUNS):
+            continue
+        cells = []
+        for r in CV_RUNS:
+            if r in runs:
+                m = _model(runs[r])
+                cells.append(f"{_pct(m['clean']['ua'])} / {_pct(m.get('farfield', {}).get('ua'))}")
+            else:
+                cells.append("-")
+        s = cv_summary(runs)
+        drop = "-" if s["drop"] is None else f"{100 * s['drop']:.1f} points"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_pct(s['clean_ua'])} | {_pct(s['farfield_ua'])} | {drop} |")
+
+    lines += ["", "## Leave one corpus out", "",
+              "Train on the other corpora, test the whole corpus left out; argmax restricted to its classes "
+              "(calm added to neutral where it has no calm; RAVDESS left out: the 6 classes the others have, "
+              "calm folded into neutral, disgust dropped).", "",
+              "| recipe | RAVDESS (English) | nEMO (Polish) | ASED (Amharic) | mean |", "|---|---|---|---|---|"]
+    for label in labels:
+        runs = results[label]
+        if not any(r in runs for r in LOCO_RUNS):
+            continue
+        per = [_pct(_model(runs[r])["clean"]["ua"]) if r in runs else "-" for r in LOCO_RUNS]
+        lines.append(f"| {label} | " + " | ".join(per) + f" | {_pct(loco_summary(runs)['mean_ua'])} |")
+
+    lines += ["", "## Development split (recipes were chosen here, and only here)", "",
+              "Float models unless marked; held-out development speakers of each corpus "
+              "(RAVDESS 01, 11, 20, 21; nEMO EB0, WR0; ASED 01-08).", "",
+              "| recipe | RAVDESS | nEMO | ASED | pooled UA | RAVDESS far-field |", "|---|---|---|---|---|---|"]
+    for label in labels:
+        row = results[label].get("dev")
+        if not row:
+            continue
+        kind = "float" if "float" in row else "int8"
+        m = row[kind]
+        by = m["clean"].get("by_corpus", {})
+        cells = [_pct(by.get(c, {}).get("ua")) for c in ("ravdess", "nemo", "ased")]
+        name = label if kind == "float" else f"{label} (int8)"
+        lines.append(f"| {name} | " + " | ".join(cells) +
+                     f" | {_pct(m['clean']['ua'])} | {_pct(m.get('farfield', {}).get('ua'))} |")
+
+    lines += ["", "## Calibration", "",
+              "Expected calibration error (15 bins) of the top-1 probability on the test clips, before and after "
+              "a temperature fitted on held-out *training* speakers of the same run.", "",
+              "| recipe | run | temperature | ECE before | ECE after | far-field ECE after |", "|---|---|---|---|---|---|"]
+    for label in labels:
+        for run, row in sorted(results[label].items()):
+            cal = _model(row).get("calibration")
+            if cal:
+                lines.append(f"| {label} | {run} | {cal['temperature']:.2f} | {_pct(cal['ece_before'])} | "
+                             f"{_pct(cal['ece_after'])} | {_pct(cal.get('farfield_ece_after'))} |")
+    notes = [(label, run, row["note"]) for label in labels for run, row in sorted(results[label].items())
+             if row.get("note")]
+    if notes:
+        lines += ["", "## Rows scored from existing model files", ""]
+        lines += [f"- {label}/{run}: {note}" for label, run, note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(directory: Path, out: Optional[Path] = None) -> Path:
+    results = load_results(directory)
+    order = [x for x in ("baseline", "rooms") if x in results] + [x for x in sorted(results)
+                                                                   if x not in ("baseline", "rooms")]
+    target = out or Path(directory).parent / "protocol.md"
+    target.write_text(markdown(results, order))
+    return target

@@ -1,0 +1,287 @@
+"""Tests of the multi-corpus, room-ready training and evaluation pieces (issue 12).
+
+Corpus manifests (Opus, empty labels for arousal-only corpora), the split of rooms and
+noise into training and held-out sides, the scoring rule of the independent evaluation
+(restricted argmax, calm folded into neutral), run planning (development, calibration and
+test speakers never overlap), balanced sampling, calibration maths, and a smoke training
+run through the whole Opus/manifest path on clips the project makes itself (espeak-ng,
+then soundfile to Opus), exported as an int8 logits model that the device runtime loads.
+TensorFlow runs only in subprocesses (see tests/test_converter.py for why).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("soundfile") is None:
+    pytest.skip("the converter needs TensorFlow and soundfile (requirements-dev.txt)", allow_module_level=True)
+
+import soundfile  # noqa: E402
+
+from converter.corpora import CorpusError, Item, corpus_classes, read_corpora, read_manifest  # noqa: E402
+from converter.protocol import (  # noqa: E402
+    DEV_SPEAKERS, expected_calibration_error, fit_temperature, plan_run, restricted_predictions,
+    scored_labels,
+)
+from converter.train import BalancedSampler, ClipSet, grouped_permutation  # noqa: E402
+from edge_ser.metadata import EMOTIONS  # noqa: E402
+from edge_ser.resample import resample  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def write_opus(path: Path, seconds: float = 0.6, freq: float = 200.0, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    x = 0.2 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), x.astype(np.float32), 16000, format="OGG", subtype="OPUS")
+    return path
+
+
+# -- manifests ----------------------------------------------------------------------------------
+
+
+def test_manifest_folder_names_the_corpus_and_arousal_rows_have_no_label(tmp_path):
+    corpus = tmp_path / "arabic"
+    write_opus(corpus / "a.opus")
+    write_opus(corpus / "b.opus")
+    (corpus / "manifest.csv").write_text("path,label,speaker,arousal\na.opus,,ar-7,high\nb.opus,anger,ar-8,\n")
+    items = read_corpora([corpus])
+    assert [(i.corpus, i.label, i.speaker, i.arousal) for i in items] == [
+        ("arabic", None, "ar-7", "high"), ("arabic", "angry", "ar-8", None)]
+    assert items[0].label_index == -1
+    assert corpus_classes(items) == {"arabic": ("angry",)}
+
+
+def test_manifest_rejects_an_empty_label_without_arousal_and_duplicate_corpus_names(tmp_path):
+    corpus = tmp_path / "c"
+    write_opus(corpus / "a.opus")
+    (corpus / "manifest.csv").write_text("path,label,speaker\na.opus,,s1\n")
+    with pytest.raises(CorpusError, match=r"manifest.csv:2: empty label"):
+        read_manifest(corpus / "manifest.csv")
+    (corpus / "manifest.csv").write_text("path,label,speaker,arousal\na.opus,,s1,sleepy\n")
+    with pytest.raises(CorpusError, match="unknown arousal level 'sleepy'"):
+        read_manifest(corpus / "manifest.csv")
+    (corpus / "manifest.csv").write_text("path,label,speaker\na.opus,sad,s1\n")
+    with pytest.raises(CorpusError, match="corpus name 'c' is also"):
+        read_corpora([corpus, corpus / "manifest.csv"])
+
+
+def test_opus_clips_decode_at_16k_through_the_workstation_loader(tmp_path):
+    from converter.audio_io import load_clip, opus_round_trip
+
+    x = load_clip(str(write_opus(tmp_path / "x.opus", seconds=1.0)))
+    assert x.dtype == np.float32 and abs(x.size - 16000) < 400
+    y = opus_round_trip(x, 16000)
+    assert y.shape == x.shape and 0.5 < np.corrcoef(x, y)[0, 1] <= 1.0
+
+
+# -- scoring rule ---------------------------------------------------------------------------------
+
+
+def test_restricted_argmax_adds_calm_to_neutral_and_ignores_absent_classes():
+    p = np.zeros((2, 8))
+    p[0, [EMOTIONS.index("calm"), EMOTIONS.index("neutral"), EMOTIONS.index("sad")]] = [0.3, 0.25, 0.45]
+    p[1, [EMOTIONS.index("disgust"), EMOTIONS.index("happy")]] = [0.9, 0.1]
+    classes = ("neutral", "happy", "sad", "angry", "fearful")
+    pred, renorm = restricted_predictions(p, classes)
+    assert [EMOTIONS[i] for i in pred] == ["neutral", "happy"]  # 0.55 beats 0.45; disgust is not a choice
+    assert np.allclose(renorm.sum(axis=1), 1.0) and renorm[1, EMOTIONS.index("disgust")] == 0
+    with_calm = restricted_predictions(p, tuple(EMOTIONS))[0]
+    assert EMOTIONS[with_calm[0]] == "sad"  # 8-way: no folding
+
+
+def test_scored_labels_fold_calm_into_neutral_and_drop_what_is_not_scored():
+    items = [Item("a", "calm", "1", "ravdess"), Item("b", "disgust", "1", "ravdess"), Item("c", "sad", "1", "ravdess")]
+    labels = scored_labels(items, ("neutral", "happy", "sad", "angry", "fearful", "surprised"))
+    assert labels.tolist() == [EMOTIONS.index("neutral"), -1, EMOTIONS.index("sad")]
+
+
+def test_calibration_maths():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.3, 1.0, 4000)
+    correct = rng.random(4000) < conf
+    probs = np.zeros((4000, 8))
+    probs[:, 0] = conf
+    probs[:, 1] = 1 - conf
+    labels = np.where(correct, 0, 1)
+    assert expected_calibration_error(probs, labels) < 0.03
+    assert expected_calibration_error(probs, np.full(4000, 2)) > 0.6
+    # logits made twice too confident: the fitted temperature undoes it
+    items = [Item(f"c{i}", EMOTIONS[i % 8], "s", "x") for i in range(800)]
+    true_logits = rng.standard_normal((800, 8))
+    true_p = np.exp(true_logits) / np.exp(true_logits).sum(axis=1, keepdims=True)
+    drawn = np.array([rng.choice(8, p=row) for row in true_p])
+    items = [Item(f"c{i}", EMOTIONS[d], "s", "x") for i, d in enumerate(drawn)]
+    t = fit_temperature([row[None] * 2.0 for row in true_logits], items, logits=True)
+    assert 1.6 < t < 2.5
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+
+def _fake_items():
+    items = []
+    for actor in [f"{i:02d}" for i in range(1, 25) if i not in (6, 13, 17, 22)]:
+        items += [Item(f"r{actor}{e}", e, actor, "ravdess") for e in EMOTIONS]
+    for s in ["nemo-EB0", "nemo-WR0", "nemo-KD0", "nemo-IC0", "nemo-SM0"]:
+        items += [Item(f"{s}{e}", e, s, "nemo") for e in ("neutral", "happy", "sad", "angry", "fearful", "surprised")]
+    for s in [f"ased-{i:02d}" for i in range(1, 21)]:
+        items += [Item(f"{s}{e}", e, s, "ased") for e in ("neutral", "happy", "sad", "angry", "fearful")]
+    items += [Item("b1", None, "baved-1", "baved", "high")]
+    return items
+
+
+@pytest.mark.parametrize("run", ["dev", "cv1", "cv3", "loco-ravdess", "loco-nemo", "loco-ased"])
+def test_runs_never_share_speakers_between_train_calibration_and_test(run):
+    plan = plan_run(run, _fake_items(), ("ravdess", "nemo", "ased"))
+    train = {i.speaker for i in plan.train}
+    cal = {i.speaker for i in plan.calibration}
+    test = {i.speaker for i in plan.test}
+    assert train and test and not (train & test) and not (cal & test) and not (cal & train)
+    assert all(i.label is not None for i in plan.train + plan.test + plan.calibration)
+    if run == "dev":
+        assert test == {s for v in DEV_SPEAKERS.values() for s in v} and not cal
+    else:
+        assert cal  # a temperature needs held-out training speakers
+
+
+def test_leaving_ravdess_out_scores_only_the_classes_the_others_teach():
+    plan = plan_run("loco-ravdess", _fake_items(), ("ravdess", "nemo", "ased"))
+    assert plan.classes == {"ravdess": ("neutral", "happy", "sad", "angry", "fearful", "surprised")}
+    assert {i.corpus for i in plan.train} == {"nemo", "ased"} and not plan.farfield
+    assert plan_run("loco-ased", _fake_items(), ("ravdess", "nemo", "ased")).classes == {
+        "ased": ("neutral", "happy", "sad", "angry", "fearful")}
+
+
+# -- balanced sampling ----------------------------------------------------------------------------
+
+
+def test_balanced_sampler_draws_corpora_then_classes_uniformly_and_masks_absent_classes():
+    items = [Item(f"big{i}", "angry" if i % 10 else "sad", "b", "big") for i in range(1000)]
+    items += [Item(f"small{i}", ("calm", "disgust")[i % 2], "s", "small") for i in range(10)]
+    data = ClipSet(items, [[np.zeros((5, 2))] for _ in items])
+    sampler = BalancedSampler(data)
+    idx, names = sampler.draw(4000, np.random.default_rng(0))
+    labels = [items[i].label for i in idx]
+    assert 0.45 < names.count("small") / 4000 < 0.55
+    big = [lab for lab, n in zip(labels, names) if n == "big"]
+    assert 0.4 < big.count("sad") / len(big) < 0.6  # classes uniform within the corpus, not by clip count
+    assert sampler.masks["big"].tolist() == [1.0 if e in ("sad", "angry") else 0.0 for e in EMOTIONS]
+    perm = grouped_permutation(names, np.random.default_rng(1))
+    assert all(names[p] == n for p, n in zip(perm, names))
+
+
+# -- rooms and noise ------------------------------------------------------------------------------
+
+
+def test_rooms_and_noise_split_by_place_and_recording(tmp_path):
+    from converter import rooms
+
+    shared = Path(os.environ.get("EDGE_SER_SHARED", ROOT.parent / "shared")) / "datasets"
+    if not (shared / "rirs" / "manifest.csv").is_file():
+        pytest.skip(f"rooms and noise not found under {shared}")
+    train, test = (rooms.rir_paths(s, shared) for s in rooms.SPLITS)
+    assert train and test
+    assert not {rooms.place_id(p) for p in train} & {rooms.place_id(p) for p in test}
+    ntrain, ntest = (rooms.noise_paths(s, shared) for s in rooms.SPLITS)
+    assert ntest and all(rooms.noise_recording_id(p) for p in ntest)  # held out: UrbanSound8K only
+    assert not {rooms.noise_recording_id(p) for p in ntrain} & {rooms.noise_recording_id(p) for p in ntest}
+    assert rooms.noise_recording_id("fold1/101415-3-0-8.opus") == "us8k-101415"
+
+
+def test_far_field_is_seeded_and_uses_the_bank(tmp_path):
+    from converter.rooms import FarField, RoomBank, far_field, prepare_rir
+
+    rir = np.zeros(800, dtype=np.float32)
+    rir[40], rir[300] = 1.0, 0.5
+    bank = RoomBank((prepare_rir(rir),), (np.random.default_rng(0).standard_normal(8000).astype(np.float32),))
+    x = np.sin(np.arange(16000) / 10.0).astype(np.float32) * 0.5
+    a = far_field(x, bank, np.random.default_rng(3))
+    b = far_field(x, bank, np.random.default_rng(3))
+    assert np.array_equal(a, b) and a.shape == x.shape
+    quiet = far_field(x, bank, np.random.default_rng(3), FarField(snr_db=(60, 60), attenuation_db=(20, 20)))
+    assert np.sqrt(np.mean(quiet ** 2)) < 0.2 * np.sqrt(np.mean(x ** 2))
+
+
+# -- smoke training through Opus manifests ----------------------------------------------------------
+
+
+def _espeak_corpus(root: Path, name: str, labels, speakers, voice: str) -> Path:
+    """espeak-ng sentences at different pitch/speed per label, encoded to Ogg Opus, with a manifest."""
+    rows = ["path,label,speaker"]
+    for si, speaker in enumerate(speakers):
+        for li, label in enumerate(labels):
+            wav = root / "tmp" / f"{name}-{speaker}-{label}.wav"
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["espeak-ng", "-v", voice, "-p", str(20 + 10 * li), "-s", str(120 + 15 * li + 5 * si),
+                            "-w", str(wav), "one two three"], check=True, capture_output=True)
+            x, rate = soundfile.read(str(wav), dtype="float32")
+            x = resample(x, rate, 16000)  # espeak-ng speaks at 22050 Hz; Opus takes 16000
+            rel = f"{speaker}/{label}.opus"
+            (root / name / speaker).mkdir(parents=True, exist_ok=True)
+            soundfile.write(str(root / name / rel), x, 16000, format="OGG", subtype="OPUS")
+            rows.append(f"{rel},{label},{name}-{speaker}")
+    (root / name / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root / name
+
+
+def _room_bank(root: Path) -> Path:
+    """A project-made stand-in for ../shared/datasets/{rirs,noise}: synthetic rooms and noise."""
+    rng = np.random.default_rng(0)
+    for kind, names in (("rirs", [f"h{i:03d}_Room" for i in range(1, 9)]),
+                        ("noise", [f"{100 + i}-0-0-0" for i in range(8)])):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        rows = ["path,source"]
+        for n in names:
+            if kind == "rirs":
+                x = rng.standard_normal(4000) * np.exp(-np.arange(4000) / 600.0)
+                x[0] = 3.0
+            else:
+                x = rng.standard_normal(16000) * 0.1
+            soundfile.write(str(root / kind / f"{n}.flac"), x.astype(np.float32) / 4, 16000)
+            rows.append(f"{n}.flac,test")
+        (root / kind / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make system-deps)")
+def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(tmp_path):
+    datasets = _room_bank(tmp_path / "datasets")
+    en = _espeak_corpus(tmp_path, "en", ["neutral", "happy", "sad", "angry"], ["a", "b"], "en-us")
+    pl = _espeak_corpus(tmp_path, "pl", ["neutral", "sad", "surprised"], ["c", "d"], "pl")
+    out = tmp_path / "tiny.tflite"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", EDGE_SER_DATASETS=str(datasets))
+    proc = subprocess.run(
+        [PY, "-m", "converter", "train", "--recipe", "rooms", "--data", str(en), "--data", str(pl), "--steps", "3",
+         "--channels", "4,8,8", "--aug-variants", "1", "--cache", str(tmp_path / "cache"), "--cv-results", "",
+         "--protocol", str(tmp_path / "none"), "--temperature", "1.5", "--out", str(out), "--card", "",
+         "--keras-out", ""], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "corpora en (4 classes), pl (3 classes)" in proc.stdout
+    assert "integer only: True" in proc.stdout
+    check = subprocess.run([PY, "-c", (
+        "import json, sys\n"
+        "from edge_ser.classify import Classifier\n"
+        f"clf = Classifier({str(out)!r}, backend='tflite-runtime')\n"
+        f"p = clf.classify_file({str(tmp_path / 'tmp' / 'en-a-happy.wav')!r})\n"
+        "m = clf.model.metadata\n"
+        "print(json.dumps({'output': m.output, 'sum': sum(p.probabilities.values()), 'labels': list(m.labels),"
+        " 'temperature': m.extra.get('temperature'), 'corpora': m.extra.get('corpora')}))\n")],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr[-2000:]
+    info = json.loads(check.stdout.strip().splitlines()[-1])
+    assert info["output"] == "logits" and abs(info["sum"] - 1.0) < 1e-4
+    assert info["labels"] == list(EMOTIONS) and info["temperature"] == 1.5 and info["corpora"] == ["en", "pl"]
