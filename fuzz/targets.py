@@ -354,8 +354,8 @@ class HttpTarget(Target):
         answer, reset = self._exchange(data)
         self._requests += 1
         if not answer:
-            if data.strip(b" \r\n\t") == b"":
-                return  # nothing asked, nothing answered
+            if not _request_words(data):
+                return  # a blank line is no request: nothing asked, nothing answered
             if reset:
                 # The server closed with request bytes unread (an early answer without draining the
                 # body): the kernel's RST can discard the answer before the client reads it. Whether
@@ -386,7 +386,7 @@ class HttpTarget(Target):
         if code >= 400 and not dashboard_401:
             if not headers.get("content-type", "").startswith("application/json"):
                 raise Finding("error response is not JSON", f"HTTP {code} {headers.get('content-type')!r}")
-            if data[:5] != b"HEAD ":
+            if _request_words(data)[:1] != ["HEAD"]:  # HEAD answers have no body
                 import json
 
                 try:
@@ -403,9 +403,14 @@ class HttpTarget(Target):
             raise Finding("server no longer answers /healthz", repr(answer[:100]))
 
 
+def _request_words(data: bytes) -> List[str]:
+    """The request line as the standard library's parser splits it (latin-1, any whitespace)."""
+    return data.split(b"\n", 1)[0].decode("latin-1").split()
+
+
 def _request_path(data: bytes) -> str:
-    words = data.split(b"\n", 1)[0].split()
-    return words[1].split(b"?", 1)[0].decode("latin-1") if len(words) > 1 else ""
+    words = _request_words(data)
+    return words[1].split("?", 1)[0] if len(words) > 1 else ""
 
 
 TARGETS: Dict[str, Callable[[], Target]] = {"wav": WavTarget, "load_audio": LoadAudioTarget, "http": HttpTarget}
