@@ -7,6 +7,7 @@ the stdlib, numpy and edge_ser, exactly like a Raspberry Pi would. ``make-clips`
 
     python device/arm64_check.py make-clips --count 24 --dir CLIPS
     python device/arm64_check.py classify --model M --clips CLIPS --json OUT.json [--kernels reference|builtin]
+    python device/arm64_check.py same ARM.json ARM-OTHER-CPU.json
     python device/arm64_check.py compare --x86-default X86.json --x86-reference X86_REF.json \\
         --aarch64 ARM.json [--x86-builtin X.json --aarch64-builtin A.json] --suite bookworm \\
         --tolerance 1e-5 --report R.txt
@@ -521,6 +522,28 @@ def compare(x86_default: Path, x86_reference: Path, aarch64: Path, tolerance: fl
     return ok_all
 
 
+def same_outputs(main_run: Path, other_run: Path) -> bool:
+    """Print whether two aarch64 runs (e.g. two qemu CPU models) gave identical outputs.
+
+    Compares every clip's label and probabilities and every op resolver's raw int8
+    outputs: identical runs mean the other CPU model's verdict is the main one's.
+    """
+    a = json.loads(main_run.read_text())
+    b = json.loads(other_run.read_text())
+    b_by_clip = {r["clip"]: r for r in b["results"]}
+    differing = [r["clip"] for r in a["results"]
+                 if (b_by_clip.get(r["clip"]) or {}).get("probabilities") != r["probabilities"]
+                 or (b_by_clip.get(r["clip"]) or {}).get("label") != r["label"]]
+    ka, kb = a.get("kernel_outputs") or {}, b.get("kernel_outputs") or {}
+    kernels_differing = [kind for kind in ka if ka[kind] != kb.get(kind)]
+    if not differing and not kernels_differing and len(a["results"]) == len(b["results"]):
+        print(f"identical outputs on {len(a['results'])} clips and raw int8 outputs of {len(ka)} op resolvers")
+        return True
+    print(f"outputs differ on {len(differing)}/{len(a['results'])} clips"
+          + (f"; raw int8 outputs differ for {', '.join(kernels_differing)}" if kernels_differing else ""))
+    return False
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -546,7 +569,12 @@ def main(argv: List[str]) -> int:
     p.add_argument("--suite", default="bookworm", help="the Raspberry Pi OS generation of the arm64 root")
     p.add_argument("--cpu", default="cortex-a72", help="the qemu CPU model the aarch64 run used")
     p.add_argument("--qemu", default="qemu-aarch64", help="the emulator and its version, for the report")
+    p = sub.add_parser("same", help="do two aarch64 runs give identical outputs?")
+    p.add_argument("main_run", type=Path)
+    p.add_argument("other_run", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "same":
+        return 0 if same_outputs(args.main_run, args.other_run) else 1
     if args.command == "make-clips":
         make_clips(args.count, args.dir)
         return 0

@@ -42,8 +42,12 @@
 #
 # Usage: device/check-arm64.sh [--suite both|bookworm|trixie] [--cache DIR] [--model FILE]
 #                              [--clips N] [--out FILE] [--cpu cortex-a72|cortex-a53|cortex-a76]
+#                              [--also-cpu cortex-a53,cortex-a76]
 #                              [--qemu PATH] [--python PY] [--litert-python PY]
 #                              [--prepare-only]
+#   --cpu            the emulated core (default cortex-a72: Pi 4); --also-cpu runs the aarch64
+#                    default-kernel classification again on other cores, each with its own
+#                    verdict and whether its outputs equal the main core's
 #   --python         x86_64 Python with tflite-runtime 2.14 + numpy 1.26 (default .venv-dev)
 #   --litert-python  x86_64 Python with ai-edge-litert + numpy 2 (default .venv-litert)
 set -euo pipefail
@@ -63,6 +67,7 @@ suites="bookworm trixie"
 # cortex-a72: Pi 4 / Pi 400 / CM4; cortex-a53: Pi 3 / Zero 2 W; cortex-a76: Pi 5 (has the
 # dot-product instructions, so the interpreter may pick other int8 kernels).
 cpu=cortex-a72
+also_cpus=""
 QEMU_MIN_MAJOR=10
 
 usage() {
@@ -88,6 +93,7 @@ while [ $# -gt 0 ]; do
         --clips) clips="${2:?--clips needs a number}"; shift 2 ;;
         --out) out="${2:?--out needs a file}"; shift 2 ;;
         --cpu) cpu="${2:?--cpu needs a qemu CPU model}"; shift 2 ;;
+        --also-cpu) also_cpus="${2:?--also-cpu needs qemu CPU models, comma-separated}"; shift 2 ;;
         --qemu) qemu_bin="${2:?--qemu needs the qemu-aarch64 binary}"; shift 2 ;;
         --python) host_python="${2:?--python needs an interpreter}"; shift 2 ;;
         --litert-python) litert_python="${2:?--litert-python needs an interpreter}"; shift 2 ;;
@@ -99,6 +105,9 @@ done
 
 case "$clips" in
     '' | *[!0-9]* | 0) die "--clips must be a positive integer, got '$clips'" ;;
+esac
+case "$cpu,$also_cpus" in
+    *[!a-z0-9,.-]*) die "--cpu/--also-cpu take qemu CPU model names (e.g. cortex-a76), got '$cpu' '$also_cpus'" ;;
 esac
 case "$cache" in
     /*) ;;
@@ -309,6 +318,19 @@ check_suite() {
     "$native" "$here/arm64_check.py" compare --x86-default "$w/x86_64.json" --x86-reference "$w/x86_64-ref.json" \
         --aarch64 "$w/aarch64.json" "${builtin[@]}" --tolerance 1e-5 --suite "$suite" --cpu "$cpu" \
         --qemu "$(basename "$qemu_bin") $qemu_version" --report "$w/report.txt" || status=$?
+    local other same verdict
+    for other in ${also_cpus//,/ }; do
+        echo "$suite aarch64: classifying under qemu ($other), $backend"
+        EDGE_SER_BACKEND="$backend" PYTHONPATH="$arm_root/opt/site:$repo" PYTHONNOUSERSITE=1 \
+            nice -n 10 "$qemu_bin" -cpu "$other" -L "$arm_root" "$arm_python" "$here/arm64_check.py" classify \
+            --model "$model" --clips "$work/clips" --json "$w/aarch64-$other.json" --reference-features "$w/x86_64.npz"
+        "$native" "$here/arm64_check.py" compare --x86-default "$w/x86_64.json" --x86-reference "$w/x86_64-ref.json" \
+            --aarch64 "$w/aarch64-$other.json" --tolerance 1e-5 --suite "$suite" --cpu "$other" \
+            --qemu "$(basename "$qemu_bin") $qemu_version" --report "$w/report-$other.txt" >/dev/null || status=1
+        verdict="$(grep -E '^(PASS|FAIL) \(' "$w/report-$other.txt")"
+        same="$("$native" "$here/arm64_check.py" same "$w/aarch64.json" "$w/aarch64-$other.json" || true)"
+        printf '\nAlso -cpu %s: %s\n  vs -cpu %s: %s\n' "$other" "$verdict" "$cpu" "$same" >>"$w/report.txt"
+    done
     return "$status"
 }
 
@@ -369,7 +391,8 @@ service_check() {
     {
         echo "== Trixie: the installed service under qemu ($(basename "$qemu_bin") $qemu_version, -cpu $cpu) =="
         echo "device/install.sh --dry-run with the root's /etc/os-release, its uname -m and its python3 (emulated):"
-        printf '%s\n' "$plan" | grep -E '^plan +[0-9]+: (check|venv|pip: install requirements)' | sed 's/^/  /'
+        printf '%s\n' "$plan" | grep -E '^plan +[0-9]+: (check|venv|pip: install requirements)' |
+            sed -e "s|$work/python3|python3 (the root's, emulated)|" -e 's/^/  /'
         echo "Installed as install.sh lays it out: /opt/edge-ser/venv (Trixie's Python $(python_for "$suite")), the model"
         echo "in /opt/edge-ser/models, the default config in /etc/edge-ser (events to /var/lib/edge-ser/events.jsonl)."
         echo "\$ /opt/edge-ser/venv/bin/edge-ser classify examples/*.wav   (under qemu; no --model: the installed one)"
@@ -452,7 +475,7 @@ mkdir -p "$(dirname "$out")"
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "model: $model"
     echo "model sha256: $(sha256sum "$model" | cut -d' ' -f1)"
-    echo "qemu: $(basename "$qemu_bin") $qemu_version, -cpu $cpu"
+    echo "qemu: $(basename "$qemu_bin") $qemu_version, -cpu $cpu${also_cpus:+ (also: $also_cpus)}"
     echo "generations: $suites"
     if [ "$overall" = 0 ]; then echo "verdict: PASS"; else echo "verdict: FAIL"; fi
     for section in "${sections[@]}"; do
