@@ -428,9 +428,53 @@ def _preemphasize(signal: np.ndarray, coeff: float, previous: float = 0.0) -> np
     """
     out = np.empty_like(signal)
     if signal.size:
-        out[0] = signal[0] - coeff * previous
+        # float32 scalars throughout, as the array expression below computes: a Python
+        # float would make this one sample float64 (NumPy 1.x) and differ in the last bit
+        out[0] = np.float32(signal[0]) - np.float32(coeff) * np.float32(previous)
         out[1:] = signal[1:] - coeff * signal[:-1]
     return out
+
+
+@lru_cache(maxsize=32)
+def _mel_filterbank64(config: FeatureConfig) -> np.ndarray:
+    """:func:`mel_filterbank` as float64, for :func:`_rowwise_product`."""
+    out = mel_filterbank(config).astype(np.float64)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _dct_matrix64(n_in: int, n_out: int) -> np.ndarray:
+    out = _dct_matrix(n_in, n_out).astype(np.float64)
+    out.setflags(write=False)
+    return out
+
+
+def _rowwise_product(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``x @ matrix`` as float32, the same for a row whatever rows come with it.
+
+    A float32 BLAS product rounds a row differently depending on how many rows are
+    multiplied at once (kernels for the tail rows accumulate in another order), so
+    frames computed a chunk at a time differed from the whole clip's in the last bit,
+    and an int8 model's input could tip over a quantization step. Accumulating in
+    float64 and rounding once to float32 makes every row's result independent of the
+    batch (the float64 differences, relative 1e-16 for these non-negative weights, are
+    far below float32's resolution): streaming and batch features are bit-identical
+    but in the rarest ties. The values are the same product as before, to float32
+    rounding.
+    """
+    return (x.astype(np.float64) @ matrix).astype(np.float32)
+
+
+def _rowwise_sequential_product(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``x @ matrix`` (float32) summed term by term in a fixed order: exactly the same
+    for a row whatever rows come with it, even where terms cancel (the DCT of a flat
+    spectrum is zeros but for rounding, and the float64 BLAS rounding differs by row
+    position there). One NumPy operation per input column: for small matrices only."""
+    acc = np.zeros((x.shape[0], matrix.shape[1]), dtype=np.float64)
+    for j in range(matrix.shape[0]):
+        acc += x[:, j, None].astype(np.float64) * matrix[j]
+    return acc.astype(np.float32)
 
 
 def _frames_to_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -444,7 +488,7 @@ def _frames_to_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray
         power = np.sqrt(power) if config.power == 1.0 else power ** np.float32(config.power / 2.0)
     if config.spectrum_norm == "n_fft":
         power *= np.float32(1.0 / config.n_fft)
-    mel = power @ mel_filterbank(config)
+    mel = _rowwise_product(power, _mel_filterbank64(config))
     if config.log == "db":
         ref = config.db_ref if not isinstance(config.db_ref, str) else 1.0
         factor = np.float32(config.db_factor)
@@ -455,7 +499,7 @@ def _frames_to_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray
     else:
         feats = mel
     if config.n_mfcc:
-        feats = feats @ _dct_matrix(config.n_mels, config.n_mfcc)
+        feats = _rowwise_sequential_product(feats, _dct_matrix64(config.n_mels, config.n_mfcc))
         if config.mfcc_lifter:
             feats = feats * _lifter(config.n_mfcc, config.mfcc_lifter)
         if config.mfcc_energy:

@@ -142,13 +142,16 @@ class _Replay:
         self._cache: Optional[List[np.ndarray]] = []
         self._cache_bytes = 0
         self._spool: Optional[BinaryIO] = None
-        self._spooled_frames = 0
 
     def first_pass(self) -> Iterator[np.ndarray]:
         clip = self._clip
         cfg = clip.config
         max_frames = int(clip.max_unseekable_seconds * cfg.sample_rate / cfg.hop_length) + 1
+        seen = 0
         for frames in clip._frame_pass(count=True):
+            seen += frames.shape[0]
+            if not clip.replayable and seen > max_frames:
+                self._refuse()
             if self._cache is not None:
                 self._cache.append(frames)
                 self._cache_bytes += frames.nbytes
@@ -156,19 +159,19 @@ class _Replay:
                     if not clip.replayable:
                         self._spool = tempfile.TemporaryFile(prefix="edge-ser-frames-")
                         for kept in self._cache:
-                            self._write(kept, max_frames)
+                            self._write(kept)
                     self._cache = None
             elif self._spool is not None:
-                self._write(frames, max_frames)
+                self._write(frames)
             yield frames
 
-    def _write(self, frames: np.ndarray, max_frames: int) -> None:
-        self._spooled_frames += frames.shape[0]
-        if self._spooled_frames > max_frames:
-            seconds = self._clip.max_unseekable_seconds
-            raise AudioError(f"longer than {seconds:g} s of audio, the limit for a non-seekable input "
-                             f"(stdin, a pipe) whose features need the whole clip; save it to a file "
-                             f"and classify the file", self._clip.name)
+    def _refuse(self) -> None:
+        seconds = self._clip.max_unseekable_seconds
+        raise AudioError(f"longer than {seconds:g} s of audio, the limit for a non-seekable input "
+                         f"(stdin, a pipe) whose features need the whole clip: save it to a file "
+                         f"and classify the file", self._clip.name)
+
+    def _write(self, frames: np.ndarray) -> None:
         self._spool.write(np.ascontiguousarray(frames, dtype=np.float32).tobytes())  # type: ignore[union-attr]
 
     def again(self) -> Iterator[np.ndarray]:

@@ -343,3 +343,70 @@ def test_edge_features_are_gain_invariant_above_the_floor():
     noise = (np.random.default_rng(2).standard_normal(16000) * 0.1).astype(np.float32)
     config = preset("edge")
     np.testing.assert_allclose(log_mel(noise * 0.25, config), log_mel(noise, config), rtol=0, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- bit-identical streaming (issue 11)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_streamed_frames_are_bit_identical_to_the_whole_clip(name):
+    """A row's features must not depend on how many frames are computed with it: a
+    float32 matrix product rounded differently by chunk, and an int8 model's input
+    could tip over a quantization step between a streamed and a whole clip."""
+    from edge_ser.speechlike import speechlike
+
+    config = PRESETS[name]
+    x = speechlike(12.0, seed=5)
+    whole = frame_features(x, config)
+    for step in (160, 333, 4096, 21845):
+        stream = StreamingFeatures(config)
+        parts = [stream.push(x[i:i + step]) for i in range(0, x.size, step)] + [stream.flush()]
+        np.testing.assert_array_equal(np.concatenate(parts), whole, err_msg=f"{name} step {step}")
+
+
+def _variants(config):
+    out = [config, config.replace(normalize="mean_var"), config.replace(normalize="min_max"),
+           config.replace(normalize="mean_var", normalize_scope="band"),
+           config.replace(normalize="min_max", normalize_scope="band")]
+    if config.log == "db" and not config.n_mfcc:
+        out += [config.replace(db_ref="max", top_db=50.0, normalize="mean_var"),
+                config.replace(db_ref="min", top_db=60.0, normalize="min_max", normalize_scope="band")]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_utterance_stats_in_passes_equal_the_utterance_stage(name):
+    from edge_ser.features import UtteranceStats
+    from edge_ser.speechlike import speechlike
+
+    signals = [speechlike(9.0, seed=4), np.zeros(8000, np.float32), np.zeros(0, np.float32)]
+    for config in _variants(PRESETS[name]):
+        for x in signals:
+            frames = frame_features(x, config)
+            expected = utterance_stage(frames, config)
+            stats = UtteranceStats(config)
+            while not stats.done:
+                for i in range(0, len(frames), 97):
+                    stats.update(frames[i:i + 97])
+                stats.end_pass()
+            assert stats.passes_done <= 2
+            got = [stats.apply(frames[i:i + 97]) for i in range(0, len(frames), 97)]
+            got = np.concatenate(got) if got else np.zeros((0, config.n_features), np.float32)
+            np.testing.assert_array_equal(got, expected, err_msg=f"{config} n={x.size}")
+
+
+def test_window_cutter_equals_split_windows_for_any_chunking():
+    from edge_ser.windows import WindowCutter, split_windows
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 150, 299, 300, 301, 399, 400, 401, 1234):
+        feats = rng.standard_normal((n, 8)).astype(np.float32)
+        expected, expected_starts = split_windows(feats, 300, 100)
+        for chunk in (1, 7, 100, 5000):
+            cutter = WindowCutter(300, 100, 8)
+            pieces = [cutter.push(feats[i:i + chunk]) for i in range(0, n, chunk)] + [cutter.flush()]
+            windows = np.concatenate([w for w, _ in pieces])
+            starts = [s for _, ss in pieces for s in ss]
+            assert starts == expected_starts, (n, chunk)
+            np.testing.assert_array_equal(windows, expected)
+            assert cutter.frames == 0  # flush resets
