@@ -5,10 +5,17 @@ PCMs, so pyaudio opens it like any microphone (see shared/notes/alsa-file-captur
 A regular file is read as fast as the client asks (thousands of times real time), so
 :class:`FifoMic` makes ``infile`` a named pipe and a writer thread feeds it at a chosen
 pace: the daemon then sees a live, paced device. The writer holds the FIFO open
-read-write, so PortAudio's probing (open/close without reading) never breaks it.
+read-write, so PortAudio's probing (open/close without reading) never breaks it. It
+never lets more than two blocks wait in the pipe: audio written while nobody reads
+(before the daemon has started, or while a loaded machine slows it down) would
+otherwise reach the daemon as one burst at thousands of times real time, and a burst
+is the overload test's business, not every test's.
 
 * :meth:`FifoMic.play` queues audio; between clips the writer sends a quiet room
-  (low noise), like a real microphone.
+  (low noise), like a real microphone. :meth:`FifoMic.clip_start` is where a played
+  clip begins in the FIFO, in seconds: the daemon's stream time of that sample (the
+  stream starts at the FIFO's first byte), whatever backlog the daemon has. Tests wait
+  on it rather than on "now + n seconds", so a loaded machine only makes them slower.
 * :meth:`FifoMic.unplug` stops the audio and removes the FIFO: the open stream stalls
   (the device delivers nothing) and reopening fails (the PCM cannot open its infile),
   as with a USB microphone pulled out. :meth:`FifoMic.replug` brings it back.
@@ -22,6 +29,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
+import termios
 import threading
 import time
 from pathlib import Path
@@ -31,6 +40,13 @@ import numpy as np
 
 SYSTEM_ALSA_CONF = "/usr/share/alsa/alsa.conf"
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def block_frames(rate: int) -> int:
+    """The writer's block: 200 ms, a multiple of any period a reader is likely to ask for
+    (10/20/25/40/50/100 ms): the file plugin zero-fills a read that finds fewer bytes in
+    the pipe than it asked for, which would add frames the writer never sent."""
+    return max(1, rate // 5)
 
 
 def alsa_config(path: Path, infile: Path, rate: int, channels: int, name: str = "edgemic") -> Dict[str, str]:
@@ -73,6 +89,9 @@ class FifoMic:
         self.env = alsa_config(self.directory / f"{name}.asoundrc", self.fifo, rate, channels, name)
         self.noise_level = noise_level
         self._pending: List[bytes] = []
+        self._fresh: List[bool] = []  # per pending clip: none of it written yet
+        self._clip_starts: List[float] = []
+        self._started = threading.Condition(threading.Lock())
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
@@ -118,11 +137,25 @@ class FifoMic:
 
     # -- audio -------------------------------------------------------------------------------------
     def play(self, samples: np.ndarray) -> None:
-        """Queue audio (float, mono or (frames, channels)) after what is already queued."""
-        data = to_pcm16(samples)
+        """Queue audio (float, mono or (frames, channels)) after what is already queued.
+
+        The clip is padded with quiet room to whole writer blocks, so no read finds a
+        partial block (which the file plugin would zero-fill, shifting stream time)."""
+        frames = len(samples)
+        pad = -frames % block_frames(self.rate)
+        room = self.noise_level * np.random.default_rng(frames).standard_normal((pad, self.channels))
+        data = to_pcm16(samples) + to_pcm16(room)  # (not self._room: its generator is the writer's)
         with self._lock:
             self._pending.append(data)
+            self._fresh.append(True)
             self._idle.clear()
+
+    def clip_start(self, index: int, timeout: float = 60.0) -> float:
+        """Seconds of audio written before clip ``index`` (0 = the first :meth:`play`) began."""
+        with self._started:
+            if not self._started.wait_for(lambda: len(self._clip_starts) > index, timeout):
+                raise AssertionError(f"clip {index} did not start within {timeout} s")
+            return self._clip_starts[index]
 
     def wait_played(self, timeout: float) -> bool:
         """Wait until every queued clip has been written."""
@@ -147,14 +180,20 @@ class FifoMic:
         self._make_fifo()
         self._paused.clear()
 
+    @staticmethod
+    def _unread_bytes(fd: int) -> int:
+        """Bytes written to the FIFO and not read yet (FIONREAD)."""
+        try:
+            return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:
+            return 0
+
     def _room(self, frames: int) -> bytes:
         noise = self.noise_level * self._rng.standard_normal((frames, self.channels))
         return to_pcm16(noise)
 
     def _run(self) -> None:
-        # Big blocks, a multiple of any period a reader is likely to ask for (10/20/25/40/50/100 ms):
-        # the file plugin zero-fills a read that finds fewer bytes in the pipe than it asked for.
-        block = max(1, self.rate // 5)  # 200 ms
+        block = block_frames(self.rate)
         frame_bytes = 2 * self.channels
         t0 = time.monotonic()
         sent = 0  # frames written since t0
@@ -166,15 +205,25 @@ class FifoMic:
                 continue
             with self._lock:
                 if self._pending:
+                    if self._fresh[0]:
+                        self._fresh[0] = False
+                        with self._started:
+                            self._clip_starts.append(self.written_seconds)
+                            self._started.notify_all()
                     data = self._pending[0][: block * frame_bytes]
                     self._pending[0] = self._pending[0][len(data):]
                     if not self._pending[0]:
                         self._pending.pop(0)
+                        self._fresh.pop(0)
                 else:
                     data = b""
                     self._idle.set()
             if not data:
                 data = self._room(block)
+            while (self._unread_bytes(fd) >= 2 * block * frame_bytes and not self._stop.is_set()
+                   and not self._paused.is_set()):
+                time.sleep(0.005)  # nobody reads (yet): wait, like a microphone nobody has opened
+                t0, sent = time.monotonic(), 0
             try:
                 os.write(fd, data)
             except OSError:
