@@ -298,3 +298,17 @@ def test_plans_are_small_and_the_cache_is_bounded_by_bytes():
     assert peak < rs.PLAN_CACHE_BYTES + (8 << 20), peak / 1e6
     for up, down in [(1021, 1024), (89, 1024), (1024, 1021)]:  # the largest plans the factor cap allows
         assert rs._Plan(up, down).nbytes < 2 << 20
+
+
+def test_load_audio_holds_the_result_and_a_block_not_the_file_at_its_own_rate(tmp_path):
+    path = tmp_path / "minute48k.wav"
+    write_wav(path, sine(300.0, 60.0, 48000, 0.5), 48000)
+    tracemalloc.start()
+    try:
+        samples, _ = load_audio(path, 16000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert samples.size == 60 * 16000
+    assert peak < samples.nbytes + (6 << 20), peak / 1e6  # the decoded 48 kHz clip alone is 11.5 MB
+    np.testing.assert_array_equal(samples, np.clip(resample(read_wav(path).samples, 48000, 16000), -1, 1))
