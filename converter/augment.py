@@ -162,7 +162,7 @@ def augment_room(signal: np.ndarray, sample_rate: int, rng: np.random.Generator)
     if rng.random() < 0.15:
         x = telephone_band(x, sample_rate)
         steps.append("phone")
-    if rng.random() < 0.2:
+    if rng.random() < 0.1:
         level = float(rng.uniform(0.85, 0.97))
         x = opus_round_trip(x, sample_rate, level)
         steps.append(f"opus{level:.2f}")

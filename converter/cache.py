@@ -38,9 +38,11 @@ AUGMENT_VERSION = "a1"  # bump when an augmentation recipe changes meaning
 class Treatment:
     """What is done to a clip's audio before its features: augmentation recipe and codec.
 
-    ``opus_wav``: WAV clips get an Opus round trip first (RAVDESS in training, so that it
-    sounds like the Opus corpora beside it); evaluation uses the untouched WAV, as the
-    device hears it. ``farfield``: the held-out far-field evaluation condition instead of
+    ``opus_wav``: the clean copy (variant 0) of a WAV clip gets an Opus round trip (RAVDESS
+    in training, so that it sounds like the Opus corpora beside it); augmented copies start
+    from the WAV, because their noise and rooms mask the codec's traces and an Opus encode
+    costs more than the rest of a variant. Evaluation uses the untouched WAV, as the device
+    hears it. ``farfield``: the held-out far-field evaluation condition instead of
     an augmentation (:func:`converter.rooms.far_field` with held-out rooms and noise).
     """
 
@@ -48,12 +50,12 @@ class Treatment:
     opus_wav: bool = False
     farfield: bool = False
 
-    def key(self) -> str:
-        """The cache-key part; the default treatment adds nothing (older entries stay valid)."""
+    def key(self, path: str, variant: int) -> str:
+        """The cache-key part for one entry; the default treatment adds nothing (older entries stay valid)."""
         parts = []
-        if self.augmentation != "studio":
+        if variant and self.augmentation != "studio" and not self.farfield:
             parts.append(f"aug={self.augmentation}")
-        if self.opus_wav:
+        if self.opus_wav and not variant and _is_wav(path):
             parts.append("opus-wav")
         if self.farfield:
             parts.append("farfield-v1")
@@ -76,8 +78,8 @@ def entry_key(path: str, config: FeatureConfig, variant: int, seed: int, treatme
     parts = [config.hash(), os.path.abspath(path), str(st.st_size), str(st.st_mtime_ns), str(variant)]
     if variant:
         parts += [AUGMENT_VERSION, str(seed)]
-    extra = treatment.key()
-    if extra and (variant or (treatment.opus_wav and _is_wav(path)) or treatment.farfield):
+    extra = treatment.key(path, variant)
+    if extra:
         parts.append(extra)
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:24]
 
@@ -87,7 +89,7 @@ def compute_features(
 ) -> np.ndarray:
     """Features of a clip (variant 0) or of one augmented copy of it (variant >= 1)."""
     signal = load_clip(path, config.sample_rate)
-    if treatment.opus_wav and _is_wav(path):
+    if treatment.opus_wav and not variant and _is_wav(path):
         signal = opus_round_trip(signal, config.sample_rate)
     if treatment.farfield:
         from .rooms import clip_seed, far_field, load_bank

@@ -198,9 +198,18 @@ def cmd_train(args, argv) -> int:
         _log(f"WARNING: non-integer tensors: {report['non_int_tensors'][:5]}")
     if args.card:
         info = {"date": extra["trained"], "speakers": len(set(train.speakers)), "clips": len(train.items),
-                "epochs": result.epochs_run, "seconds": result.seconds,
+                "epochs": result.epochs_run, "seconds": result.seconds, "corpora": extra["corpora"],
+                "steps": recipe.steps if recipe.sampling == "balanced" else None,
                 "channels": list(recipe.channels), "head": recipe.head, "check": sanity}
-        Path(args.card).write_text(model_card(out, metadata, report, cv, params, command, info))
+        if recipe.sampling == "balanced":
+            from .export import rooms_model_card
+            from .report import write_report
+
+            protocol_md = write_report(Path(args.protocol)).read_text() if Path(args.protocol).is_dir() else ""
+            card = rooms_model_card(out, metadata, report, protocol_md, params, command, info)
+        else:
+            card = model_card(out, metadata, report, cv, params, command, info)
+        Path(args.card).write_text(card)
         _log(f"wrote {args.card}")
     return 0
 

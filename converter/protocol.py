@@ -62,7 +62,7 @@ TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 121))
 
 def _rooms_recipe() -> Recipe:
     return Recipe(augmentation="room", opus_wav=True, sampling="balanced", steps=4000, masked=True,
-                  warmup_epochs=1, clean_probability=0.25)
+                  warmup_epochs=1, clean_probability=0.25, aug_variants=3)
 
 
 #: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.

@@ -139,6 +139,8 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
             if cal:
                 lines.append(f"| {label} | {run} | {cal['temperature']:.2f} | {_pct(cal['ece_before'])} | "
                              f"{_pct(cal['ece_after'])} | {_pct(cal.get('farfield_ece_after'))} |")
+            elif "int8" in row and run != "dev":  # no held-out training speakers: the uncalibrated ECE only
+                lines.append(f"| {label} | {run} | - | {_pct(row['int8']['clean']['ece'])} | - | - |")
     notes = [(label, run, row["note"]) for label in labels for run, row in sorted(results[label].items())
              if row.get("note")]
     if notes:
