@@ -2,11 +2,21 @@
 
 The pipeline is the one training used, driven by the model's own metadata:
 
-1. decode and resample to the model's sample rate (:mod:`edge_ser.audio`);
+1. decode and resample to the model's sample rate (:mod:`edge_ser.wav`,
+   :mod:`edge_ser.resample`);
 2. log-mel features with the model's :class:`~edge_ser.features.FeatureConfig`;
-3. cut into the model's windows (:func:`edge_ser.windows.split_windows`: overlapping
-   windows over a long clip, one centered padded window for a short one);
+3. cut into the model's windows (the windows of :func:`edge_ser.windows.split_windows`:
+   overlapping windows over a long clip, one centered padded window for a short one);
 4. run every window and average the window probabilities.
+
+It runs as a stream (:mod:`edge_ser.pipeline`) for every input -- a path, bytes (an
+upload), stdin, an array: chunks are decoded, resampled, turned into frames and cut
+into windows as they come, and only the probability sums are kept, so memory does not
+grow with the clip's length (a 20-minute WAV needs what a 3 s clip needs). The
+per-utterance normalization takes its statistics from a first pass; the answer equals
+the whole-clip computation (same frames, bit for bit). :class:`Prediction` lists the
+per-window results only when asked (``windows=True``). For live audio (push chunks,
+get a result per utterance) see :mod:`edge_ser.stream`.
 
 Edge cases have defined answers rather than errors, because "this clip is empty" is
 an input a microphone daemon meets every second:
