@@ -280,7 +280,8 @@ def test_cli_batch_of_odd_rates_stays_bounded(tmp_path, test_models):
     clip = tone(0.01)
     for rate in range(16001, 16201):
         write_wav(folder / f"r{rate}.wav", clip, rate)
-    base, one = _peak_rss_mb(["classify", "--model", model, str(folder / "r16001.wav")])
+    write_wav(tmp_path / "model_rate.wav", clip, 16000)  # the baseline: no resampling at all
+    base, one = _peak_rss_mb(["classify", "--model", model, str(tmp_path / "model_rate.wav")])
     peak, batch = _peak_rss_mb(["classify", "--model", model, str(folder)])
     assert one.returncode == 0 and batch.returncode == 0, batch.stderr
     assert batch.stdout.count(".wav") == 200
