@@ -144,6 +144,7 @@ class Recorder:
     def write_stats(self) -> None:
         stats = {"target": self.target.name, "executions": self.executions,
                  "seconds": round(time.monotonic() - self.started, 1),
+                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                  "findings": {k: {"count": n, "report": self.first[k]} for k, n in self.counts.items()}}
         tmp = self.dir / "stats.json.tmp"
         tmp.write_text(json.dumps(stats, indent=1))
@@ -165,7 +166,7 @@ def _load_target(name: str, instrument: bool) -> Any:
     return make_target(name)
 
 
-def _run_atheris(recorder: Recorder, target: Any, seconds: float, out: Path) -> None:
+def _run_atheris(recorder: Recorder, target: Any, seconds: float, out: Path, runs: Optional[int]) -> None:
     import atheris
 
     corpus = out / "corpus"
@@ -175,6 +176,8 @@ def _run_atheris(recorder: Recorder, target: Any, seconds: float, out: Path) -> 
             (corpus / hashlib.sha1(data).hexdigest()).write_bytes(data)
     args = [sys.argv[0], f"-max_total_time={max(1, int(seconds))}", "-timeout=120", "-rss_limit_mb=0",
             "-max_len=16384", "-print_final_stats=1", f"-artifact_prefix={out}{os.sep}", str(corpus)]
+    if runs:
+        args.insert(1, f"-runs={runs}")
     atheris.Setup(args, recorder.run_one)
     atheris.Fuzz()  # exits the process when the time is up
 
@@ -214,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("atheris", "hypothesis"), default=None,
                    help="default: atheris when installed, else hypothesis")
     p.add_argument("--seconds", type=float, help="run for this long")
-    p.add_argument("--examples", type=int, help="hypothesis: this many generated inputs (after the seeds)")
+    p.add_argument("--examples", type=int, help="this many generated inputs (hypothesis: after the seeds; "
+                                                 "atheris: libFuzzer's -runs)")
     p.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0: the same inputs every run)")
     p.add_argument("--memory-mb", type=int, default=512, help="address space allowed beyond the size after setup "
                                                               "(0: no cap; default 512)")
@@ -247,7 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 recorder.run_one(Path(path).read_bytes())
             print(f"replayed {len(args.replay)} input(s): {len(recorder.first)} finding(s)")
         elif engine == "atheris":
-            _run_atheris(recorder, target, args.seconds or 60, out)
+            _run_atheris(recorder, target, args.seconds or 60, out, args.examples)
         else:
             if args.seconds is None and args.examples is None:
                 args.seconds = 60
