@@ -1,5 +1,9 @@
 """Fuzz targets for the inputs a device takes from strangers: WAV bytes, and HTTP requests.
 
+Targets: ``wav`` (every source and reader agrees), ``load_audio`` (decode + resample,
+bounded), ``classify`` (the whole pipeline agrees across sources) and ``http`` (the
+dashboard server on loopback); see :mod:`fuzz.targets`.
+
 Layout (one job per module):
 
 * :mod:`fuzz.generate` -- seeded generators of structured inputs (WAV files whose every

@@ -13,6 +13,10 @@ Targets (``TARGETS``):
   follows from the decoded frames, finite samples in [-1, 1], and the streaming
   resampler fed in uneven chunks agrees with the one-shot one. Run under the worker's
   address-space cap, so a header that makes the work huge is a ``MemoryError`` finding.
+* ``classify`` -- the whole pipeline (decode, resample, features, windows, the shipped
+  model): bytes, a path, a pipe and the decoded samples give the same answer (label,
+  probabilities within 1e-6, windows, duration), and ``windows=True`` windows average
+  to the clip's probabilities.
 * ``http`` -- raw request bytes to the real dashboard server on loopback (token set, an
   upload classifier with the default model): every request gets a status line, never a
   500, errors are JSON, a ``Set-Cookie`` carries only the configured token, no response
@@ -272,6 +276,84 @@ class LoadAudioTarget(Target):
                           f"{decoded.sample_rate}->{target} Hz: {streamed.shape} vs {samples.shape}")
 
 
+# --- classify --------------------------------------------------------------------------
+
+
+class ClassifyTarget(Target):
+    """The whole pipeline gives one answer per clip, however the clip arrives."""
+
+    name = "classify"
+
+    def setup(self) -> None:
+        from edge_ser.classify import Classifier
+        from edge_ser.wav import read_wav
+
+        self.classifier = Classifier(None, num_threads=1)  # the shipped model, whichever it is
+        self.read_wav = read_wav
+        self._dir = tempfile.TemporaryDirectory(prefix="edge-ser-fuzz-")
+        self._path = os.path.join(self._dir.name, "input.wav")
+
+    def close(self) -> None:
+        self._dir.cleanup()
+
+    def generate(self, rng: random.Random) -> bytes:
+        from .generate import build_wav, mutate
+
+        # now and then longer than a window (3 s), so the two-pass and window paths run
+        data = build_wav(rng, max_data=160_000 if rng.random() < 0.1 else 4096)
+        return mutate(rng, data) if rng.random() < 0.2 else data
+
+    def seeds(self) -> List[bytes]:
+        from .generate import wav_seeds
+
+        return wav_seeds()
+
+    def _signal(self, data: bytes) -> Any:
+        audio = self.read_wav(data, name="<fuzz>")
+        return self.classifier.classify_signal(audio.samples, audio.sample_rate, "<fuzz>")
+
+    def check(self, data: bytes) -> None:
+        with open(self._path, "wb") as f:
+            f.write(data)
+        c = self.classifier
+        ways: Dict[str, Callable[[], Any]] = {
+            "bytes": lambda: c.classify_file(data, name="<fuzz>"),
+            "path": lambda: c.classify_file(self._path),
+            "buffered pipe": lambda: c.classify_file(_Pipe(data), name="<fuzz>"),
+            "samples (classify_signal)": lambda: self._signal(data),
+            "bytes, windows=True": lambda: c.classify_file(data, name="<fuzz>", windows=True),
+        }
+        outcomes = {name: _outcome(way) for name, way in ways.items()}
+        ref_name, (ref_kind, ref) = next(iter(outcomes.items()))
+        for name, (kind, value) in outcomes.items():
+            if kind != ref_kind:
+                raise Finding("classify: sources disagree (error vs answer)",
+                              f"{ref_name}: {_summary(ref_kind, ref)}; {name}: {_summary(kind, value)}")
+            if kind == "ok":
+                a, b = np.array(list(ref.probabilities.values())), np.array(list(value.probabilities.values()))
+                # an int8 output rounds each probability to 1/256: the sum may be off by half that per label
+                if not np.all(np.isfinite(b)) or (b < 0).any() or abs(float(b.sum()) - 1.0) > len(b) / 512 + 1e-6:
+                    raise Finding("classify: probabilities not a distribution", f"{name}: {b}")
+                if (value.window_count, round(value.duration, 6)) != (ref.window_count, round(ref.duration, 6)) \
+                        or not np.allclose(a, b, atol=1e-6, rtol=0):
+                    raise Finding("classify: sources disagree (answer)",
+                                  f"{ref_name}: {_summary(kind, ref)}; {name}: {_summary(kind, value)}")
+        kind, windowed = outcomes["bytes, windows=True"]
+        if kind == "ok" and windowed.windows:
+            mean = np.mean([list(w.probabilities.values()) for w in windowed.windows], axis=0)
+            if len(windowed.windows) != windowed.window_count or \
+                    not np.allclose(mean, list(windowed.probabilities.values()), atol=1e-6, rtol=0):
+                raise Finding("classify: clip probabilities are not the mean of its windows",
+                              f"{len(windowed.windows)} windows, window_count {windowed.window_count}")
+
+
+def _summary(kind: str, value: Any) -> str:
+    if kind == "error":
+        return value
+    top = max(value.probabilities.values())
+    return f"{value.label} {top:.6f}, {value.window_count} windows, {value.duration:.4f} s"
+
+
 # --- HTTP ------------------------------------------------------------------------------
 
 TOKEN = "fuzz-token-0123456789abcdef"
@@ -413,7 +495,8 @@ def _request_path(data: bytes) -> str:
     return words[1].split("?", 1)[0] if len(words) > 1 else ""
 
 
-TARGETS: Dict[str, Callable[[], Target]] = {"wav": WavTarget, "load_audio": LoadAudioTarget, "http": HttpTarget}
+TARGETS: Dict[str, Callable[[], Target]] = {"wav": WavTarget, "load_audio": LoadAudioTarget,
+                                             "classify": ClassifyTarget, "http": HttpTarget}
 
 
 def make_target(name: str) -> Target:

@@ -23,7 +23,7 @@ from runtime_fixtures import ROOT
 pytest.importorskip("hypothesis", reason="the fuzz targets need hypothesis (requirements-dev.txt)")
 
 #: generated inputs per target (after its seed corpus): about a minute for the three together
-EXAMPLES = {"wav": 4000, "load_audio": 6000, "http": 6000}
+EXAMPLES = {"wav": 3000, "load_audio": 5000, "classify": 3000, "http": 5000}
 #: kinds that depend on timing, which a test must not judge (campaigns report them): a slow input,
 #: and an answer lost to the RST of a close with unread request bytes (see fuzz/targets.py)
 IGNORED_KINDS = ("slow input", "connection reset before a response")
