@@ -188,6 +188,11 @@ def cmd_train(args, argv) -> int:
     if sanity is not None:
         extra["training_clip_check"] = sanity
         _log(f"int8 top-1 on the fixed check set (training clips): {sanity['accuracy']:.3f}")
+    info = {"date": extra["trained"], "speakers": len(set(train.speakers)), "clips": len(train.items),
+            "epochs": result.epochs_run, "seconds": round(result.seconds, 1), "corpora": extra["corpora"],
+            "steps": recipe.steps if recipe.sampling == "balanced" else None,
+            "channels": list(recipe.channels), "head": recipe.head, "check": sanity}
+    extra["card"] = info  # what `stamp` needs to rewrite the card without retraining
     metadata = build_metadata(data_config(), recipe.window_frames, recipe.hop_frames, extra,
                               output="logits" if recipe.masked else "probabilities")
     out = Path(args.out)
@@ -197,19 +202,50 @@ def cmd_train(args, argv) -> int:
     if not report["integer_only"]:
         _log(f"WARNING: non-integer tensors: {report['non_int_tensors'][:5]}")
     if args.card:
-        info = {"date": extra["trained"], "speakers": len(set(train.speakers)), "clips": len(train.items),
-                "epochs": result.epochs_run, "seconds": result.seconds, "corpora": extra["corpora"],
-                "steps": recipe.steps if recipe.sampling == "balanced" else None,
-                "channels": list(recipe.channels), "head": recipe.head, "check": sanity}
         if recipe.sampling == "balanced":
-            from .export import rooms_model_card
-            from .report import write_report
-
-            protocol_md = write_report(Path(args.protocol)).read_text() if Path(args.protocol).is_dir() else ""
-            card = rooms_model_card(out, metadata, report, protocol_md, params, command, info)
+            card = _rooms_card(out, metadata, report, Path(args.protocol))
         else:
             card = model_card(out, metadata, report, cv, params, command, info)
         Path(args.card).write_text(card)
+        _log(f"wrote {args.card}")
+    return 0
+
+
+def _rooms_card(out: Path, metadata, report, protocol_dir: Path) -> str:
+    from .export import rooms_model_card
+    from .report import write_report
+
+    protocol_md = write_report(protocol_dir).read_text() if protocol_dir.is_dir() else ""
+    extra = metadata.extra
+    return rooms_model_card(out, metadata, report, protocol_md, extra["params"], extra["command"], extra["card"])
+
+
+def cmd_stamp(args, argv) -> int:
+    """Refresh the protocol figures inside a model file and rewrite its card, without retraining.
+
+    The protocol runs go on after the final model is trained (they take hours); stamping
+    carries their latest digest into the file's metadata. Weights and tensors stay as
+    they are: the graph bytes are the same, only the metadata table changes.
+    """
+    import dataclasses
+
+    from edge_ser.metadata import ModelMetadata
+
+    from .export import finish_tflite, utc_now
+    from .report import digest, load_results
+
+    path = Path(args.model)
+    data = path.read_bytes()
+    metadata = ModelMetadata.from_tflite(data, str(path))
+    extra = dict(metadata.extra)
+    recipe_name = extra.get("recipe_name", "rooms")
+    extra["protocol_results"] = digest(load_results(Path(args.protocol)), recipe_name)
+    extra["stamped"] = utc_now()
+    metadata = dataclasses.replace(metadata, extra=extra)
+    report = finish_tflite(data, metadata, path)
+    _log(f"re-stamped {path} with the {recipe_name} protocol results ({report['size_bytes']} bytes)")
+    if args.card and "card" in extra:
+        Path(args.card).write_text(_rooms_card(path, metadata, report, Path(args.protocol)))
         _log(f"wrote {args.card}")
     return 0
 
@@ -424,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", help="folder holding ravdess/, nemo/, ased/ (default ../shared/datasets)")
     p.add_argument("--cache", help="feature cache folder")
     p.set_defaults(func=cmd_protocol)
+
+    p = sub.add_parser("stamp", help="refresh a model's embedded protocol figures and its card (no retraining)")
+    p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))
+    p.add_argument("--protocol", default=str(DEFAULT_RESULTS / "protocol"))
+    p.add_argument("--card", default=str(ROOT / "models" / "MODEL_CARD.md"), help="card to rewrite ('' for none)")
+    p.set_defaults(func=cmd_stamp)
 
     p = sub.add_parser("score", help="score existing int8 models on protocol runs' test clips")
     p.add_argument("pairs", nargs="+", metavar="RUN=MODEL", help="e.g. cv1=runs/baseline/models/fold1.tflite")

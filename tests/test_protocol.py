@@ -267,11 +267,21 @@ def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(
     proc = subprocess.run(
         [PY, "-m", "converter", "train", "--recipe", "rooms", "--data", str(en), "--data", str(pl), "--steps", "3",
          "--channels", "4,8,8", "--aug-variants", "1", "--cache", str(tmp_path / "cache"), "--cv-results", "",
-         "--protocol", str(tmp_path / "none"), "--temperature", "1.5", "--out", str(out), "--card", "",
-         "--keras-out", ""], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+         "--protocol", str(tmp_path / "none"), "--temperature", "1.5", "--out", str(out), "--card",
+         str(tmp_path / "CARD.md"), "--keras-out", ""], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "corpora en (4 classes), pl (3 classes)" in proc.stdout
     assert "integer only: True" in proc.stdout
+    card = (tmp_path / "CARD.md").read_text()
+    assert "T = 1.50" in card and "non-commercial" in card and "Limits and intended use" in card
+    # stamping refreshes the metadata and the card without touching the graph
+    before = out.read_bytes()
+    (tmp_path / "protocol").mkdir()
+    stamp = subprocess.run([PY, "-m", "converter", "stamp", str(out), "--protocol", str(tmp_path / "protocol"),
+                            "--card", str(tmp_path / "CARD2.md")], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert stamp.returncode == 0, stamp.stderr[-2000:]
+    assert out.read_bytes() != before and (tmp_path / "CARD2.md").read_text().startswith("# Model card")
     check = subprocess.run([PY, "-c", (
         "import json, sys\n"
         "from edge_ser.classify import Classifier\n"
@@ -279,9 +289,11 @@ def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(
         f"p = clf.classify_file({str(tmp_path / 'tmp' / 'en-a-happy.wav')!r})\n"
         "m = clf.model.metadata\n"
         "print(json.dumps({'output': m.output, 'sum': sum(p.probabilities.values()), 'labels': list(m.labels),"
-        " 'temperature': m.extra.get('temperature'), 'corpora': m.extra.get('corpora')}))\n")],
+        " 'temperature': m.extra.get('temperature'), 'corpora': m.extra.get('corpora'),"
+        " 'stamped': 'stamped' in m.extra}))\n")],
         env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr[-2000:]
     info = json.loads(check.stdout.strip().splitlines()[-1])
     assert info["output"] == "logits" and abs(info["sum"] - 1.0) < 1e-4
     assert info["labels"] == list(EMOTIONS) and info["temperature"] == 1.5 and info["corpora"] == ["en", "pl"]
+    assert info["stamped"]
