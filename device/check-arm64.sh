@@ -38,7 +38,9 @@
 # not part of `make test`. Roots, packages and qemu are cached (default ../arm64-cache
 # next to the repository, outside it) and reused, so a re-run (e.g. with a new model)
 # only classifies. Writes the report (model sha256, one table per generation) to --out.
-# Exit status 0 only when every generation checked passes.
+# Exit status 0 only when every generation checked passes. After replacing the model:
+#   nice -n 10 device/check-arm64.sh --also-cpu cortex-a53,cortex-a76
+# (11 minutes on a busy 2-core machine with the cache warm; about half without --also-cpu).
 #
 # Usage: device/check-arm64.sh [--suite both|bookworm|trixie] [--cache DIR] [--model FILE]
 #                              [--clips N] [--out FILE] [--cpu cortex-a72|cortex-a53|cortex-a76]
