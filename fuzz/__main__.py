@@ -27,7 +27,7 @@ MIN_RUN_SECONDS = 10.0
 #: instrumented process grows by about a kilobyte per input (seen in the load_audio worker:
 #: 88 -> 509 MB over 180,000 inputs, while the same code in a plain loop stays flat), which
 #: would end in MemoryErrors under the cap that no input causes by itself.
-RUNS_PER_WORKER = 50_000
+RUNS_PER_WORKER = 150_000
 
 
 def _default_engine() -> str:
