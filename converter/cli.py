@@ -251,12 +251,18 @@ def cmd_stamp(args, argv) -> int:
 
 
 def protocol_temperature(directory: Path, recipe_name: str) -> float:
-    """The median temperature the recipe's protocol runs fitted on held-out training speakers (1.0 if none)."""
+    """The median temperature the recipe's cv/loco runs fitted on held-out training speakers.
+
+    Before any such run exists: the one fitted on the development speakers (held out from
+    the dev model); 1.0 without either.
+    """
     from .report import calibration_summary, load_results
 
     runs = load_results(directory).get(recipe_name, {}) if directory.is_dir() else {}
     summary = calibration_summary(runs)
-    return float(summary.get("temperature_median") or 1.0)
+    if summary.get("temperature_median"):
+        return float(summary["temperature_median"])
+    return float(runs.get("dev", {}).get("dev_temperature") or 1.0)
 
 
 def fold_temperature(model, temperature: float) -> None:

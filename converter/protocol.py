@@ -61,8 +61,8 @@ TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 121))
 
 
 def _rooms_recipe() -> Recipe:
-    return Recipe(augmentation="room", opus_wav=True, sampling="balanced", steps=4000, masked=True,
-                  warmup_epochs=1, clean_probability=0.25, aug_variants=3)
+    return Recipe(augmentation="room", opus_wav=True, sampling="balanced", steps=5000, masked=True,
+                  warmup_epochs=1, clean_probability=0.4, aug_variants=3)
 
 
 #: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
@@ -332,8 +332,14 @@ def run_protocol(
             "train_clips": len(plan.train), "train_speakers": len({i.speaker for i in plan.train}),
             "test_speakers": sorted({i.speaker for i in plan.test}), "train_seconds": round(result.seconds, 1),
         }
+        float_predict = keras_predictor(result.model, logits=False) if recipe.masked else None
         row["float"] = scorer.evaluate(keras_predictor(result.model, logits=recipe.masked), recipe.masked,
                                        calibrate=False)
+        if name == "dev" and recipe.masked:
+            # the dev speakers are held out from the dev model: the temperature fitted on them is
+            # what the final model uses until cv/loco runs (with their own held-out speakers) exist
+            outputs = window_outputs(float_predict, scorer.features(plan.test), recipe)
+            row["dev_temperature"] = fit_temperature(outputs, plan.test, logits=True)
         if name != "dev":
             tfl = int8_model(result.model, ClipSet(train.items, [f[:1] for f in train.feats]), recipe)
             if models_dir is not None:

@@ -201,8 +201,8 @@ def epoch_batch(data: ClipSet, recipe: Recipe, weights: np.ndarray, rng: np.rand
 class BalancedSampler:
     """Draw clips corpus-uniformly, then class-uniformly within the corpus.
 
-    Only clips with an emotion label take part; ``masks[corpus]`` marks the classes a
-    corpus has (1) and those it lacks (0), which the masked loss uses.
+    Only clips with an emotion label take part; ``masks[corpus]`` (:func:`class_mask`) tells
+    the masked loss which classes the corpus has.
     """
 
     def __init__(self, data: ClipSet) -> None:
@@ -213,8 +213,7 @@ class BalancedSampler:
             by_label = [np.array([i for i, it in enumerate(data.items) if it.corpus == name and it.label == label])
                         for label in self.classes[name]]
             self.groups[name] = by_label
-        self.masks = {name: np.array([1.0 if e in self.classes[name] else 0.0 for e in EMOTIONS], dtype=np.float32)
-                      for name in self.corpora}
+        self.masks = {name: class_mask(self.classes[name]) for name in self.corpora}
 
     def draw(self, count: int, rng: np.random.Generator) -> Tuple[np.ndarray, List[str]]:
         """``count`` clip indices and their corpus names."""
@@ -225,6 +224,24 @@ class BalancedSampler:
             idx.append(int(group[int(rng.integers(len(group)))]))
             names.append(name)
         return np.array(idx), names
+
+
+#: Mask value of calm in a corpus that has neutral but no calm: calm counts as part of neutral.
+MERGED_INTO_NEUTRAL = 2.0
+
+
+def class_mask(classes: Sequence[str]) -> np.ndarray:
+    """Per label: 1 the corpus has it, 0 it is absent (masked out), 2 calm merged into neutral.
+
+    A corpus without calm still has calm speech: its "neutral" clips are neutral *or* calm.
+    So there calm is not masked out but joins neutral, exactly as the scoring rule adds calm
+    to neutral; calm then competes with (and is pushed below) the other classes on that
+    corpus's angry or happy clips, instead of floating free.
+    """
+    mask = np.array([1.0 if e in classes else 0.0 for e in EMOTIONS], dtype=np.float32)
+    if "neutral" in classes and "calm" not in classes:
+        mask[EMOTIONS.index("calm")] = MERGED_INTO_NEUTRAL
+    return mask
 
 
 def pick_variant(feats: Sequence[np.ndarray], recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
@@ -269,19 +286,26 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
 def masked_crossentropy(label_smoothing: float):
     """Cross-entropy over the classes a clip's corpus has; ``y_true`` is ``[targets | mask]``.
 
-    Absent classes get a logit of -1e9 (probability 0) and no target mass, so they are
-    neither rewarded nor punished; label smoothing spreads over the present classes only.
+    Absent classes (mask 0) get a logit of -1e9 (probability 0) and no target mass, so they
+    are neither rewarded nor punished. Calm merged into neutral (mask 2) adds its
+    probability to neutral's. Label smoothing spreads over the present classes only.
     """
     from keras import ops
+
+    neutral, calm = EMOTIONS.index("neutral"), EMOTIONS.index("calm")
 
     def loss(y_true, logits):
         n = logits.shape[-1]
         target, mask = y_true[:, :n], y_true[:, n:]
-        present = mask > 0
-        logp = ops.log_softmax(ops.where(present, logits, -1e9), axis=-1)
-        count = ops.sum(mask, axis=-1, keepdims=True)
-        target = (1.0 - label_smoothing) * target + label_smoothing * mask / count
-        return -ops.sum(target * ops.where(present, logp, 0.0), axis=-1)
+        kept = mask > 0
+        probs = ops.softmax(ops.where(kept, logits, -1e9), axis=-1)
+        merged = ops.cast(mask[:, calm:calm + 1] > 1.5, probs.dtype)  # (batch, 1)
+        to_neutral = ops.one_hot(ops.full((1,), neutral, dtype="int32"), n, dtype=probs.dtype)  # (1, n)
+        grouped = probs + merged * probs[:, calm:calm + 1] * to_neutral
+        present = ops.cast(mask > 0.5, probs.dtype) * ops.cast(mask < 1.5, probs.dtype)
+        count = ops.sum(present, axis=-1, keepdims=True)
+        target = (1.0 - label_smoothing) * target + label_smoothing * present / count
+        return -ops.sum(target * ops.log(ops.clip(grouped, 1e-7, 1.0)) * present, axis=-1)
 
     return loss
 

@@ -168,6 +168,15 @@ def test_leaving_ravdess_out_scores_only_the_classes_the_others_teach():
 # -- balanced sampling ----------------------------------------------------------------------------
 
 
+def test_class_mask_merges_calm_into_neutral_where_a_corpus_has_neutral_but_no_calm():
+    from converter.train import MERGED_INTO_NEUTRAL, class_mask
+
+    nemo = class_mask(("neutral", "happy", "sad", "angry", "fearful", "surprised"))
+    assert nemo[EMOTIONS.index("calm")] == MERGED_INTO_NEUTRAL and nemo[EMOTIONS.index("disgust")] == 0
+    assert class_mask(tuple(EMOTIONS)).tolist() == [1.0] * 8
+    assert class_mask(("happy", "sad"))[EMOTIONS.index("calm")] == 0  # no neutral: calm is simply absent
+
+
 def test_balanced_sampler_draws_corpora_then_classes_uniformly_and_masks_absent_classes():
     items = [Item(f"big{i}", "angry" if i % 10 else "sad", "b", "big") for i in range(1000)]
     items += [Item(f"small{i}", ("calm", "disgust")[i % 2], "s", "small") for i in range(10)]
