@@ -464,12 +464,13 @@ class HttpTarget(Target):
         if cookie is not None and not cookie.startswith(f"edge_ser_token={TOKEN};"):
             raise Finding("Set-Cookie with a value that is not the configured token", cookie[:100])
         # the one designed non-JSON error: the page a browser gets for the dashboard without its token
+        head = _request_words(data)[:1] == ["HEAD"]  # HEAD answers have no body
         dashboard_401 = code == 401 and headers.get("content-type", "").startswith("text/html") \
-            and b"token" in body and _request_path(data).startswith("/")
+            and (head or b"token" in body) and _request_path(data).startswith("/")
         if code >= 400 and not dashboard_401:
             if not headers.get("content-type", "").startswith("application/json"):
                 raise Finding("error response is not JSON", f"HTTP {code} {headers.get('content-type')!r}")
-            if _request_words(data)[:1] != ["HEAD"]:  # HEAD answers have no body
+            if not head:
                 import json
 
                 try:
