@@ -164,6 +164,13 @@ class WavTarget(Target):
                 raise Finding("WavReader rewind gives other samples", f"{len(one)} vs {len(two)} frames")
             return reader.sample_rate, reader.channels, reader.format, one
 
+    def _stream_blocks(self, stream: Any, block_frames: int) -> Tuple[int, int, str, np.ndarray]:
+        """WavReader in small blocks from a non-seekable stream (one pass only)."""
+        with self.wav.WavReader(stream, name="<fuzz>") as reader:
+            blocks = list(reader.blocks(block_frames, mono=False))
+            samples = np.concatenate(blocks) if blocks else np.zeros((0, reader.channels), np.float32)
+            return reader.sample_rate, reader.channels, reader.format, samples
+
     def check(self, data: bytes) -> None:
         with open(self._path, "wb") as f:
             f.write(data)
@@ -177,6 +184,8 @@ class WavTarget(Target):
         }
         if hasattr(self.wav, "WavReader"):
             readers[f"WavReader blocks of {block_frames}"] = lambda: self._blocks(data, block_frames)
+            readers[f"WavReader blocks of {block_frames}, short reads"] = \
+                lambda: self._stream_blocks(_RawShortReads(data), block_frames)
         outcomes = {name: _outcome(read) for name, read in readers.items()}
         ref_name, (ref_kind, ref) = next(iter(outcomes.items()))
         for name, (kind, value) in outcomes.items():
