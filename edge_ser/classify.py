@@ -374,7 +374,8 @@ class Classifier:
             for i in range(0, x.shape[0], _CHUNK_FRAMES):
                 yield _as_mono_float(x[i:i + _CHUNK_FRAMES], source)
 
-        clip = ClipFeatures(chunks, rate, self.metadata.feature_config, replayable=True, name=source)
+        # clip=True as for files: the same audio as samples or as a WAV gives the same answer
+        clip = ClipFeatures(chunks, rate, self.metadata.feature_config, replayable=True, clip=True, name=source)
         return self._classify_clip(clip, source, windows)
 
     def _classify_clip(self, clip: ClipFeatures, source: Optional[str], windows: bool) -> Prediction:

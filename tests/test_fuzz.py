@@ -74,3 +74,18 @@ def test_the_wav_target_catches_sources_that_disagree(monkeypatch: pytest.Monkey
             target.check(good)
     finally:
         target.close()
+
+
+def test_the_classify_target_on_a_full_scale_step_at_8_khz() -> None:
+    """Found by the campaign: resampling overshoots a full-scale step (to -1.18); a WAV was
+    clipped back to [-1, 1] and the same samples given to classify_signal were not, so the
+    answers differed by up to 0.1. One answer for every source."""
+    from edge_ser.wav import wav_bytes
+    from fuzz.targets import ClassifyTarget
+
+    target = ClassifyTarget()
+    target.setup()
+    try:
+        target.check(wav_bytes(np.r_[np.zeros(4000), -np.ones(4000)].astype(np.float32), 8000))
+    finally:
+        target.close()
