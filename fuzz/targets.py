@@ -20,7 +20,8 @@ Targets (``TARGETS``):
 * ``http`` -- raw request bytes to the real dashboard server on loopback (token set, an
   upload classifier with the default model): every request gets a status line, never a
   500, errors are JSON, a ``Set-Cookie`` carries only the configured token, no response
-  header outside the set the server sends, and the server still answers afterwards.
+  header outside the set the server sends, ambiguous framing (two Host or Content-Length
+  headers, a length that is not ASCII digits) is refused, and the server still answers.
 """
 
 from __future__ import annotations
@@ -469,6 +470,9 @@ class HttpTarget(Target):
             if name not in KNOWN_HEADERS:
                 raise Finding("unexpected response header", repr(line[:100]))
             headers[name] = m.group(2).decode("latin-1")
+        violation = _framing_violation(data)
+        if violation and code not in _REFUSALS:
+            raise Finding("framing violation not refused", f"{violation}: HTTP {code}")
         cookie = headers.get("set-cookie")
         if cookie is not None and not cookie.startswith(f"edge_ser_token={TOKEN};"):
             raise Finding("Set-Cookie with a value that is not the configured token", cookie[:100])
@@ -494,6 +498,44 @@ class HttpTarget(Target):
         answer, _ = self._exchange(probe)
         if not answer.startswith(b"HTTP/1.0 200") and not answer.startswith(b"HTTP/1.1 200"):
             raise Finding("server no longer answers /healthz", repr(answer[:100]))
+
+
+#: Answers that refuse a request before acting on it (its line, its size, its framing, busy).
+_REFUSALS = frozenset({400, 408, 414, 431, 501, 503, 505})
+
+
+def _framing_violation(data: bytes) -> Optional[str]:
+    """What makes this request's framing ambiguous (issue 11: answer 400), or None.
+
+    Only what must be refused whatever else the parser allows: two Host or two
+    Content-Length headers, or a Content-Length that is not ASCII digits once the
+    surrounding spaces are gone (``+12``, ``1_2``, Arabic-Indic digits, ``12, 12``).
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    words = lines[0].decode("latin-1").split()
+    if len(words) != 3 or not re.fullmatch(r"HTTP/1\.[01]", words[2]):
+        return None  # the request line is refused or read another way first
+    hosts = lengths = 0
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or name != name.strip():
+            return None  # a malformed line: refused as such (not judged here)
+        key = name.lower()
+        if key == b"host":
+            hosts += 1
+        elif key == b"content-length":
+            lengths += 1
+            digits = value.strip(b" \t")
+            if not (digits.isdigit() and digits.isascii()):
+                return f"Content-Length {value.decode('latin-1')!r}"
+    if hosts > 1:
+        return "two Host headers"
+    if lengths > 1:
+        return "two Content-Length headers"
+    return None
 
 
 def _request_words(data: bytes) -> List[str]:
