@@ -30,7 +30,7 @@ help:
 	@echo "                  (make test also installs: $(APT_TEST_PACKAGES))"
 	@echo "make edge-env | dev-env | litert-env   create one virtual environment"
 	@echo "make examples     re-synthesize examples/*.wav (espeak-ng + sox)"
-	@echo "make fuzz         fuzz the WAV reader, load_audio and the HTTP server for FUZZ_SECONDS"
+	@echo "make fuzz         fuzz the WAV reader, load_audio, classify and the HTTP server for FUZZ_SECONDS"
 	@echo "                  (default $(FUZZ_SECONDS), shared by the targets); findings in fuzz/findings/"
 
 # Installs only what is missing, so it is silent and offline on a prepared machine.
