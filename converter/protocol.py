@@ -332,14 +332,17 @@ def run_protocol(
             "train_clips": len(plan.train), "train_speakers": len({i.speaker for i in plan.train}),
             "test_speakers": sorted({i.speaker for i in plan.test}), "train_seconds": round(result.seconds, 1),
         }
-        float_predict = keras_predictor(result.model, logits=False) if recipe.masked else None
-        row["float"] = scorer.evaluate(keras_predictor(result.model, logits=recipe.masked), recipe.masked,
-                                       calibrate=False)
+        # the raw model output (logits for a masked recipe): scoring applies the softmax itself
+        raw_predict = keras_predictor(result.model, logits=False)
+        row["float"] = scorer.evaluate(raw_predict, recipe.masked, calibrate=False)
         if name == "dev" and recipe.masked:
             # the dev speakers are held out from the dev model: the temperature fitted on them is
             # what the final model uses until cv/loco runs (with their own held-out speakers) exist
-            outputs = window_outputs(float_predict, scorer.features(plan.test), recipe)
+            outputs = window_outputs(raw_predict, scorer.features(plan.test), recipe)
             row["dev_temperature"] = fit_temperature(outputs, plan.test, logits=True)
+        if models_dir is not None:
+            (models_dir / recipe_name).mkdir(parents=True, exist_ok=True)
+            result.model.save(models_dir / recipe_name / f"{name}.keras")
         if name != "dev":
             tfl = int8_model(result.model, ClipSet(train.items, [f[:1] for f in train.feats]), recipe)
             if models_dir is not None:
