@@ -238,7 +238,7 @@ def cmd_stamp(args, argv) -> int:
     data = path.read_bytes()
     metadata = ModelMetadata.from_tflite(data, str(path))
     extra = dict(metadata.extra)
-    recipe_name = extra.get("recipe_name", "rooms")
+    recipe_name = extra.get("recipe_name", "baseline")  # models from before recipes had names
     extra["protocol_results"] = digest(load_results(Path(args.protocol)), recipe_name)
     extra["stamped"] = utc_now()
     metadata = dataclasses.replace(metadata, extra=extra)
