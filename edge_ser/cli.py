@@ -417,7 +417,8 @@ def _add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True)
                              "else the first one installed)")
     parser.add_argument("--threads", metavar="N", type=_positive_int, help="interpreter threads (default: $EDGE_SER_NUM_THREADS, else the backend's)")
     parser.add_argument("--no-xnnpack", dest="xnnpack", action="store_const", const=False, default=None,
-                        help="builtin kernels only: slower on LiteRT, but bit-identical across backends "
+                        help="builtin kernels only: slower on LiteRT; the same outputs from every backend on "
+                             "one machine, not across x86_64/aarch64 with LiteRT "
                              "(default: XNNPACK on unless $EDGE_SER_XNNPACK=0)")
 
 
