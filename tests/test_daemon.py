@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -78,7 +79,8 @@ class Daemon:
         full_env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         full_env.pop("NOTIFY_SOCKET", None)
         full_env.update(env or {})
-        self.stderr_path = Path(cwd or ROOT) / f".daemon-stderr-{os.getpid()}-{time.monotonic_ns()}.txt"
+        # a file, not a pipe: the daemon must never block on a full stderr pipe nobody reads
+        self.stderr_path = Path(tempfile.gettempdir()) / f"edge-ser-daemon-stderr-{os.getpid()}-{time.monotonic_ns()}.txt"
         self._stderr = open(self.stderr_path, "w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "edge_ser", command, *args], env=full_env,
                                      stdin=stdin, stdout=subprocess.PIPE, stderr=self._stderr,
