@@ -68,9 +68,10 @@ def digest(results: Results, label: str) -> Dict[str, object]:
     out: Dict[str, object] = {"recipe": label, "cv": cv_summary(runs), "loco": loco_summary(runs),
                               "calibration": calibration_summary(runs)}
     if "dev" in runs:
-        dev = runs["dev"]["float"]
-        out["dev_float"] = {"clean_ua": dev["clean"]["ua"], "farfield_ua": dev.get("farfield", {}).get("ua"),
-                            "by_corpus": {c: v["ua"] for c, v in dev["clean"].get("by_corpus", {}).items()}}
+        dev = _model(runs["dev"]) if "float" not in runs["dev"] else runs["dev"]["float"]
+        out["dev"] = {"model": "float" if "float" in runs["dev"] else "int8", "clean_ua": dev["clean"]["ua"],
+                      "farfield_ua": dev.get("farfield", {}).get("ua"),
+                      "by_corpus": {c: v["ua"] for c, v in dev["clean"].get("by_corpus", {}).items()}}
     return out
 
 
