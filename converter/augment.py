@@ -95,17 +95,29 @@ def augment_audio(signal: np.ndarray, sample_rate: int, rng: np.random.Generator
         x = reverberate(x, sample_rate, rt60, rng)
         steps.append(f"rt60={rt60:.2f}")
     if rng.random() < 0.6:
-        colour = str(rng.choice(["white", "pink", "brown"]))
-        snr = float(rng.uniform(10.0, 35.0))
-        x = add_noise(x, snr, colour, rng)
-        steps.append(f"{colour}@{snr:.0f}dB")
-    gain_db = float(rng.uniform(-12.0, 6.0))
-    x = x * np.float32(10.0 ** (gain_db / 20.0))
+        x = _coloured_noise_step(x, rng, (10.0, 35.0), steps)
+    x = _gain_step(x, rng, (-12.0, 6.0), steps)
+    return x.astype(np.float32), ",".join(steps)
+
+
+def _coloured_noise_step(x: np.ndarray, rng: np.random.Generator, snr_db: Tuple[float, float], steps: list
+                         ) -> np.ndarray:
+    """White, pink or brown noise at a random SNR in ``snr_db`` (one augmentation step)."""
+    colour = str(rng.choice(["white", "pink", "brown"]))
+    snr = float(rng.uniform(*snr_db))
+    steps.append(f"{colour}@{snr:.0f}dB")
+    return add_noise(x, snr, colour, rng)
+
+
+def _gain_step(x: np.ndarray, rng: np.random.Generator, gain_db: Tuple[float, float], steps: list) -> np.ndarray:
+    """A random level change in ``gain_db``, scaled back below full scale if it would clip."""
+    gain = float(rng.uniform(*gain_db))
+    x = x * np.float32(10.0 ** (gain / 20.0))
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     if peak > 0.99:  # keep it a plausible recording: no clipping
         x *= np.float32(0.99 / peak)
-    steps.append(f"gain{gain_db:+.0f}dB")
-    return x.astype(np.float32), ",".join(steps)
+    steps.append(f"gain{gain:+.0f}dB")
+    return x
 
 
 def telephone_band(signal: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -149,16 +161,8 @@ def augment_room(signal: np.ndarray, sample_rate: int, rng: np.random.Generator)
         x = mix_at_snr(x, noise, snr)
         steps.append(f"noise@{snr:.0f}dB")
     elif rng.random() < 0.5:
-        colour = str(rng.choice(["white", "pink", "brown"]))
-        snr = float(rng.uniform(5.0, 30.0))
-        x = add_noise(x, snr, colour, rng)
-        steps.append(f"{colour}@{snr:.0f}dB")
-    gain_db = float(rng.uniform(-25.0, 3.0))
-    x = x * np.float32(10.0 ** (gain_db / 20.0))
-    top = float(np.max(np.abs(x))) if x.size else 0.0
-    if top > 0.99:
-        x *= np.float32(0.99 / top)
-    steps.append(f"gain{gain_db:+.0f}dB")
+        x = _coloured_noise_step(x, rng, (5.0, 30.0), steps)
+    x = _gain_step(x, rng, (-25.0, 3.0), steps)
     if rng.random() < 0.15:
         x = telephone_band(x, sample_rate)
         steps.append("phone")
