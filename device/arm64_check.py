@@ -158,7 +158,7 @@ def classify(model: Path, clips: Path, out: Path, reference_features: Optional[P
             "clip": path.name,
             "label": prediction.label,
             "probabilities": [prediction.probabilities[label] for label in classifier.labels],
-            "windows": len(prediction.windows),
+            "windows": prediction.window_count,
         }
         if path.name in reference:
             ref = reference[path.name]
