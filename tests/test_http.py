@@ -61,20 +61,25 @@ def get_json(server: DashboardServer, path: str, headers: Optional[Dict[str, str
     return json.loads(body)
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a reset after its answer is fine)."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def raw_exchange(server: DashboardServer, data: bytes) -> bytes:
     """Send bytes as they are (no client-side URL normalization) and read until the server closes."""
     with socket.create_connection(server.address, timeout=30) as sock:
         sock.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
+        return read_until_closed(sock)
 
 
 def status_of(response: bytes) -> int:

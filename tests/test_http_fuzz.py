@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from edge_ser.outputs.http import DashboardServer
 from edge_ser.outputs.http_config import HttpConfig
 from edge_ser.outputs.http_request import FramingError, parse_framing
-from tests.test_http import request
+from tests.test_http import read_until_closed, request
 from tests.test_http_hostile import Gated, split_response
 
 EXAMPLES = int(os.environ.get("EDGE_SER_FUZZ_EXAMPLES", "150"))
@@ -96,15 +96,7 @@ def exchange(address: Any, data: bytes) -> bytes:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server answered and closed early: its answer is still readable
-        reply = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                return reply
-            if not chunk:
-                return reply
-            reply += chunk
+        return read_until_closed(sock)
 
 
 @pytest.fixture(scope="module")

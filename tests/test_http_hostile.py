@@ -19,7 +19,9 @@ from typing import Any, Dict, Tuple
 import pytest
 
 from edge_ser.outputs.http_config import TOKEN_ENV, HttpConfigError, HttpConfig
-from tests.test_http import LABELS, make_server, raw_exchange, request, status_of, wait_until  # noqa: F401
+from tests.test_http import (  # noqa: F401
+    LABELS, make_server, raw_exchange, read_until_closed, request, status_of, wait_until,
+)
 
 TOKEN = "0123456789abcdef0123"
 
@@ -33,19 +35,6 @@ def split_response(response: bytes) -> Tuple[int, Dict[str, str], bytes, list]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(lines[0].split(" ", 2)[1]), headers, body, lines[1:]
-
-
-def read_reply(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes (a reset after its answer is fine)."""
-    reply = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return reply
-        if not chunk:
-            return reply
-        reply += chunk
 
 
 # -- the token cookie ---------------------------------------------------------------------------------
@@ -194,7 +183,7 @@ def test_upload_slot_is_reserved_before_the_body_is_read(make_server: Any) -> No
     wait_until(lambda: server.counters()["uploads"]["active"] == 1, "the first upload to take the slot")
     # the next one is refused before a byte of its body is read (it sends none)
     late = start_upload(server, 1_000_000)
-    status, headers, body, _ = split_response(read_reply(late))
+    status, headers, body, _ = split_response(read_until_closed(late))
     assert status == 503 and int(headers["retry-after"]) > 0 and json.loads(body)["status"] == 503
     late.close()
     assert server.counters()["classify"].get("busy") == 1
@@ -211,7 +200,7 @@ def test_queued_bodies_count_toward_the_bound(make_server: Any) -> None:
 
     def post(name: str) -> None:
         sock = start_upload(server, 4, b"RIFF")
-        replies[name] = read_reply(sock)
+        replies[name] = read_until_closed(sock)
         sock.close()
 
     first = threading.Thread(target=post, args=("first",))
@@ -221,7 +210,7 @@ def test_queued_bodies_count_toward_the_bound(make_server: Any) -> None:
     second.start()  # complete body, queued behind the worker: slot 2
     wait_until(lambda: server.counters()["uploads"]["active"] == 2, "the queued upload")
     third = start_upload(server, 1_000_000)  # no body sent at all
-    assert status_of(read_reply(third)) == 503
+    assert status_of(read_until_closed(third)) == 503
     third.close()
     gated.gate.set()
     first.join(60)
@@ -235,7 +224,7 @@ def test_stalled_body_gets_408(make_server: Any) -> None:
     # a short grace: the client stalls for good after 1000 bytes, far longer than the grace
     server = make_server(upload_grace_seconds=0.2, min_upload_rate=65536, request_timeout=30.0)
     sock = start_upload(server, 1_000_000, b"RIFF" + b"\0" * 996)
-    status, headers, body, _ = split_response(read_reply(sock))
+    status, headers, body, _ = split_response(read_until_closed(sock))
     sock.close()
     assert status == 408, body[:200]
     payload = json.loads(body)
