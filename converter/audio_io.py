@@ -26,9 +26,14 @@ from edge_ser.errors import AudioError
 OPUS_24KBPS_LEVEL = 0.92
 
 
+def is_wav(path: str) -> bool:
+    """WAV files are decoded by the device's own reader; everything else by ``soundfile``."""
+    return Path(path).suffix.lower() in (".wav", ".wave")
+
+
 def load_clip(path: str, sample_rate: int = 16000) -> np.ndarray:
     """Mono float32 samples in [-1, 1) at ``sample_rate``."""
-    if Path(path).suffix.lower() not in (".wav", ".wave"):
+    if not is_wav(path):
         return _load_soundfile(path, sample_rate)
     try:
         from edge_ser.audio import load_audio  # type: ignore

@@ -60,11 +60,9 @@ def synthetic_rir(sample_rate: int, rt60: float, rng: np.random.Generator) -> np
 
 
 def reverberate(signal: np.ndarray, sample_rate: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
-    rir = synthetic_rir(sample_rate, rt60, rng)
-    size = signal.size + rir.size - 1
-    n_fft = 1 << (size - 1).bit_length()
-    wet = np.fft.irfft(np.fft.rfft(signal, n_fft) * np.fft.rfft(rir, n_fft), n_fft)[: signal.size]
-    return wet.astype(np.float32)
+    from .rooms import convolve
+
+    return convolve(signal, synthetic_rir(sample_rate, rt60, rng))
 
 
 def change_speed(signal: np.ndarray, factor: float) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 
 from edge_ser.features import FeatureConfig, log_mel
 
-from .audio_io import load_clip, opus_round_trip
+from .audio_io import is_wav, load_clip, opus_round_trip
 from .augment import AUGMENTATIONS, variant_seed
 
 AUGMENT_VERSION = "a1"  # bump when an augmentation recipe changes meaning
@@ -55,15 +55,11 @@ class Treatment:
         parts = []
         if variant and self.augmentation != "studio" and not self.farfield:
             parts.append(f"aug={self.augmentation}")
-        if self.opus_wav and not variant and _is_wav(path):
+        if self.opus_wav and not variant and is_wav(path):
             parts.append("opus-wav")
         if self.farfield:
             parts.append("farfield-v1")
         return ",".join(parts)
-
-
-def _is_wav(path: str) -> bool:
-    return Path(path).suffix.lower() in (".wav", ".wave")
 
 
 def default_cache_dir() -> Path:
@@ -89,7 +85,7 @@ def compute_features(
 ) -> np.ndarray:
     """Features of a clip (variant 0) or of one augmented copy of it (variant >= 1)."""
     signal = load_clip(path, config.sample_rate)
-    if treatment.opus_wav and not variant and _is_wav(path):
+    if treatment.opus_wav and not variant and is_wav(path):
         signal = opus_round_trip(signal, config.sample_rate)
     if treatment.farfield:
         from .rooms import clip_seed, far_field, load_bank

@@ -40,11 +40,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edge_ser.metadata import EMOTIONS
-from edge_ser.windows import split_windows
 
 from .cache import Treatment
 from .corpora import EMOBOX_FOLDS, Item, corpus_classes
 from .train import ClipSet, Recipe, confusion, load_clipset, softmax, ua_wa
+from .train import window_outputs as clip_window_outputs
 
 #: Development speakers per corpus: held out of every ``dev`` run; the RAVDESS ones are
 #: EmoBox fold 1, on which the first recipe was tuned too.
@@ -179,10 +179,7 @@ def scored_labels(items: Sequence[Item], classes: Sequence[str]) -> np.ndarray:
 def window_outputs(predict: Callable[[np.ndarray], np.ndarray], feats: Sequence[np.ndarray], recipe: Recipe
                    ) -> List[np.ndarray]:
     """The model's raw output (logits or probabilities) per window, one array per clip."""
-    per_clip = [split_windows(f, recipe.window_frames, recipe.hop_frames)[0] for f in feats]
-    counts = [w.shape[0] for w in per_clip]
-    flat = predict(np.concatenate(per_clip)[..., None])
-    return list(np.split(flat, np.cumsum(counts)[:-1]))
+    return clip_window_outputs(predict, feats, recipe.window_frames, recipe.hop_frames)
 
 
 def clip_probabilities(outputs: Sequence[np.ndarray], logits: bool, temperature: float = 1.0) -> np.ndarray:

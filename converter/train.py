@@ -139,16 +139,18 @@ def clip_windows(feats: np.ndarray, window_frames: int, hop_frames: int) -> np.n
     return windows
 
 
-def predict_clips(predict_windows, clips: Sequence[np.ndarray], window_frames: int, hop_frames: int) -> np.ndarray:
-    """Clip probabilities = mean of window probabilities (as the device computes them)."""
+def window_outputs(predict_windows, clips: Sequence[np.ndarray], window_frames: int, hop_frames: int
+                   ) -> List[np.ndarray]:
+    """The model's output for every window of every clip (one batch), one array per clip."""
     per_clip = [clip_windows(f, window_frames, hop_frames) for f in clips]
     counts = [w.shape[0] for w in per_clip]
-    probs = predict_windows(np.concatenate(per_clip)[..., None])
-    out, pos = [], 0
-    for n in counts:
-        out.append(probs[pos:pos + n].mean(axis=0))
-        pos += n
-    return np.stack(out)
+    flat = predict_windows(np.concatenate(per_clip)[..., None])
+    return list(np.split(flat, np.cumsum(counts)[:-1]))
+
+
+def predict_clips(predict_windows, clips: Sequence[np.ndarray], window_frames: int, hop_frames: int) -> np.ndarray:
+    """Clip probabilities = mean of window probabilities (as the device computes them)."""
+    return np.stack([w.mean(axis=0) for w in window_outputs(predict_windows, clips, window_frames, hop_frames)])
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
