@@ -70,6 +70,8 @@ class Recipe:
     sampling: str = "clips"  # "clips": each clip once per epoch; "balanced": corpus, class, clip
     steps: int = 0  # balanced sampling: batches in all (epochs are then rounds of ROUND_STEPS)
     masked: bool = False  # logits out; loss over the classes of each clip's corpus only
+    # balanced sampling: relative draw weight per corpus (a corpus not named weighs 1)
+    corpus_weights: Dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
@@ -201,15 +203,21 @@ def epoch_batch(data: ClipSet, recipe: Recipe, weights: np.ndarray, rng: np.rand
 
 
 class BalancedSampler:
-    """Draw clips corpus-uniformly, then class-uniformly within the corpus.
+    """Draw clips corpus-uniformly (or by ``weights``), then class-uniformly within the corpus.
 
     Only clips with an emotion label take part; ``masks[corpus]`` (:func:`class_mask`) tells
-    the masked loss which classes the corpus has.
+    the masked loss which classes the corpus has. ``weights`` (corpus -> relative weight,
+    1 for a corpus not named) lets one corpus be drawn more often than the others: uniform
+    draws give a corpus 1/n of the batches however rich it is.
     """
 
-    def __init__(self, data: ClipSet) -> None:
+    def __init__(self, data: ClipSet, weights: Optional[Dict[str, float]] = None) -> None:
         self.classes = corpus_classes(it for it in data.items if it.label is not None)
         self.corpora = sorted(self.classes)
+        w = np.array([float((weights or {}).get(name, 1.0)) for name in self.corpora])
+        if not np.all(w >= 0) or w.sum() <= 0:
+            raise ValueError(f"corpus weights must be >= 0 with a positive sum, got {weights}")
+        self.probabilities = w / w.sum()
         self.groups: Dict[str, List[np.ndarray]] = {}
         for name in self.corpora:
             by_label = [np.array([i for i, it in enumerate(data.items) if it.corpus == name and it.label == label])
@@ -221,7 +229,7 @@ class BalancedSampler:
         """``count`` clip indices and their corpus names."""
         idx, names = [], []
         for _ in range(count):
-            name = self.corpora[int(rng.integers(len(self.corpora)))]
+            name = self.corpora[int(rng.choice(len(self.corpora), p=self.probabilities))]
             group = self.groups[name][int(rng.integers(len(self.groups[name])))]
             idx.append(int(group[int(rng.integers(len(group)))]))
             names.append(name)
@@ -353,7 +361,7 @@ def train_model(
                         output="logits" if recipe.masked else "probabilities")
     balanced = recipe.sampling == "balanced"
     if balanced:
-        sampler = BalancedSampler(train)
+        sampler = BalancedSampler(train, recipe.corpus_weights)
         steps = max(1, min(ROUND_STEPS, recipe.steps))
         recipe_epochs = max(recipe.warmup_epochs + 1, math.ceil(recipe.steps / steps))
         log(f"  balanced draws: {recipe_epochs} rounds of {steps} batches; corpora "

@@ -192,6 +192,20 @@ def test_balanced_sampler_draws_corpora_then_classes_uniformly_and_masks_absent_
     assert all(names[p] == n for p, n in zip(perm, names))
 
 
+def test_balanced_sampler_corpus_weights_set_each_corpus_share_of_the_draws():
+    items = [Item(f"a{i}", "angry", "a", "a") for i in range(50)]
+    items += [Item(f"b{i}", "sad", "b", "b") for i in range(50)]
+    items += [Item(f"c{i}", "sad", "c", "c") for i in range(50)]
+    data = ClipSet(items, [[np.zeros((5, 2))] for _ in items])
+    _, names = BalancedSampler(data, {"a": 2.0}).draw(6000, np.random.default_rng(0))
+    assert 0.47 < names.count("a") / 6000 < 0.53  # 2 : 1 : 1 (a corpus not named weighs 1)
+    assert 0.22 < names.count("c") / 6000 < 0.28
+    _, names = BalancedSampler(data, {"b": 0.0, "c": 0.0}).draw(100, np.random.default_rng(0))
+    assert set(names) == {"a"}
+    with pytest.raises(ValueError, match="corpus weights"):
+        BalancedSampler(data, {"a": 0.0, "b": 0.0, "c": 0.0})
+
+
 # -- rooms and noise ------------------------------------------------------------------------------
 
 
