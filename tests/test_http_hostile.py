@@ -5,6 +5,10 @@
 * every error answers JSON, also those raised by the standard library's request parsing;
 * uploads: a slot is reserved before the body is read (503 + Retry-After when none is free, queued
   bodies included), and a body arriving slower than the minimum rate gets 408.
+* the request line is split on single SP only (RFC 9112): other whitespace, NEL or NBSP -> 400, at once;
+* a path is a route only when it is exactly one: ``//?token=`` is 404 and sets no cookie;
+* an answer given without reading the announced body is not cut off by a reset, and the drain
+  that makes it so is bounded.
 
 The slow-body test stalls for good, so its answer does not depend on how fast the machine is.
 """
@@ -19,6 +23,7 @@ from typing import Any, Dict, Tuple
 import pytest
 
 from edge_ser.outputs.http_config import TOKEN_ENV, HttpConfigError, HttpConfig
+from edge_ser.outputs.http_request import drain
 from tests.test_http import (  # noqa: F401
     LABELS, make_server, raw_exchange, read_until_closed, request, status_of, wait_until,
 )
@@ -242,3 +247,160 @@ def test_upload_settings_are_validated() -> None:
     with pytest.raises(HttpConfigError, match="upload_grace_seconds"):
         HttpConfig.from_mapping({"upload_grace_seconds": -1.0})
     assert HttpConfig.from_mapping({"min_upload_rate": 8192, "upload_grace_seconds": 2}).upload_grace_seconds == 2.0
+
+
+# -- the request line: split on single SP only (RFC 9112 section 3) ------------------------------------
+
+#: Request lines that ``str.split()`` would read as three words (or that are otherwise not
+#: ``METHOD SP TARGET SP HTTP/x.y``): each is a 400, never a request for /healthz.
+BAD_REQUEST_LINES = {
+    "NEL (U+0085) as separator": b"GET\x85/healthz\x85HTTP/1.0",
+    "NBSP (U+00A0) as separator": b"GET\xa0/healthz\xa0HTTP/1.0",
+    "NEL before the version": b"GET /healthz\x85HTTP/1.0",
+    "NEL inside the target": b"GET /heal\x85thz HTTP/1.0",
+    "tab": b"GET\t/healthz HTTP/1.0",
+    "vertical tab": b"GET\x0b/healthz HTTP/1.0",
+    "form feed": b"GET /healthz\x0cHTTP/1.0",
+    "bare CR": b"GET /healthz\rHTTP/1.0",
+    "unit separator (U+001F)": b"GET\x1f/healthz HTTP/1.0",
+    "two spaces": b"GET  /healthz HTTP/1.0",
+    "leading space": b" GET /healthz HTTP/1.0",
+    "trailing space": b"GET /healthz HTTP/1.0 ",
+    "no version": b"GET /healthz",
+    "two-digit minor version": b"GET /healthz HTTP/1.10",
+    "lower-case protocol name": b"GET /healthz http/1.0",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUEST_LINES))
+def test_request_line_is_split_on_single_spaces_only(make_server: Any, case: str) -> None:
+    server = make_server()
+    data = BAD_REQUEST_LINES[case] + b"\r\nHost: 127.0.0.1\r\n\r\n"
+    status, headers, body, _ = split_response(raw_exchange(server, data))
+    assert status == 400, (case, status, body[:200])
+    assert headers["content-type"].startswith("application/json")
+    payload = json.loads(body)
+    assert payload["status"] == 400
+    assert "request line" in payload["error"] or "HTTP version" in payload["error"], payload
+    assert b'"ok"' not in body
+    assert server.counters()["responses"] == {"400": 1}, "nothing was served"
+
+
+def test_malformed_request_line_is_answered_at_once(make_server: Any) -> None:
+    """The 400 comes before any header is read: a client that sends only the line is not left waiting."""
+    server = make_server(request_timeout=600.0)
+    with socket.create_connection(server.address, timeout=60) as sock:
+        sock.sendall(b"GET\xa0/healthz\xa0HTTP/1.1\r\n")  # no header block follows, and the client waits
+        status, _, body, _ = split_response(read_until_closed(sock))
+    assert status == 400 and json.loads(body)["status"] == 400
+
+
+def test_request_line_edge_cases(make_server: Any) -> None:
+    server = make_server()
+    # RFC 9112 section 2.2: one empty line before the request line is ignored
+    assert status_of(raw_exchange(server, b"\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == 200
+    assert status_of(raw_exchange(server, b"\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")) == 400
+    # a request line that ends without CRLF (the client stopped sending) is incomplete
+    with socket.create_connection(server.address, timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0")
+        sock.shutdown(socket.SHUT_WR)
+        assert status_of(read_until_closed(sock)) == 400
+    # another major version is 505, whatever follows
+    assert status_of(raw_exchange(server, b"GET /healthz HTTP/2.0\r\n\r\n")) == 505
+
+
+# -- paths are matched exactly: // is not / ------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["//", f"//?token={TOKEN}", f"///?token={TOKEN}", f"//index.html?token={TOKEN}",
+                                    f"/index.html/?token={TOKEN}", "//app.js"])
+def test_a_path_that_is_not_a_route_is_404_and_sets_no_cookie(token_server: Any, target: str) -> None:
+    data = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+    status, headers, body, _ = split_response(raw_exchange(token_server, data))
+    assert status == 404, (target, status, body[:200])
+    assert "set-cookie" not in headers and "location" not in headers
+    assert json.loads(body) == {"error": "not found", "status": 404}
+
+
+def test_double_slash_is_not_the_dashboard_without_a_token_either(make_server: Any) -> None:
+    server = make_server()
+    response = raw_exchange(server, b"GET // HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert status_of(response) == 404 and b"<!doctype html>" not in response
+    assert status_of(raw_exchange(server, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == 200
+
+
+# -- an answer given before the body was read still reaches the client ---------------------------------
+
+def _small_window_client(server: Any) -> socket.socket:
+    """A client with the smallest receive buffer: an answer larger than it waits in the server's kernel."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    sock.settimeout(60)
+    sock.connect(server.address)
+    return sock
+
+
+@pytest.mark.parametrize("method, path, code", [
+    ("X" * 3000, "/healthz", 405),  # refused before the body; the answer names the method, so it is large
+    ("GET", "/", 200),  # a body nobody asked for; the page is larger than the client's window
+])
+def test_answer_is_not_cut_off_by_a_reset_when_the_body_was_not_read(make_server: Any, method: str, path: str,
+                                                                      code: int) -> None:
+    server = make_server()
+    sock = _small_window_client(server)
+    # part of an announced body is already sent (more than the server's read buffer); the client
+    # then waits without reading, as one that is still uploading would
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n".encode()
+                 + b"\0" * 30000)
+    wait_until(lambda: server.counters()["responses"].get(str(code)) == 1, "the answer")
+    wait_until(lambda: server.counters()["open_connections"] == 0, "the server to let the connection go")
+    status, headers, body, _ = split_response(read_until_closed(sock))
+    sock.close()
+    assert status == code
+    assert len(body) == int(headers["content-length"]), "the answer was cut off (the server reset the connection)"
+
+
+def test_unread_body_is_drained_only_up_to_a_bound(make_server: Any) -> None:
+    """A client announcing a huge body and sending without pause is not read to the end: the server
+    answers, reads a bounded amount, and closes while the client is still sending."""
+    server = make_server()
+    total = 256 * 1024 * 1024
+    sent = {"bytes": 0, "stopped": False}
+    with socket.create_connection(server.address, timeout=60) as sock:
+        sock.sendall(b"POST /no-such-page HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (10 ** 15))
+
+        def send_forever() -> None:
+            chunk = b"\0" * 65536
+            try:
+                while sent["bytes"] < total:
+                    sock.sendall(chunk)
+                    sent["bytes"] += len(chunk)
+            except OSError:
+                sent["stopped"] = True  # the server closed: what the test expects
+
+        sender = threading.Thread(target=send_forever)
+        sender.start()
+        status, headers, body, _ = split_response(read_until_closed(sock))
+        sender.join(120)
+    assert status == 404 and json.loads(body)["status"] == 404
+    assert sent["stopped"] and sent["bytes"] < total, "the server read the body to the end"
+    wait_until(lambda: server.counters()["open_connections"] == 0, "the connection to end")
+
+
+def test_drain_stops_at_its_limit_and_at_end_of_input() -> None:
+    """The helper behind the above, over a socket pair: bounded by bytes, and already-arrived input
+    is read even when no time is left (a late worker on a busy machine must not turn the answer into a reset)."""
+    left, right = socket.socketpair()
+    with left, right:
+        right.sendall(b"x" * 1000)
+        assert drain(left, 65536, 0.0) == 1000
+
+        def send_and_end() -> None:
+            right.sendall(b"y" * 80_000)
+            right.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send_and_end)
+        sender.start()
+        assert drain(left, 65536, 60.0) == 65536  # the limit, though more is coming
+        sender.join(60)
+        assert drain(left, 65536, 60.0) == 80_000 - 65536  # the rest, then end of input ends it
+        assert drain(left, 65536, 60.0) == 0

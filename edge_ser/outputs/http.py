@@ -20,7 +20,8 @@ Why it is built the way it is, on a device that listens to a room:
   constant-time. Without a token, requests must name a loopback ``Host`` (stops DNS
   rebinding from a web page in the user's browser).
 * **Nothing from the file system.** The only files served are a fixed whitelist of
-  asset names read once at start-up, so there is no path to traverse.
+  asset names read once at start-up, so there is no path to traverse. A path is a route
+  only when it is exactly one (``//`` is not ``/``: 404).
 * **The daemon never waits for a client.** :meth:`DashboardServer.emit` appends to a
   bounded history and ``put_nowait``\\ s into bounded per-client queues
   (:mod:`.sse`); a client that falls behind is dropped and counted.
@@ -32,10 +33,13 @@ Why it is built the way it is, on a device that listens to a room:
   of lower-priority worker threads with their own interpreter, through the bounded
   :meth:`Classifier.classify_bytes`, so an upload cannot take the daemon's CPU, its
   model lock or its memory.
-* **Strict framing** (:mod:`.http_request`): one ``Host``, one ``Content-Length`` of
-  ASCII digits, no folded or malformed header lines; every error, including those of
-  the standard library's request parsing, answers JSON. No header value is ever sent
+* **Strict framing** (:mod:`.http_request`): a request line of three parts split on
+  single spaces, one ``Host``, one ``Content-Length`` of ASCII digits, no folded or
+  malformed header lines; every error answers JSON. No header value is ever sent
   with a line break in it, and the token cookie is only ever the server's own token.
+* **Answers arrive.** When a request's body was not read (refused early, or not asked
+  for), the server ends its side and drains a bounded amount before closing, so the
+  client reads the answer instead of a reset.
 
 Responses are HTTP/1.0 style (one request per connection), which keeps streams and
 timeouts simple and is all a dashboard on a LAN needs.
@@ -44,6 +48,7 @@ timeouts simple and is all a dashboard on a LAN needs.
 from __future__ import annotations
 
 import hmac
+import http.client
 import io
 import logging
 import os
@@ -65,7 +70,9 @@ from .. import __version__
 from ..errors import EdgeSerError
 from .http_config import HttpConfig, HttpConfigError, add_http_arguments, is_loopback_host
 from .http_metrics import DaemonState, render_prometheus
-from .http_request import BodyEnded, Framing, FramingError, SlowBody, parse_framing, read_body
+from .http_request import (
+    BodyEnded, Framing, FramingError, RequestLineError, SlowBody, drain, parse_framing, parse_request_line, read_body,
+)
 from .sse import EventHub, StreamClient, safe_json
 
 __all__ = ["DashboardServer", "HttpConfig", "HttpConfigError", "add_http_arguments", "create_dashboard", "ASSETS"]
@@ -81,6 +88,12 @@ ASSETS: Dict[str, Tuple[str, str]] = {
 }
 #: Longest request line accepted (the longest legitimate one is a few hundred bytes).
 MAX_REQUEST_LINE = 4096
+#: After an answer to a request whose input was not all read: at most this much more is read
+#: and dropped, for at most this long, whatever the request announced.
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 1.0
+#: The routes that serve the dashboard page (the only ones where ``?token=`` becomes a cookie).
+_DASHBOARD_PAGES = ("/", "/index.html")
 COOKIE_NAME = "edge_ser_token"
 #: How often an idle stream checks whether its client hung up (so the client count stays true).
 _LEAVE_CHECK_SECONDS = 1.0
@@ -470,7 +483,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().send_header(keyword, value)
 
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
-        """Errors from the standard library's request parsing answer JSON, like the API's own."""
+        """Errors raised through the standard library's API answer JSON too, like the API's own."""
         self.close_connection = True
         try:
             phrase = HTTPStatus(code).phrase
@@ -479,46 +492,88 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(code, message or phrase)
 
     def handle_one_request(self) -> None:
-        """Read the request with our own limits, then dispatch; any socket trouble ends it."""
+        """Read the request with our own parser and limits, answer it, then close so the answer arrives."""
         self.close_connection = True
         self.command, self.request_version, self.requestline = None, "HTTP/1.0", ""
+        self.unread_input = True  # until the framing says the request has no body (or it was read)
         try:
-            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
-            if not line:
-                return
-            if len(line) > MAX_REQUEST_LINE:
-                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
-                return
-            block, problem = self._read_header_block()
-            if problem == "slow":
-                self.send_error(HTTPStatus.REQUEST_TIMEOUT, "request headers took too long")
-                return
-            if problem:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, problem)
-                return
-            self.raw_requestline = line
-            real_rfile, self.rfile = self.rfile, io.BytesIO(block)
-            try:
-                parsed = self.parse_request()
-            finally:
-                self.rfile = real_rfile
-            if not parsed:
-                return
-            self.close_connection = True
-            if int(self.request_version[5:].partition(".")[0]) < 1:
-                self._error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "HTTP/0.9 is not supported; use HTTP/1.0 or 1.1")
-                return
-            try:
-                self.framing = parse_framing(block)
-            except FramingError as exc:
-                self._error(HTTPStatus.BAD_REQUEST, str(exc))
-                return
-            self._dispatch()
+            if self._read_request():
+                self._dispatch()
             self.wfile.flush()
         except (OSError, ValueError) as exc:  # timeouts, resets, writes after a client left
             log.debug("http: connection ended: %s", exc)
+            return
+        if self.unread_input:
+            self._end_with_unread_input()
+
+    def _read_request(self) -> bool:
+        """Read and check the request line and the header block; False once an error is answered.
+
+        The request line is checked before a header is read, so a malformed one is answered
+        at once, not after the header deadline.
+        """
+        line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+        if line in (b"\r\n", b"\n"):  # RFC 9112 section 2.2: one empty line before the request is ignored
+            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+        if not line:
+            self.unread_input = False  # the client closed without a request: nothing to answer
+            return False
+        if len(line) > MAX_REQUEST_LINE:
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+            return False
+        self.raw_requestline = line
+        self.requestline = line.rstrip(b"\r\n").decode("latin-1")
+        try:
+            parsed = parse_request_line(line)
+        except RequestLineError as exc:
+            self._error(exc.status, str(exc))
+            return False
+        self.command, self.path, self.request_version = parsed.method, parsed.target, parsed.version
+        return self._read_headers()
+
+    def _read_headers(self) -> bool:
+        """Read the header block into ``headers`` and ``framing``; False once an error is answered."""
+        block, problem = self._read_header_block()
+        if problem == "slow":
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT, "request headers took too long")
+            return False
+        if problem:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, problem)
+            return False
+        try:
+            self.headers = http.client.parse_headers(io.BytesIO(block), _class=self.MessageClass)
+        except http.client.HTTPException as exc:  # a line over 64 KiB, or over 100 headers
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, f"request headers refused: {exc}")
+            return False
+        try:
+            self.framing = parse_framing(block)
+        except FramingError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+            return False
+        self.unread_input = bool(self.framing.content_length) or self.framing.transfer_encoding
+        return True
+
+    def _end_with_unread_input(self) -> None:
+        """End a connection whose input was not all read, so that the answer reaches the client.
+
+        Closing a socket with unread input makes the kernel send a reset at once and drop
+        the part of the answer it has not sent yet: the client sees "connection reset", or
+        a cut-off answer, instead of our 400 or 413. So the answer (always ``Connection:
+        close``) is followed by our FIN, then at most :data:`DRAIN_BYTES` of pending input
+        are read and dropped within :data:`DRAIN_SECONDS`, whatever ``Content-Length``
+        announced. A client that sends more than that still gets the reset, but cannot
+        hold the worker or its memory.
+        """
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        drain(self.connection, DRAIN_BYTES, DRAIN_SECONDS)
 
     framing = Framing(None, False)
+    #: True while the client may have sent input this handler has not read (a body it did not
+    #: ask for, or anything after a request it refused): the connection then ends with a drain.
+    unread_input: bool = True
 
     def _read_header_block(self) -> Tuple[bytes, Optional[str]]:
         cfg = self.dashboard.config
@@ -604,7 +659,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} not allowed here; use {', '.join(methods)}",
                         {"Allow": ", ".join(methods)})
             return
-        if token_param is not None and path in ("/", "/index.html") and self.dashboard.config.token:
+        if token_param is not None and path in _DASHBOARD_PAGES and self.dashboard.config.token:
             # Opened as /?token=...: take it out of the address bar, and keep it in an HttpOnly
             # cookie only when it is itself the token (the request may be authorized by another
             # one). The cookie holds the configured token, never the client's text.
@@ -647,7 +702,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _unauthorized(self, path: str) -> None:
         headers = {"WWW-Authenticate": 'Bearer realm="edge-ser"'}
-        if path in ("/", "/index.html"):
+        if path in _DASHBOARD_PAGES:
             body = (b"<!doctype html><meta charset=utf-8><title>edge-ser: token needed</title>"
                     b"<p>This edge-ser dashboard needs its access token: open it as "
                     b"<code>/?token=YOUR_TOKEN</code> once (the browser then keeps it in a cookie), "
@@ -814,6 +869,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = read_body(self.rfile, self.connection, length, min_rate=config.min_upload_rate,
                              grace=config.upload_grace_seconds, restore_timeout=config.request_timeout)
+            self.unread_input = False
         except SlowBody as exc:
             return "slow", HTTPStatus.REQUEST_TIMEOUT, {
                 "error": f"upload too slow: {exc.received} of {exc.length} bytes arrived; after "
@@ -842,28 +898,6 @@ class _Handler(BaseHTTPRequestHandler):
         if code != HTTPStatus.OK:
             payload.setdefault("status", int(code))
         self._json(code, payload, headers)
-        if code in (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.LENGTH_REQUIRED,
-                    HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.REQUEST_TIMEOUT):
-            self._discard_unread_body()
-
-    def _discard_unread_body(self) -> None:
-        """Read and drop (briefly, boundedly) a body we refused, so the client sees our answer.
-
-        Closing a socket with unread input makes the kernel send a reset, and a client
-        still uploading would then report "connection reset" instead of 413.
-        """
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(0.5)
-            deadline, budget = time.monotonic() + 2.0, 8 * 1024 * 1024
-            while budget > 0 and time.monotonic() < deadline:
-                chunk = self.connection.recv(65536)
-                if not chunk:
-                    break
-                budget -= len(chunk)
-        except OSError:
-            pass
 
 
 def _breaks_line(text: str) -> bool:

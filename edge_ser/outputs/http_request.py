@@ -1,5 +1,12 @@
-"""Reading a request strictly: the framing rules of the header block, and an upload body
-that must keep arriving at a minimum rate.
+"""Reading a request strictly: the request line, the framing rules of the header block, an
+upload body that must keep arriving at a minimum rate, and a bounded drain of what was not read.
+
+Why a request line of its own: ``str.split()`` (what the standard library's parser uses) splits
+on any run of whitespace, and once the bytes are decoded as Latin-1 that includes tab, VT, FF,
+bare CR, U+001C-U+001F, NEL (``\\x85``) and NBSP (``\\xa0``). RFC 9112 separates the three parts
+with single SP bytes; :func:`parse_request_line` does exactly that, so ``GET\\xa0/x\\xa0HTTP/1.1``
+is a 400 here rather than a request for ``/x`` that a proxy or a logger would read otherwise.
+The target is kept as received: ``//`` is not ``/``.
 
 Why strict framing: where a request ends must not be open to interpretation. Two
 ``Content-Length`` headers, ``+12``, ``1_2``, `` 12 ``, a folded header line or a bare CR
@@ -14,6 +21,11 @@ slot for as long as it likes; with :func:`read_body` it must deliver at least
 ``min_rate`` bytes a second on average once ``grace`` seconds have passed, or it gets
 :class:`SlowBody` (408). The rule is a running budget, not a per-read timeout, so a
 trickle of one byte every few seconds cannot stretch it either.
+
+Why a drain (:func:`drain`): closing a socket while input is unread makes the kernel send a
+reset at once and drop whatever of the answer it has not sent yet, so a client still uploading
+sees "connection reset" instead of the 400 or 413 it was sent. Reading and dropping a bounded
+amount first lets the answer through; the bound keeps a hostile client from holding the worker.
 """
 
 from __future__ import annotations
@@ -25,12 +37,69 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
-__all__ = ["Framing", "FramingError", "parse_framing", "read_body", "UploadBody", "SlowBody", "BodyEnded"]
+__all__ = ["RequestLine", "RequestLineError", "parse_request_line", "Framing", "FramingError", "parse_framing",
+           "read_body", "UploadBody", "SlowBody", "BodyEnded", "drain"]
 
-#: RFC 9110 ``token``: what a header name may be made of (no spaces, no colon).
-_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: RFC 9110 ``token``: what a method or a header name may be made of (no spaces, no colon).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: RFC 9112 ``HTTP-version``: case-sensitive name, one digit each side of the dot.
+_VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])")
+#: A request target is a URI: visible ASCII only (anything else must arrive percent-encoded).
+_TARGET = re.compile(rb"[\x21-\x7e]+")
 #: ASCII digits only (``int()`` would also take ``+``, ``_``, spaces and other scripts' digits).
 _LENGTH = re.compile(rb"[0-9]{1,18}")
+
+
+class RequestLineError(ValueError):
+    """The request line is not ``METHOD SP request-target SP HTTP-version``: answer ``status``."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RequestLine:
+    """The three parts of a request line, as received (the target is not normalised)."""
+
+    method: str
+    target: str
+    version: str
+
+
+def parse_request_line(line: bytes) -> RequestLine:
+    """Split ``line`` (as received, line ending included) on single SP bytes (RFC 9112 section 3).
+
+    Exactly three parts: a token method, a target of visible ASCII, ``HTTP/1.x``; else
+    :class:`RequestLineError` (505 for a well-formed other major version). A bare LF ends
+    the line as well as CRLF (RFC 9112 section 2.2); no ending at all means the client
+    stopped mid-request.
+    """
+    if not line.endswith(b"\n"):
+        raise RequestLineError("incomplete request line: it must end with CRLF")
+    text = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+    parts = text.split(b" ")
+    if len(parts) != 3:
+        raise RequestLineError(f"malformed request line {_shown(text)}: expected METHOD, target and "
+                               "HTTP version separated by single spaces")
+    method, target, version = parts
+    match = _VERSION.fullmatch(version)
+    if match is None:
+        raise RequestLineError(f"malformed HTTP version {_shown(version)} in the request line: "
+                               "expected HTTP/1.0 or HTTP/1.1")
+    if match.group(1) != b"1":
+        raise RequestLineError(f"{version.decode('ascii')} is not supported; use HTTP/1.0 or 1.1", 505)
+    if not _TOKEN.fullmatch(method):
+        raise RequestLineError(f"malformed method {_shown(method)} in the request line")
+    if not _TARGET.fullmatch(target):
+        raise RequestLineError(f"malformed target {_shown(target)} in the request line: "
+                               "only visible ASCII (percent-encode the rest)")
+    return RequestLine(method.decode("ascii"), target.decode("ascii"), version.decode("ascii"))
+
+
+def _shown(raw: bytes, limit: int = 60) -> str:
+    """``raw`` quoted for an error message: short, every odd byte escaped."""
+    return repr(raw[:limit].decode("latin-1")) + ("..." if len(raw) > limit else "")
 
 
 class FramingError(ValueError):
@@ -66,7 +135,7 @@ def parse_framing(block: bytes) -> Framing:
         if b"\r" in line or b"\0" in line:
             raise FramingError("a header line holds a bare CR or a NUL byte")
         name, colon, value = line.partition(b":")
-        if not colon or not _FIELD_NAME.fullmatch(name):
+        if not colon or not _TOKEN.fullmatch(name):
             raise FramingError(f"malformed header line {line[:40].decode('latin-1')!r}")
         key = name.lower()
         if key == b"host":
@@ -170,3 +239,27 @@ def read_body(rfile: BinaryIO, sock: socket.socket, length: int, *, min_rate: fl
     finally:
         sock.settimeout(restore_timeout)
     return body
+
+
+def drain(sock: socket.socket, limit: int, seconds: float) -> int:
+    """Read and drop at most ``limit`` bytes from ``sock``; how many were read.
+
+    Stops at end of input, at ``limit``, or when nothing more arrives before ``seconds``
+    have passed. Input that has already arrived is read even once the time is up (a zero
+    timeout), so a worker that gets here late on a busy machine still empties what is
+    there; ``limit`` bounds that, and the scratch buffer is reused, so memory and time stay
+    bounded whatever the client announced.
+    """
+    scratch = bytearray(min(limit, 16384))
+    deadline = time.monotonic() + seconds
+    total = 0
+    try:
+        while total < limit:
+            sock.settimeout(max(0.0, deadline - time.monotonic()))
+            count = sock.recv_into(scratch, min(len(scratch), limit - total))
+            if not count:
+                break
+            total += count
+    except OSError:  # nothing more in time (timeout, or nothing pending at zero timeout), or a reset
+        pass
+    return total
