@@ -2,7 +2,7 @@
 
 * the ``?token=`` cookie: set only from a query token that is itself valid, never from raw input;
 * strict framing: one ``Host``, one ``Content-Length`` of ASCII digits, no header tricks -> 400;
-* every error answers JSON, also those raised by the standard library's request parsing;
+* every error answers JSON, also those of request-line and header parsing;
 * uploads: a slot is reserved before the body is read (503 + Retry-After when none is free, queued
   bodies included), and a body arriving slower than the minimum rate gets 408.
 * the request line is split on single SP only (RFC 9112): other whitespace, NEL or NBSP -> 400, at once;
@@ -119,7 +119,7 @@ def test_plain_lengths_still_work(make_server: Any) -> None:
     (b"GET /healthz HTTP/9.9\r\n\r\n", 505),
     (b"GET /healthz HTTP/1.x\r\n\r\n", 400),
     (b"GET / HTTP/0.9\r\n\r\n", 505),  # else a headerless HTTP/0.9 answer: no Content-Type, no CSP
-    (b"GET \x00 \x00 HTTP/0.9\r\n\r\n", 400),  # refused by the standard library, still with a status line
+    (b"GET \x00 \x00 HTTP/0.9\r\n\r\n", 400),  # a malformed request line: still a status line
     (b"GET /" + b"a" * 10000 + b" HTTP/1.0\r\n\r\n", 414),
     (b"GET /healthz HTTP/1.0\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
     (b"BREW /healthz HTTP/1.0\r\n\r\n", 405),

@@ -89,9 +89,12 @@ ASSETS: Dict[str, Tuple[str, str]] = {
 #: Longest request line accepted (the longest legitimate one is a few hundred bytes).
 MAX_REQUEST_LINE = 4096
 #: After an answer to a request whose input was not all read: at most this much more is read
-#: and dropped, for at most this long, whatever the request announced.
-DRAIN_BYTES = 64 * 1024
-DRAIN_SECONDS = 1.0
+#: and dropped, for at most this long, whatever the request announced. 8 MiB lets clients
+#: that send a whole upload before reading (Python's http.client, requests) see a 413 for
+#: a file a few MB too large, instead of a connection reset; the time bound keeps a
+#: hostile sender from holding the worker (memory is one fixed buffer either way).
+DRAIN_BYTES = 8 * 1024 * 1024
+DRAIN_SECONDS = 2.0
 #: The routes that serve the dashboard page (the only ones where ``?token=`` becomes a cookie).
 _DASHBOARD_PAGES = ("/", "/index.html")
 COOKIE_NAME = "edge_ser_token"
