@@ -122,7 +122,10 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
 
     lines += ["", "## Development split (recipes were chosen here, and only here)", "",
               "Float models unless marked; held-out development speakers of each corpus "
-              "(RAVDESS 01, 11, 20, 21; nEMO EB0, WR0; ASED 01-08).", "",
+              "(RAVDESS 01, 11, 20, 21; nEMO EB0, WR0; ASED 01-08). A recipe trained on several "
+              "corpora has heard other speakers of nEMO and ASED, so its cells there are new voices "
+              "of a known corpus; the baseline's are corpora it never heard (see leave one corpus "
+              "out for the cross-corpus comparison).", "",
               "| recipe | RAVDESS | nEMO | ASED | pooled UA | RAVDESS far-field |", "|---|---|---|---|---|---|"]
     for label in labels:
         row = results[label].get("dev")
