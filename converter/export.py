@@ -65,6 +65,30 @@ ROOM_FACTS = ("Rooms and noise used in training (`--recipe rooms`), never their 
               "folder's manifest).")
 
 
+def balanced_training_text(recipe: Dict[str, object], corpora: Sequence[str]) -> str:
+    """What a balanced-draw recipe does, in words, from its stored fields."""
+    weights = recipe.get("corpus_weights") or {}
+    w = [float(weights.get(c, 1.0)) for c in corpora]
+    if corpora and len(set(w)) > 1:
+        share = ", ".join(f"{c} {100 * x / sum(w):.0f} %" for c, x in zip(corpora, w))
+        draws = f"a corpus by weight (share of batches: {share})"
+    else:
+        draws = "a corpus uniformly"
+    clean = float(recipe.get("clean_probability", 0.0))
+    return (
+        f"{recipe.get('steps', '?')} batches of {recipe.get('batch_size', 32)} windows, each drawn as {draws}, "
+        "then one of its classes uniformly, then a clip; a clip competes only among its corpus's classes "
+        "(the other logits are masked out of the loss; where a corpus has neutral but no calm, calm joins "
+        "neutral), mixup pairs clips of one corpus, label smoothing spreads over its classes. RAVDESS clean "
+        "clips get an Opus round trip (the other corpora are Opus) so the codec is no shortcut. "
+        f"{100 * clean:.0f} % of windows come from the clean clip, the rest from one of "
+        f"{recipe.get('aug_variants', '?')} precomputed audio variants per clip: speed 0.88-1.12, a measured "
+        "room (60 %) or synthetic reverberation (15 %), real noise at 0-25 dB SNR (80 %), -25..+3 dB level, "
+        "telephone band (15 %), low-bit-rate Opus (10 %); then random 3 s crops, SpecAugment, AdamW with "
+        "cosine decay."
+    )
+
+
 def _header_lines(path: Path, metadata: ModelMetadata, report: Dict[str, object], params: int,
                   train_info: Dict[str, object]) -> List[str]:
     cfg = metadata.feature_config
@@ -132,13 +156,13 @@ def rooms_model_card(
     """The card of a multi-corpus, room-augmented model: data and licences, protocol tables, limits."""
     corpora = train_info.get("corpora") or []
     temperature = metadata.extra.get("temperature")
+    recipe_name = metadata.extra.get("recipe_name", "rooms")
     lines = _header_lines(path, metadata, report, params, train_info)
     lines += [
         "## Reproduce", "", "```", command, "```", "",
         "The evaluation protocol behind the tables below, and the baseline rows: "
-        "`python -m converter protocol --recipe rooms` (resumable, one results file per run in "
-        "`models/results/protocol/`), then `python -m converter report`. The final training reads the "
-        "protocol's calibration temperatures (median) and folds the temperature into the last layer.",
+        f"`python -m converter protocol --recipe {recipe_name}` (resumable, one results file per run in "
+        "`models/results/protocol/`), then `python -m converter report`.",
         "",
         "## Data and licences",
         "",
@@ -151,18 +175,15 @@ def rooms_model_card(
         "",
         ROOM_FACTS,
         "",
-        "Training: corpora drawn uniformly, then classes uniformly within a corpus, then a clip; a clip competes "
-        "only among its corpus's classes (the other logits are masked out of the loss), mixup pairs clips of "
-        "one corpus, label smoothing spreads over its classes. RAVDESS clean clips get an Opus round trip "
-        "(the other corpora are Opus) so the codec is no shortcut. Audio variants (3 per clip, precomputed): "
-        "speed 0.88-1.12, a measured room (60 %) or synthetic reverberation (15 %), real noise at 0-25 dB SNR "
-        "(80 %), -25..+3 dB level, telephone band (15 %), low-bit-rate Opus (10 %); then random 3 s crops, "
-        "SpecAugment, AdamW with cosine decay.",
+        "Training: " + balanced_training_text(metadata.extra.get("recipe") or {}, corpora),
         "",
     ]
-    if temperature:
-        lines += [f"Calibration: logits divided by T = {temperature:.2f} (the median of the temperatures fitted "
-                  "on held-out training speakers in the protocol runs).", ""]
+    if temperature and abs(temperature - 1.0) > 1e-6:
+        lines += [f"Calibration: logits divided by T = {temperature:.2f}, folded into the last layer.", ""]
+    elif temperature:
+        lines += ["Calibration: no temperature (T = 1). Temperatures fitted on held-out *training* speakers "
+                  "made the calibration error on new corpora and rooms worse in the protocol (see the "
+                  "calibration table).", ""]
     lines += [protocol_md.replace("# Room-ready evaluation protocol", "## Evaluation (own protocol)").strip(), ""]
     lines += _export_check_lines(train_info)
     lines += [

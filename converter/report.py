@@ -14,6 +14,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .protocol import DESCRIPTIONS
+
 Results = Dict[str, Dict[str, dict]]  # recipe label -> run -> row
 
 CV_RUNS = [f"cv{i}" for i in range(1, 6)]
@@ -81,6 +83,10 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
              "Produced by `python -m converter report` from the per-run files beside this one "
              "(`python -m converter protocol --recipe NAME` writes them; see `converter/protocol.py`). "
              "int8 models unless marked float. A dash is a run not done (yet).", ""]
+    described = [label for label in order if label in DESCRIPTIONS]
+    if described:
+        lines += ["Recipes (`converter/protocol.py`):", ""]
+        lines += [f"- `{label}`: {DESCRIPTIONS[label]}" for label in described] + [""]
 
     lines += ["## RAVDESS speaker-independent folds: clean and far-field", "",
               "8-way UA on the fold's 4 unseen actors; far-field = the same clips through held-out measured rooms, "
