@@ -9,7 +9,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "edge-ser-int8.tflite"
@@ -131,7 +131,7 @@ def cmd_cv(args, argv) -> int:
 
 def cmd_train(args, argv) -> int:
     from .evaluate import int8_model
-    from .export import build_metadata, cv_digest, finish_tflite, load_cv, model_card, utc_now
+    from .export import build_metadata, finish_tflite, load_cv, model_card, utc_now
     from .model import count_params
     from .train import choose_val_speakers, train_model
 
@@ -141,10 +141,9 @@ def cmd_train(args, argv) -> int:
     # The final model runs the whole cosine schedule: cross-validation records the test UA
     # of the last epoch beside the early-stopped one, and they agree (see models/results/cv.md).
     stop_at = args.stop_at
-    cv_matches = bool(cv) and recipes_match(cv.get("recipe") or {}, recipe)
-    if cv and not cv_matches:
-        _log("WARNING: the cross-validation results were made with a different recipe; "
-             "they are embedded but marked as not matching")
+    evaluation = evaluation_extras(cv, recipe.to_dict(), args.recipe, Path(args.protocol))
+    if cv and not evaluation["cv_recipe_matches"]:
+        _log("note: the cross-validation results were made with another recipe; they are not embedded")
     val_ids = choose_val_speakers(data.speakers, args.val_speakers, recipe.seed)
     val = data.subset(val_ids) if val_ids else None
     train = data.subset(val_ids, keep=False) if val_ids else data
@@ -168,9 +167,7 @@ def cmd_train(args, argv) -> int:
         "corpora": sorted({it.corpus for it in data.items}),
         "train_speakers": sorted(set(train.speakers)),
         "early_stopping_speakers": val_ids,
-        "protocol": (cv_digest(cv) or {}).get("protocol", "no cross-validation results available"),
-        "cv": cv_digest(cv),
-        "cv_recipe_matches": cv_matches,
+        **evaluation,
         "command": command,
         "trained": utc_now(),
         "epochs": result.best_epoch,
@@ -180,10 +177,6 @@ def cmd_train(args, argv) -> int:
     }
     if temperature is not None:
         extra["temperature"] = round(temperature, 4)
-    if Path(args.protocol).is_dir():
-        from .report import digest, load_results
-
-        extra["protocol_results"] = digest(load_results(Path(args.protocol)), args.recipe)
     sanity = fixed_set_accuracy(tfl, data, recipe)
     if sanity is not None:
         extra["training_clip_check"] = sanity
@@ -231,15 +224,15 @@ def cmd_stamp(args, argv) -> int:
 
     from edge_ser.metadata import ModelMetadata
 
-    from .export import finish_tflite, utc_now
-    from .report import digest, load_results
+    from .export import finish_tflite, load_cv, utc_now
 
     path = Path(args.model)
     data = path.read_bytes()
     metadata = ModelMetadata.from_tflite(data, str(path))
     extra = dict(metadata.extra)
     recipe_name = extra.get("recipe_name", "baseline")  # models from before recipes had names
-    extra["protocol_results"] = digest(load_results(Path(args.protocol)), recipe_name)
+    cv = load_cv(Path(args.cv_results)) if args.cv_results else None
+    extra.update(evaluation_extras(cv, extra.get("recipe") or {}, recipe_name, Path(args.protocol)))
     extra["stamped"] = utc_now()
     metadata = dataclasses.replace(metadata, extra=extra)
     report = finish_tflite(data, metadata, path)
@@ -272,13 +265,37 @@ def fold_temperature(model, temperature: float) -> None:
     layer.set_weights([kernel / temperature, bias / temperature])
 
 
-def recipes_match(stored: dict, recipe) -> bool:
-    """True if ``stored`` (from a cv.json) describes ``recipe``; knobs added since must be at defaults."""
+def recipes_match(stored: dict, recipe: dict) -> bool:
+    """True if ``stored`` (from a cv.json) describes ``recipe`` (a ``Recipe.to_dict()``); knobs
+    added since must be at their defaults on both sides."""
     from .train import Recipe
 
-    current = json.loads(json.dumps(recipe.to_dict()))
+    current = json.loads(json.dumps(recipe))
     defaults = json.loads(json.dumps(Recipe().to_dict()))
-    return all(stored[k] == v if k in stored else v == defaults[k] for k, v in current.items())
+    return all(stored[k] == v if k in stored else v == defaults.get(k) for k, v in current.items())
+
+
+#: What a model made by a protocol recipe says about how it was evaluated.
+PROTOCOL_TEXT = ("room-ready protocol (converter/protocol.py): RAVDESS speaker-independent EmoBox folds, clean and "
+                 "through held-out measured rooms and real noise; leave one corpus out over ravdess, nemo, ased; "
+                 "calibration on held-out training speakers; recipes chosen on a fixed development split only")
+
+
+def evaluation_extras(cv: Optional[dict], recipe: dict, recipe_name: str, protocol_dir: Path) -> Dict[str, object]:
+    """The evaluation a model file carries: the cross-validation digest only when ``cv`` was
+    made with this very recipe (another recipe's figures would describe another model), and
+    the recipe's protocol results when there are any."""
+    from .export import cv_digest
+    from .report import digest, load_results
+
+    matches = bool(cv) and recipes_match(cv.get("recipe") or {}, recipe)
+    out: Dict[str, object] = {"cv": cv_digest(cv) if matches else None, "cv_recipe_matches": matches}
+    results = load_results(protocol_dir) if protocol_dir.is_dir() else {}
+    if recipe_name in results:
+        out["protocol_results"] = digest(results, recipe_name)
+    out["protocol"] = (out["cv"] or {}).get("protocol") or (
+        PROTOCOL_TEXT if "protocol_results" in out else "no evaluation results available")
+    return out
 
 
 CHECK_ACTORS = ("01", "02", "03", "04")
@@ -470,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stamp", help="refresh a model's embedded protocol figures and its card (no retraining)")
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))
     p.add_argument("--protocol", default=str(DEFAULT_RESULTS / "protocol"))
+    p.add_argument("--cv-results", default=str(DEFAULT_RESULTS / "cv.json"),
+                   help="cross-validation results (embedded only if made with the model's recipe)")
     p.add_argument("--card", default=str(ROOT / "models" / "MODEL_CARD.md"), help="card to rewrite ('' for none)")
     p.set_defaults(func=cmd_stamp)
 

@@ -83,7 +83,7 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
              "Produced by `python -m converter report` from the per-run files beside this one "
              "(`python -m converter protocol --recipe NAME` writes them; see `converter/protocol.py`). "
              "int8 models unless marked float. A dash is a run not done (yet).", ""]
-    described = [label for label in order if label in DESCRIPTIONS]
+    described = [label for label in labels if label in DESCRIPTIONS]
     if described:
         lines += ["Recipes (`converter/protocol.py`):", ""]
         lines += [f"- `{label}`: {DESCRIPTIONS[label]}" for label in described] + [""]
