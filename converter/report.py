@@ -74,7 +74,18 @@ def digest(results: Results, label: str) -> Dict[str, object]:
         out["dev"] = {"model": "float" if "float" in runs["dev"] else "int8", "clean_ua": dev["clean"]["ua"],
                       "farfield_ua": dev.get("farfield", {}).get("ua"),
                       "by_corpus": {c: v["ua"] for c, v in dev["clean"].get("by_corpus", {}).items()}}
-    return out
+    return _rounded(out)
+
+
+def _rounded(value, digits: int = 4):
+    """Floats rounded (a model file and ``edge-ser info`` need no 16-digit fractions)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
 
 
 def markdown(results: Results, order: Optional[List[str]] = None) -> str:
