@@ -149,12 +149,17 @@ def cmd_train(args, argv) -> int:
     train = data.subset(val_ids, keep=False) if val_ids else data
     _log(f"training on {len(set(train.speakers))} speakers ({len(train.items)} clips); "
          f"early-stopping speakers: {','.join(val_ids) or 'none'}")
-    result = train_model(train, val, recipe, log=_log, stop_at=stop_at)
-    _log(f"trained {result.epochs_run} epochs in {result.seconds / 60:.1f} min (kept epoch {result.best_epoch})")
-    if args.keras_out:
-        Path(args.keras_out).parent.mkdir(parents=True, exist_ok=True)
-        result.model.save(args.keras_out)
-        _log(f"saved Keras model {args.keras_out}")
+    command = _command(argv)
+    if args.from_keras:
+        result, command = load_trained(Path(args.from_keras), recipe)
+        _log(f"exporting {args.from_keras} (trained {result.epochs_run} epochs in {result.seconds / 60:.1f} min); "
+             "no training")
+    else:
+        result = train_model(train, val, recipe, log=_log, stop_at=stop_at)
+        _log(f"trained {result.epochs_run} epochs in {result.seconds / 60:.1f} min (kept epoch {result.best_epoch})")
+        if args.keras_out:
+            save_trained(result, Path(args.keras_out), recipe, command)
+            _log(f"saved Keras model {args.keras_out}")
     temperature = None
     if recipe.masked:
         temperature = args.temperature or protocol_temperature(Path(args.protocol), args.recipe)
@@ -162,7 +167,6 @@ def cmd_train(args, argv) -> int:
         _log(f"logits divided by the temperature {temperature:.3f} (folded into the last layer)")
     tfl = int8_model(result.model, train, recipe)
     params = count_params(result.model)
-    command = _command(argv)
     extra = {
         "corpora": sorted({it.corpus for it in data.items}),
         "train_speakers": sorted(set(train.speakers)),
@@ -263,6 +267,41 @@ def fold_temperature(model, temperature: float) -> None:
     layer = model.layers[-1]
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel / temperature, bias / temperature])
+
+
+def _training_record(keras_path: Path) -> Path:
+    return keras_path.with_name(keras_path.name + ".json")
+
+
+def save_trained(result, keras_path: Path, recipe, command: str) -> None:
+    """The float model and, beside it, how it was trained: ``--from-keras`` exports it later.
+
+    Why: quantizing, stamping and writing the card come after a training of half an hour;
+    when any of them fails (or is improved), the export is redone from this file instead
+    of training again.
+    """
+    keras_path.parent.mkdir(parents=True, exist_ok=True)
+    result.model.save(keras_path)
+    record = {"recipe": recipe.to_dict(), "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+              "seconds": round(result.seconds, 1), "command": command}
+    _training_record(keras_path).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def load_trained(keras_path: Path, recipe):
+    """``(TrainResult, training command)`` from :func:`save_trained`'s files; the recipe must be the
+    one the model was trained with. The command is the training run's: that is what reproduces it."""
+    import keras
+
+    from .train import TrainResult
+
+    try:
+        record = json.loads(_training_record(keras_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {keras_path}: no readable training record beside it ({exc})") from None
+    if not recipes_match(record["recipe"], recipe.to_dict()):
+        raise SystemExit(f"error: {keras_path} was trained with another recipe than --recipe/options give now")
+    model = keras.models.load_model(keras_path, compile=False)
+    return TrainResult(model, record["best_epoch"], None, record["epochs_run"], record["seconds"]), record["command"]
 
 
 def recipes_match(stored: dict, recipe: dict) -> bool:
@@ -457,7 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-validation results to embed in the metadata and model card ('' for none)")
     p.add_argument("--out", default=str(DEFAULT_MODEL))
     p.add_argument("--card", default=str(ROOT / "models" / "MODEL_CARD.md"), help="model card path ('' for none)")
-    p.add_argument("--keras-out", default=str(ROOT / "runs" / "edge-ser.keras"), help="also save the float Keras model")
+    p.add_argument("--keras-out", default=str(ROOT / "runs" / "edge-ser.keras"),
+                   help="also save the float Keras model (and FILE.json: how it was trained)")
+    p.add_argument("--from-keras", help="do not train: export this model saved by an earlier run's --keras-out")
     p.add_argument("--protocol", default=str(DEFAULT_RESULTS / "protocol"),
                    help="protocol results (their digest goes into the metadata; their median temperature is used)")
     p.add_argument("--temperature", type=float, help="logits models: divide logits by this (default: protocol median)")

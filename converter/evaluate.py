@@ -123,9 +123,9 @@ def protocol_text(results: List[Dict[str, object]]) -> str:
                        "(best epoch by their UA)")
     if ravdess:
         return base + ("; each fold model trains on all 16 remaining actors for the whole schedule, exactly like "
-                       "the shipped model (which trains on all 20)")
+                       "the final model of the same recipe (which trains on all 20)")
     return base + ("; each fold model trains on all remaining speakers for the whole schedule, exactly like the "
-                   "final model (which trains on all of them)")
+                   "final model of the same recipe (which trains on all of them)")
 
 
 def summarize(results: List[Dict[str, object]], recipe: Recipe) -> Dict[str, object]:

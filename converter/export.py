@@ -57,7 +57,7 @@ CORPUS_FACTS: Dict[str, str] = {
     "ased": "ASED, Amharic Speech Emotion Dataset (Amharic, 65 speakers, 5 classes, acted; research use, "
             "cite the ASED paper)",
 }
-ROOM_FACTS = ("Rooms and noise used in training (`--recipe rooms`), never their held-out parts: MIT IR Survey "
+ROOM_FACTS = ("Rooms and noise used in training (the room recipes), never their held-out parts: MIT IR Survey "
               "measured impulse responses of everyday indoor places (Traer & McDermott 2016; no explicit licence "
               "stated, research use), 157 of 202 places; real background noise: UrbanSound8K (CC BY-NC 3.0) "
               "recordings of the training side, ESC-50 clips (CC BY-NC 3.0), Speech Commands background noise "

@@ -164,15 +164,18 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
     lines += ["", "## Calibration", "",
               "Expected calibration error (15 bins) of the top-1 probability on the test clips, before and after "
               "a temperature fitted on held-out *training* speakers of the same run.", "",
-              "| recipe | run | temperature | ECE before | ECE after | far-field ECE after |", "|---|---|---|---|---|---|"]
+              "| recipe | run | temperature | ECE before | ECE after | far-field ECE before | far-field ECE after |",
+              "|---|---|---|---|---|---|---|"]
     for label in labels:
         for run, row in sorted(results[label].items()):
-            cal = _model(row).get("calibration")
+            model = _model(row)
+            far_before = _pct(model.get("farfield", {}).get("ece"))
+            cal = model.get("calibration")
             if cal:
                 lines.append(f"| {label} | {run} | {cal['temperature']:.2f} | {_pct(cal['ece_before'])} | "
-                             f"{_pct(cal['ece_after'])} | {_pct(cal.get('farfield_ece_after'))} |")
+                             f"{_pct(cal['ece_after'])} | {far_before} | {_pct(cal.get('farfield_ece_after'))} |")
             elif "int8" in row and run != "dev":  # no held-out training speakers: the uncalibrated ECE only
-                lines.append(f"| {label} | {run} | - | {_pct(row['int8']['clean']['ece'])} | - | - |")
+                lines.append(f"| {label} | {run} | - | {_pct(row['int8']['clean']['ece'])} | - | {far_before} | - |")
     notes = [(label, run, row["note"]) for label in labels for run, row in sorted(results[label].items())
              if row.get("note")]
     if notes:
