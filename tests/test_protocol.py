@@ -287,12 +287,27 @@ def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(
     pl = _espeak_corpus(tmp_path, "pl", ["neutral", "sad", "surprised"], ["c", "d"], "pl")
     out = tmp_path / "tiny.tflite"
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", EDGE_SER_DATASETS=str(datasets))
+    recipe_args = ["--recipe", "rooms", "--data", str(en), "--data", str(pl), "--steps", "3", "--channels", "4,8,8",
+                   "--aug-variants", "1", "--cache", str(tmp_path / "cache"), "--cv-results", "",
+                   "--protocol", str(tmp_path / "none"), "--temperature", "1.5"]
+    keras_file = tmp_path / "tiny.keras"
     proc = subprocess.run(
-        [PY, "-m", "converter", "train", "--recipe", "rooms", "--data", str(en), "--data", str(pl), "--steps", "3",
-         "--channels", "4,8,8", "--aug-variants", "1", "--cache", str(tmp_path / "cache"), "--cv-results", "",
-         "--protocol", str(tmp_path / "none"), "--temperature", "1.5", "--out", str(out), "--card",
-         str(tmp_path / "CARD.md"), "--keras-out", ""], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        [PY, "-m", "converter", "train", *recipe_args, "--out", str(out), "--card", str(tmp_path / "CARD.md"),
+         "--keras-out", str(keras_file)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    # the saved float model exports again without training, under the training run's command
+    again = tmp_path / "again.tflite"
+    redo = subprocess.run(
+        [PY, "-m", "converter", "train", *recipe_args, "--from-keras", str(keras_file), "--out", str(again),
+         "--card", str(tmp_path / "CARD-again.md")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert redo.returncode == 0, redo.stdout[-2000:] + redo.stderr[-3000:]
+    assert "no training" in redo.stdout and "epoch" not in redo.stdout.replace("epochs in", "")
+    assert f"--keras-out {keras_file}" in (tmp_path / "CARD-again.md").read_text()  # the command that trained it
+    refused = subprocess.run(
+        [PY, "-m", "converter", "train", *recipe_args, "--steps", "4", "--from-keras", str(keras_file),
+         "--out", str(tmp_path / "no.tflite"), "--card", ""], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600)
+    assert refused.returncode != 0 and "another recipe" in refused.stderr and not (tmp_path / "no.tflite").exists()
     assert "corpora en (4 classes), pl (3 classes)" in proc.stdout
     assert "integer only: True" in proc.stdout
     card = (tmp_path / "CARD.md").read_text()
@@ -310,13 +325,14 @@ def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(
         "from edge_ser.classify import Classifier\n"
         f"clf = Classifier({str(out)!r}, backend='tflite-runtime')\n"
         f"p = clf.classify_file({str(tmp_path / 'tmp' / 'en-a-happy.wav')!r})\n"
+        f"q = Classifier({str(again)!r}, backend='tflite-runtime').classify_file({str(tmp_path / 'tmp' / 'en-a-happy.wav')!r})\n"
         "m = clf.model.metadata\n"
         "print(json.dumps({'output': m.output, 'sum': sum(p.probabilities.values()), 'labels': list(m.labels),"
         " 'temperature': m.extra.get('temperature'), 'corpora': m.extra.get('corpora'),"
-        " 'stamped': 'stamped' in m.extra}))\n")],
+        " 'stamped': 'stamped' in m.extra, 'same': p.probabilities == q.probabilities}))\n")],
         env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr[-2000:]
     info = json.loads(check.stdout.strip().splitlines()[-1])
     assert info["output"] == "logits" and abs(info["sum"] - 1.0) < 1e-4
     assert info["labels"] == list(EMOTIONS) and info["temperature"] == 1.5 and info["corpora"] == ["en", "pl"]
-    assert info["stamped"]
+    assert info["stamped"] and info["same"]  # the re-export is the same model
