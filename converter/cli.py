@@ -149,16 +149,16 @@ def cmd_train(args, argv) -> int:
     train = data.subset(val_ids, keep=False) if val_ids else data
     _log(f"training on {len(set(train.speakers))} speakers ({len(train.items)} clips); "
          f"early-stopping speakers: {','.join(val_ids) or 'none'}")
-    command = _command(argv)
+    command, trained = _command(argv), None
     if args.from_keras:
-        result, command = load_trained(Path(args.from_keras), recipe)
+        result, command, trained = load_trained(Path(args.from_keras), recipe)
         _log(f"exporting {args.from_keras} (trained {result.epochs_run} epochs in {result.seconds / 60:.1f} min); "
              "no training")
     else:
         result = train_model(train, val, recipe, log=_log, stop_at=stop_at)
         _log(f"trained {result.epochs_run} epochs in {result.seconds / 60:.1f} min (kept epoch {result.best_epoch})")
         if args.keras_out:
-            save_trained(result, Path(args.keras_out), recipe, command)
+            save_trained(result, Path(args.keras_out), recipe, command, utc_now())
             _log(f"saved Keras model {args.keras_out}")
     temperature = None
     if recipe.masked:
@@ -173,7 +173,7 @@ def cmd_train(args, argv) -> int:
         "early_stopping_speakers": val_ids,
         **evaluation,
         "command": command,
-        "trained": utc_now(),
+        "trained": trained or utc_now(),
         "epochs": result.best_epoch,
         "params": params,
         "recipe": recipe.to_dict(),
@@ -273,7 +273,7 @@ def _training_record(keras_path: Path) -> Path:
     return keras_path.with_name(keras_path.name + ".json")
 
 
-def save_trained(result, keras_path: Path, recipe, command: str) -> None:
+def save_trained(result, keras_path: Path, recipe, command: str, trained: str) -> None:
     """The float model and, beside it, how it was trained: ``--from-keras`` exports it later.
 
     Why: quantizing, stamping and writing the card come after a training of half an hour;
@@ -283,13 +283,14 @@ def save_trained(result, keras_path: Path, recipe, command: str) -> None:
     keras_path.parent.mkdir(parents=True, exist_ok=True)
     result.model.save(keras_path)
     record = {"recipe": recipe.to_dict(), "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-              "seconds": round(result.seconds, 1), "command": command}
+              "seconds": round(result.seconds, 1), "command": command, "trained": trained}
     _training_record(keras_path).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def load_trained(keras_path: Path, recipe):
-    """``(TrainResult, training command)`` from :func:`save_trained`'s files; the recipe must be the
-    one the model was trained with. The command is the training run's: that is what reproduces it."""
+    """``(TrainResult, training command, when trained)`` from :func:`save_trained`'s files; the recipe
+    must be the one the model was trained with. The command is the training run's: that is what
+    reproduces it."""
     import keras
 
     from .train import TrainResult
@@ -301,7 +302,8 @@ def load_trained(keras_path: Path, recipe):
     if not recipes_match(record["recipe"], recipe.to_dict()):
         raise SystemExit(f"error: {keras_path} was trained with another recipe than --recipe/options give now")
     model = keras.models.load_model(keras_path, compile=False)
-    return TrainResult(model, record["best_epoch"], None, record["epochs_run"], record["seconds"]), record["command"]
+    result = TrainResult(model, record["best_epoch"], None, record["epochs_run"], record["seconds"])
+    return result, record["command"], record.get("trained")
 
 
 def recipes_match(stored: dict, recipe: dict) -> bool:
