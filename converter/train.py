@@ -218,6 +218,9 @@ class BalancedSampler:
         if not np.all(w >= 0) or w.sum() <= 0:
             raise ValueError(f"corpus weights must be >= 0 with a positive sum, got {weights}")
         self.probabilities = w / w.sum()
+        # equal weights draw with rng.integers, as before weights existed: the same seed then
+        # gives the same batches, so the results of recipes made before stay reproducible
+        self._uniform = bool(np.all(w == w[0]))
         self.groups: Dict[str, List[np.ndarray]] = {}
         for name in self.corpora:
             by_label = [np.array([i for i, it in enumerate(data.items) if it.corpus == name and it.label == label])
@@ -229,7 +232,8 @@ class BalancedSampler:
         """``count`` clip indices and their corpus names."""
         idx, names = [], []
         for _ in range(count):
-            name = self.corpora[int(rng.choice(len(self.corpora), p=self.probabilities))]
+            n = len(self.corpora)
+            name = self.corpora[int(rng.integers(n) if self._uniform else rng.choice(n, p=self.probabilities))]
             group = self.groups[name][int(rng.integers(len(self.groups[name])))]
             idx.append(int(group[int(rng.integers(len(group)))]))
             names.append(name)
