@@ -101,7 +101,9 @@ def compute_features(
 def _fill(job: Tuple[str, str, dict, int, int, dict]) -> str:
     target, path, config_dict, variant, seed, treatment = job
     feats = compute_features(path, FeatureConfig.from_dict(config_dict), variant, seed, Treatment(**treatment))
-    tmp = target + ".tmp.npy"
+    # a temporary name per process: runs that share a cache may compute the same entry at once,
+    # and with one shared name one would rename the other's half-written file into place
+    tmp = f"{target}.{os.getpid()}.tmp.npy"
     np.save(tmp, feats.astype(np.float16 if variant else np.float32))
     os.replace(tmp, target)
     return target
