@@ -67,8 +67,8 @@ def _data(args, recipe):
         locations = [datasets_dir() / name for name in corpora]
     items = read_corpora(locations)
     unlabelled = [it for it in items if it.label is None]
-    if unlabelled:
-        # arousal-only corpora (BAVED) need an arousal head, which no recipe has yet
+    if unlabelled and recipe.arousal_weight <= 0:
+        # arousal-only corpora (BAVED) train an arousal head, which this recipe has not
         _log(f"left out {len(unlabelled)} clips with an arousal level but no emotion label "
              f"({', '.join(sorted({it.corpus for it in unlabelled}))})")
         items = [it for it in items if it.label is not None]
@@ -353,7 +353,7 @@ def fixed_set_accuracy(tflite_bytes: bytes, data, recipe, per_class: int = 2):
 
     chosen = []
     for actor in CHECK_ACTORS:
-        for label in sorted({it.label for it in data.items}):
+        for label in sorted({it.label for it in data.items if it.label is not None}):
             group = sorted((i for i, it in enumerate(data.items) if it.speaker == actor and it.label == label),
                            key=lambda i: data.items[i].path)
             chosen += group[:per_class]
@@ -424,11 +424,16 @@ def cmd_report(args, argv) -> int:
 
 
 def _protocol_items(args):
+    """The protocol's corpora, and any other corpus the recipe trains on (BAVED for an arousal head)."""
     from .corpora import datasets_dir, read_corpora
-    from .protocol import LOCO_CORPORA
+    from .protocol import LOCO_CORPORA, RECIPES
 
     root = Path(args.datasets) if args.datasets else datasets_dir()
-    return read_corpora([root / name for name in LOCO_CORPORA])
+    names = list(LOCO_CORPORA)
+    recipe = getattr(args, "recipe", None)
+    if recipe in RECIPES:
+        names += [c for c in RECIPES[recipe][1] if c not in names]
+    return read_corpora([root / name for name in names])
 
 
 def _expand_runs(spec: str, corpora) -> List[str]:

@@ -24,9 +24,15 @@ from .train import (ClipSet, Recipe, choose_val_speakers, clip_windows, confusio
 
 
 def int8_model(model, train: ClipSet, recipe: Recipe, count: int = 300) -> bytes:
-    """Full-int8 conversion calibrated on real windows of the training clips."""
-    windows = [clip_windows(f[0], recipe.window_frames, recipe.hop_frames) for f in train.feats]
-    reps = representative_windows(windows, train.labels, train.speakers, count=count, seed=recipe.seed)
+    """Full-int8 conversion calibrated on real windows of the training clips.
+
+    Only clips with an emotion label calibrate: arousal-only clips (BAVED, one group per
+    speaker) would otherwise take a large share of the round-robin over (class, speaker).
+    """
+    labelled = [i for i, label in enumerate(train.labels) if label >= 0] or list(range(len(train.items)))
+    windows = [clip_windows(train.feats[i][0], recipe.window_frames, recipe.hop_frames) for i in labelled]
+    reps = representative_windows(windows, train.labels[labelled], [train.speakers[i] for i in labelled],
+                                  count=count, seed=recipe.seed)
     return convert(model, reps, "int8")
 
 

@@ -56,6 +56,8 @@ CORPUS_FACTS: Dict[str, str] = {
     "nemo": "nEMO (Polish, 9 speakers, 6 classes, acted; CC BY-NC-SA 4.0)",
     "ased": "ASED, Amharic Speech Emotion Dataset (Amharic, 65 speakers, 5 classes, acted; research use, "
             "cite the ASED paper)",
+    "baved": "BAVED, Basic Arabic Vocal Emotions Dataset (Arabic, 59 speakers, 1908 words, arousal low/mid/high "
+             "only: it trains the auxiliary arousal head, never an emotion; research use)",
 }
 ROOM_FACTS = ("Rooms and noise used in training (the room recipes), never their held-out parts: MIT IR Survey "
               "measured impulse responses of everyday indoor places (Traer & McDermott 2016; no explicit licence "
@@ -75,6 +77,11 @@ def balanced_training_text(recipe: Dict[str, object], corpora: Sequence[str]) ->
     else:
         draws = "a corpus uniformly"
     clean = float(recipe.get("clean_probability", 0.0))
+    arousal = ""
+    if float(recipe.get("arousal_weight", 0.0) or 0.0) > 0:
+        arousal = ("An auxiliary head beside the emotion layer learns arousal (low/mid/high) from the arousal-only "
+                   f"corpus, its loss weighted {float(recipe['arousal_weight']):g}; it shapes the shared layers and "
+                   "is cut off before export: the model has the 8 emotion outputs only. ")
     return (
         f"{recipe.get('steps', '?')} batches of {recipe.get('batch_size', 32)} windows, each drawn as {draws}, "
         "then one of its classes uniformly, then a clip; a clip competes only among its corpus's classes "
@@ -85,8 +92,8 @@ def balanced_training_text(recipe: Dict[str, object], corpora: Sequence[str]) ->
         f"{recipe.get('aug_variants', '?')} precomputed audio variants per clip: speed 0.88-1.12, a measured "
         "room (60 %) or synthetic reverberation (15 %), real noise at 0-25 dB SNR (80 %), -25..+3 dB level, "
         "telephone band (15 %), low-bit-rate Opus (10 %); then random 3 s crops, SpecAugment, AdamW with "
-        "cosine decay."
-    )
+        "cosine decay. " + arousal
+    ).strip()
 
 
 def _header_lines(path: Path, metadata: ModelMetadata, report: Dict[str, object], params: int,

@@ -23,6 +23,9 @@ from typing import Sequence
 
 import numpy as np
 
+#: Name of the auxiliary arousal layer (:func:`build_model` with ``arousal_levels``).
+AROUSAL_LAYER = "arousal"
+
 
 def build_model(
     window_frames: int = 300,
@@ -35,12 +38,18 @@ def build_model(
     head: str = "time_pool",
     name: str = "edge_ser_cnn",
     output: str = "probabilities",
+    arousal_levels: int = 0,
 ):
     """Return an uncompiled Keras model mapping a feature window to class probabilities.
 
     ``output="logits"`` leaves the softmax out: the masked multi-corpus loss needs the
     logits, and a logits model exported as such spares the device's probabilities the
     int8 softmax's 1/256 steps (the device applies the softmax in float).
+
+    ``arousal_levels > 0`` (logits only) adds an auxiliary head beside the emotion layer, on
+    the same pooled features, and the model outputs ``[emotion logits | arousal logits]``:
+    arousal-only corpora (BAVED) then shape the shared layers. :func:`emotion_only` cuts it
+    off again for evaluation and export.
     """
     import keras
     from keras import layers
@@ -84,7 +93,24 @@ def build_model(
         raise ValueError(f"output must be 'probabilities' or 'logits', got {output!r}")
     activation = "softmax" if output == "probabilities" else None
     outputs = layers.Dense(n_classes, activation=activation, kernel_regularizer=reg, name=output)(x)
+    if arousal_levels:
+        if output != "logits":
+            raise ValueError("an arousal head needs output='logits'")
+        arousal = layers.Dense(arousal_levels, kernel_regularizer=reg, name=AROUSAL_LAYER)(x)
+        outputs = layers.Concatenate(axis=-1, name="emotion_and_arousal")([outputs, arousal])
     return keras.Model(inputs, outputs, name=name)
+
+
+def emotion_only(model):
+    """The emotion part of a model with an arousal head: same layers and weights, one output.
+
+    A model without the head is returned as it is.
+    """
+    import keras
+
+    if AROUSAL_LAYER not in [layer.name for layer in model.layers]:
+        return model
+    return keras.Model(model.inputs, model.get_layer("logits").output, name=model.name)
 
 
 def count_params(model) -> int:

@@ -96,6 +96,18 @@ def _rooms_wide_recipe() -> Recipe:
     return replace(_rooms_ravdess_half_recipe(), channels=(32, 48, 64, 96, 128))
 
 
+def _rooms_arousal_recipe() -> Recipe:
+    """rooms-ravdess-half plus an arousal head trained on BAVED (Arabic words, low/mid/high).
+
+    Why: in a language it never heard the model answers neutral or angry, rarely sad or
+    happy (nEMO left out: sad 7 %, happy 14 % recall). Arousal is the part of emotion that
+    carries best across languages, and BAVED adds 59 Arabic voices with arousal labels. BAVED
+    gets 1/9 of the draws; 9000 batches keep the emotion batches of rooms-ravdess-half's 8000.
+    """
+    return replace(_rooms_ravdess_half_recipe(), steps=9000, arousal_weight=1.0,
+                   corpus_weights={"ravdess": 2.0, "nemo": 1.0, "ased": 1.0, "baved": 0.5})
+
+
 #: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
 RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "baseline": (Recipe, ("ravdess",)),
@@ -103,6 +115,7 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-ravdess-half": (_rooms_ravdess_half_recipe, ("ravdess", "nemo", "ased")),
     "rooms-varied": (_rooms_varied_recipe, ("ravdess", "nemo", "ased")),
     "rooms-wide": (_rooms_wide_recipe, ("ravdess", "nemo", "ased")),
+    "rooms-arousal": (_rooms_arousal_recipe, ("ravdess", "nemo", "ased", "baved")),
 }
 #: One line per recipe for the report: what it is (the recipe functions' docstrings say why).
 DESCRIPTIONS: Dict[str, str] = {
@@ -115,6 +128,8 @@ DESCRIPTIONS: Dict[str, str] = {
                           "8000 batches",
     "rooms-varied": "rooms-ravdess-half with six room-degraded copies per clip instead of three",
     "rooms-wide": "rooms-ravdess-half with a wider network (32, 48, 64, 96, 128 channels)",
+    "rooms-arousal": "rooms-ravdess-half plus an auxiliary arousal head trained on BAVED (Arabic, low/mid/high; "
+                     "1/9 of the draws, 9000 batches), dropped from the exported model",
 }
 
 
@@ -161,13 +176,25 @@ def scored_classes(test_corpus: str, train_classes: Dict[str, Tuple[str, ...]],
 
 
 def plan_run(name: str, items: Sequence[Item], corpora: Sequence[str]) -> RunPlan:
+    """Which clips train, calibrate and test run ``name`` of a recipe trained on ``corpora``.
+
+    Arousal-only clips (BAVED) of those corpora only ever train (an arousal head): they join
+    the training clips of every run and are never calibration or test clips.
+    """
     labelled = [it for it in items if it.corpus in corpora and it.label is not None]
+    arousal_only = [it for it in items if it.corpus in corpora and it.label is None and it.arousal is not None]
+    plan = _plan_labelled(name, labelled, corpora)
+    plan.train += arousal_only
+    return plan
+
+
+def _plan_labelled(name: str, labelled: List[Item], corpora: Sequence[str]) -> RunPlan:
     classes = corpus_classes(labelled)
     if name == "dev":
         dev = {s for c in corpora for s in DEV_SPEAKERS.get(c, ())}
         test = [it for it in labelled if it.speaker in dev]
         train = [it for it in labelled if it.speaker not in dev]
-        return RunPlan(name, train, [], test, {c: classes[c] for c in corpora}, farfield=True)
+        return RunPlan(name, train, [], test, {c: classes[c] for c in corpora if c in classes}, farfield=True)
     if name.startswith("cv"):
         fold = EMOBOX_FOLDS[int(name[2:]) - 1]
         test = [it for it in labelled if it.corpus == "ravdess" and it.speaker in fold]

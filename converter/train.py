@@ -36,7 +36,7 @@ from edge_ser.metadata import EMOTIONS
 from edge_ser.windows import split_windows
 
 from .augment import mixup, training_window
-from .corpora import Item, corpus_classes
+from .corpora import AROUSAL_LEVELS, Item, corpus_classes
 
 
 @dataclass
@@ -72,6 +72,9 @@ class Recipe:
     masked: bool = False  # logits out; loss over the classes of each clip's corpus only
     # balanced sampling: relative draw weight per corpus (a corpus not named weighs 1)
     corpus_weights: Dict[str, float] = field(default_factory=dict)
+    # > 0: an auxiliary arousal head (low/mid/high) trained on arousal-only clips (BAVED), its
+    # loss weighted by this; the head is dropped from the model that is evaluated and exported
+    arousal_weight: float = 0.0
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
@@ -205,15 +208,22 @@ def epoch_batch(data: ClipSet, recipe: Recipe, weights: np.ndarray, rng: np.rand
 class BalancedSampler:
     """Draw clips corpus-uniformly (or by ``weights``), then class-uniformly within the corpus.
 
-    Only clips with an emotion label take part; ``masks[corpus]`` (:func:`class_mask`) tells
-    the masked loss which classes the corpus has. ``weights`` (corpus -> relative weight,
-    1 for a corpus not named) lets one corpus be drawn more often than the others: uniform
-    draws give a corpus 1/n of the batches however rich it is.
+    Only clips with an emotion label take part, unless ``arousal``: then corpora labelled by
+    arousal only (BAVED) take part too, their arousal levels standing in for classes (their
+    emotion mask is all zero: they teach the arousal head alone). ``masks[corpus]``
+    (:func:`class_mask`) tells the masked loss which classes the corpus has. ``weights``
+    (corpus -> relative weight, 1 for a corpus not named) lets one corpus be drawn more often
+    than the others: uniform draws give a corpus 1/n of the batches however rich it is.
     """
 
-    def __init__(self, data: ClipSet, weights: Optional[Dict[str, float]] = None) -> None:
+    def __init__(self, data: ClipSet, weights: Optional[Dict[str, float]] = None, arousal: bool = False) -> None:
         self.classes = corpus_classes(it for it in data.items if it.label is not None)
-        self.corpora = sorted(self.classes)
+        arousal_only = {}
+        if arousal:
+            for it in data.items:
+                if it.label is None and it.arousal is not None and it.corpus not in self.classes:
+                    arousal_only.setdefault(it.corpus, set()).add(it.arousal)
+        self.corpora = sorted(set(self.classes) | set(arousal_only))
         w = np.array([float((weights or {}).get(name, 1.0)) for name in self.corpora])
         if not np.all(w >= 0) or w.sum() <= 0:
             raise ValueError(f"corpus weights must be >= 0 with a positive sum, got {weights}")
@@ -223,10 +233,16 @@ class BalancedSampler:
         self._uniform = bool(np.all(w == w[0]))
         self.groups: Dict[str, List[np.ndarray]] = {}
         for name in self.corpora:
+            if name in arousal_only:
+                levels = [a for a in AROUSAL_LEVELS if a in arousal_only[name]]
+                self.groups[name] = [np.array([i for i, it in enumerate(data.items)
+                                               if it.corpus == name and it.label is None and it.arousal == level])
+                                     for level in levels]
+                continue
             by_label = [np.array([i for i, it in enumerate(data.items) if it.corpus == name and it.label == label])
                         for label in self.classes[name]]
             self.groups[name] = by_label
-        self.masks = {name: class_mask(self.classes[name]) for name in self.corpora}
+        self.masks = {name: class_mask(self.classes.get(name, ())) for name in self.corpora}
 
     def draw(self, count: int, rng: np.random.Generator) -> Tuple[np.ndarray, List[str]]:
         """``count`` clip indices and their corpus names."""
@@ -275,51 +291,85 @@ def grouped_permutation(groups: Sequence[str], rng: np.random.Generator) -> np.n
     return perm
 
 
+def one_hot(indices: np.ndarray, n: int) -> np.ndarray:
+    """One-hot rows; an index of -1 (no label) gives a row of zeros."""
+    indices = np.asarray(indices)
+    out = np.zeros((indices.size, n), dtype=np.float32)
+    known = indices >= 0
+    out[np.flatnonzero(known), indices[known]] = 1.0
+    return out
+
+
+def arousal_targets(items: Sequence[Item], idx: np.ndarray) -> np.ndarray:
+    """``[one-hot arousal level | 1]`` per drawn clip, or a row of zeros for a clip without one."""
+    levels = np.array([AROUSAL_LEVELS.index(items[i].arousal) if items[i].arousal is not None else -1 for i in idx])
+    return np.concatenate([one_hot(levels, len(AROUSAL_LEVELS)), (levels >= 0)[:, None].astype(np.float32)], axis=1)
+
+
 def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng: np.random.Generator):
     """One batch of balanced draws: windows, ``[targets | class mask]`` and unit weights.
 
-    Windows are cut here, batch by batch, so memory holds the cached features and one
-    batch, never an epoch of windows.
+    With an arousal head (``recipe.arousal_weight > 0``) the targets go on with
+    ``[arousal levels | has arousal]`` (:func:`arousal_targets`). Windows are cut here, batch
+    by batch, so memory holds the cached features and one batch, never an epoch of windows.
     """
     idx, names = sampler.draw(recipe.batch_size, rng)
     labels = data.labels
     x = np.stack([training_window(pick_variant(data.feats[i], recipe, rng).astype(np.float32, copy=False),
                                   recipe.window_frames, rng, recipe.short_fraction, recipe.min_frames)
                   for i in idx])[..., None]
-    y = np.eye(len(EMOTIONS), dtype=np.float32)[labels[idx]]
+    y = one_hot(labels[idx], len(EMOTIONS))
+    if recipe.arousal_weight > 0:
+        y = np.concatenate([y, arousal_targets(data.items, idx)], axis=1)
     mask = np.stack([sampler.masks[n] for n in names])
     if recipe.mixup_alpha > 0:
         lam = rng.beta(recipe.mixup_alpha, recipe.mixup_alpha, size=len(idx)).astype(np.float32)
         lam = np.maximum(lam, 1.0 - lam)
-        perm = grouped_permutation(names, rng)
+        perm = grouped_permutation(names, rng)  # same corpus: arousal-only clips mix among themselves
         x = lam[:, None, None, None] * x + (1.0 - lam)[:, None, None, None] * x[perm]
         y = lam[:, None] * y + (1.0 - lam)[:, None] * y[perm]
-    return x.astype(np.float32), np.concatenate([y, mask], axis=1), np.ones(len(idx), dtype=np.float32)
+    n = len(EMOTIONS)
+    target = np.concatenate([y[:, :n], mask, y[:, n:]], axis=1)
+    return x.astype(np.float32), target.astype(np.float32), np.ones(len(idx), dtype=np.float32)
 
 
-def masked_crossentropy(label_smoothing: float):
+def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0):
     """Cross-entropy over the classes a clip's corpus has; ``y_true`` is ``[targets | mask]``.
 
     Absent classes (mask 0) get a logit of -1e9 (probability 0) and no target mass, so they
     are neither rewarded nor punished. Calm merged into neutral (mask 2) adds its
     probability to neutral's. Label smoothing spreads over the present classes only.
+
+    With ``arousal_weight > 0`` the model's output is ``[8 emotion logits | 3 arousal
+    logits]`` and ``y_true`` goes on with ``[arousal targets | has arousal]``: a clip with an
+    arousal level adds ``arousal_weight`` times the cross-entropy of the arousal head; an
+    arousal-only clip (mask all zero) adds nothing through the emotion term.
     """
     from keras import ops
 
     neutral, calm = EMOTIONS.index("neutral"), EMOTIONS.index("calm")
+    n = len(EMOTIONS)
 
-    def loss(y_true, logits):
-        n = logits.shape[-1]
-        target, mask = y_true[:, :n], y_true[:, n:]
+    def emotion_loss(target, mask, logits):
         kept = mask > 0
         probs = ops.softmax(ops.where(kept, logits, -1e9), axis=-1)
         merged = ops.cast(mask[:, calm:calm + 1] > 1.5, probs.dtype)  # (batch, 1)
         to_neutral = ops.one_hot(ops.full((1,), neutral, dtype="int32"), n, dtype=probs.dtype)  # (1, n)
         grouped = probs + merged * probs[:, calm:calm + 1] * to_neutral
         present = ops.cast(mask > 0.5, probs.dtype) * ops.cast(mask < 1.5, probs.dtype)
-        count = ops.sum(present, axis=-1, keepdims=True)
+        count = ops.maximum(ops.sum(present, axis=-1, keepdims=True), 1.0)
         target = (1.0 - label_smoothing) * target + label_smoothing * present / count
         return -ops.sum(target * ops.log(ops.clip(grouped, 1e-7, 1.0)) * present, axis=-1)
+
+    def loss(y_true, logits):
+        value = emotion_loss(y_true[:, :n], y_true[:, n:2 * n], logits[:, :n])
+        if arousal_weight > 0:
+            levels = len(AROUSAL_LEVELS)
+            target, has = y_true[:, 2 * n:2 * n + levels], y_true[:, 2 * n + levels]
+            target = (1.0 - label_smoothing) * target + label_smoothing * has[:, None] / levels
+            log_probs = ops.log_softmax(logits[:, n:n + levels], axis=-1)
+            value = value - arousal_weight * ops.sum(target * log_probs, axis=-1)
+        return value
 
     return loss
 
@@ -355,21 +405,28 @@ def train_model(
     """
     import keras
 
-    from .model import build_model
+    from .model import build_model, emotion_only
 
     set_seeds(recipe)
     rng = np.random.default_rng(recipe.seed)
     n_features = n_features or train.feats[0][0].shape[1]
+    arousal = recipe.arousal_weight > 0
+    if arousal and not (recipe.masked and recipe.sampling == "balanced"):
+        raise ValueError("an arousal head needs a masked recipe with balanced sampling")
     model = build_model(recipe.window_frames, n_features, len(EMOTIONS), recipe.channels,
                         recipe.dropout, recipe.deltas, head=recipe.head,
-                        output="logits" if recipe.masked else "probabilities")
+                        output="logits" if recipe.masked else "probabilities",
+                        arousal_levels=len(AROUSAL_LEVELS) if arousal else 0)
+    # the emotion output alone (the same layers and weights): what is validated and exported
+    emotions = emotion_only(model) if arousal else model
     balanced = recipe.sampling == "balanced"
     if balanced:
-        sampler = BalancedSampler(train, recipe.corpus_weights)
+        sampler = BalancedSampler(train, recipe.corpus_weights, arousal=arousal)
         steps = max(1, min(ROUND_STEPS, recipe.steps))
         recipe_epochs = max(recipe.warmup_epochs + 1, math.ceil(recipe.steps / steps))
         log(f"  balanced draws: {recipe_epochs} rounds of {steps} batches; corpora "
-            + ", ".join(f"{c} ({len(sampler.classes[c])} classes)" for c in sampler.corpora))
+            + ", ".join(f"{c} ({len(sampler.classes[c])} classes)" if c in sampler.classes
+                        else f"{c} (arousal only, {len(sampler.groups[c])} levels)" for c in sampler.corpora))
     else:
         steps = math.ceil(len(train.items) * recipe.crops_per_clip / recipe.batch_size)
         recipe_epochs = recipe.epochs
@@ -383,7 +440,7 @@ def train_model(
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay,
                                          use_ema=recipe.ema > 0, ema_momentum=recipe.ema or 0.99),
-        loss=(masked_crossentropy(recipe.label_smoothing) if recipe.masked
+        loss=(masked_crossentropy(recipe.label_smoothing, recipe.arousal_weight) if recipe.masked
               else keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)),
         weighted_metrics=[],
     )
@@ -407,7 +464,7 @@ def train_model(
             losses.append(float(out[0] if isinstance(out, (list, tuple)) else out))
         row = {"epoch": epoch, "loss": float(np.mean(losses))}
         if val is not None and val.items:
-            probs = predict_clips(keras_predictor(model, logits=recipe.masked), [f[0] for f in val.feats],
+            probs = predict_clips(keras_predictor(emotions, logits=recipe.masked), [f[0] for f in val.feats],
                                   recipe.window_frames, recipe.hop_frames)
             ua, wa = ua_wa(confusion(val.labels, probs.argmax(axis=1)))
             row.update(val_ua=ua, val_wa=wa)
@@ -423,10 +480,11 @@ def train_model(
     if recipe.ema > 0:
         # swap the averaged weights in (train_on_batch does not do it, unlike fit)
         model.optimizer.finalize_variable_values(model.trainable_variables)
-    last_weights = model.get_weights()
+    last_weights = emotions.get_weights()
     if best[2] is not None:
         model.set_weights(best[2])
-    return TrainResult(model, best[1] if best[2] is not None else epoch, best[0] if best[2] is not None else None,
+    # an arousal head is training material only: the model handed on has the emotion output alone
+    return TrainResult(emotions, best[1] if best[2] is not None else epoch, best[0] if best[2] is not None else None,
                        epoch, time.time() - start, history, last_weights)
 
 

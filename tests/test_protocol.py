@@ -206,6 +206,92 @@ def test_balanced_sampler_corpus_weights_set_each_corpus_share_of_the_draws():
         BalancedSampler(data, {"a": 0.0, "b": 0.0, "c": 0.0})
 
 
+@pytest.mark.parametrize("run", ["dev", "cv2", "loco-nemo", "loco-ravdess"])
+def test_arousal_only_clips_train_every_run_and_are_never_calibrated_or_scored(run):
+    plan = plan_run(run, _fake_items(), ("ravdess", "nemo", "ased", "baved"))
+    assert [i.path for i in plan.train if i.corpus == "baved"] == ["b1"]
+    assert all(i.label is not None for i in plan.test + plan.calibration)
+    assert "baved" not in plan.classes
+
+
+def _arousal_data():
+    items = [Item(f"e{i}", ("sad", "angry")[i % 2], "e", "emo") for i in range(20)]
+    items += [Item(f"a{i}", None, f"ar-{i % 3}", "arabic", ("low", "mid", "high", "high")[i % 4]) for i in range(40)]
+    return items, ClipSet(items, [[np.zeros((50, 4), dtype=np.float32)] for _ in items])
+
+
+def test_balanced_sampler_draws_arousal_only_corpora_by_level_only_for_an_arousal_head():
+    items, data = _arousal_data()
+    assert BalancedSampler(data).corpora == ["emo"]  # without a head they take no part
+    sampler = BalancedSampler(data, {"arabic": 0.5}, arousal=True)
+    assert sampler.corpora == ["arabic", "emo"] and sampler.masks["arabic"].sum() == 0
+    idx, names = sampler.draw(3000, np.random.default_rng(0))
+    arousal = [items[i].arousal for i, n in zip(idx, names) if n == "arabic"]
+    assert 0.30 < len(arousal) / 3000 < 0.37  # weights 0.5 : 1
+    assert all(items[i].corpus == n for i, n in zip(idx, names))
+    assert 0.28 < arousal.count("high") / len(arousal) < 0.39  # levels uniform, not by clip count
+
+
+def test_balanced_batch_appends_arousal_targets_after_the_class_mask():
+    from converter.train import Recipe, balanced_batch
+
+    _, data = _arousal_data()
+    recipe = Recipe(window_frames=20, min_frames=10, batch_size=64, sampling="balanced", masked=True,
+                    arousal_weight=1.0)
+    sampler = BalancedSampler(data, arousal=True)
+    _, y, _ = balanced_batch(data, sampler, recipe, np.random.default_rng(0))
+    assert y.shape == (64, 8 + 8 + 3 + 1)
+    has = y[:, 19] > 0.5
+    assert has.any() and (~has).any()
+    assert np.allclose(y[has, :16], 0) and np.allclose(y[has, 16:19].sum(axis=1), 1, atol=1e-5)
+    assert np.allclose(y[~has, 16:], 0) and np.allclose(y[~has, :8].sum(axis=1), 1, atol=1e-5)
+    plain = Recipe(window_frames=20, min_frames=10, batch_size=64, sampling="balanced", masked=True)
+    _, y_plain, _ = balanced_batch(data, BalancedSampler(data), plain, np.random.default_rng(0))
+    assert y_plain.shape == (64, 16)  # without a head: [targets | mask], as before
+
+
+@pytest.mark.slow
+def test_arousal_head_trains_then_is_cut_off_before_evaluation_and_int8_export():
+    script = """
+import json
+import numpy as np
+from converter.corpora import Item
+from converter.evaluate import int8_model
+from converter.quantize import TFLiteRunner
+from converter.train import ClipSet, Recipe, masked_crossentropy, train_model
+
+rng = np.random.default_rng(0)
+items = [Item(f"e{i}", ("sad", "angry")[i % 2], "e", "emo") for i in range(8)]
+items += [Item(f"a{i}", None, "ar", "arabic", ("low", "mid", "high")[i % 3]) for i in range(6)]
+data = ClipSet(items, [[rng.standard_normal((120, 16)).astype(np.float32)] for _ in items])
+recipe = Recipe(window_frames=100, min_frames=50, batch_size=8, sampling="balanced", masked=True, steps=4,
+                warmup_epochs=1, channels=(4, 8, 8), aug_variants=0, arousal_weight=1.0)
+result = train_model(data, None, recipe, log=lambda *a: None)
+tfl = int8_model(result.model, data, recipe)
+out = TFLiteRunner(tfl).predict(data.feats[0][0][None, :100, :, None])
+loss = masked_crossentropy(0.1, 1.0)
+logits = np.zeros((2, 11), dtype=np.float32)
+logits[:, 8] = 3.0  # the arousal head says "low"
+row_emotion = np.zeros(20, dtype=np.float32)
+row_emotion[[4, 12, 13]] = 1.0  # target sad; mask: sad and angry present
+row_arousal = np.zeros(20, dtype=np.float32)
+row_arousal[[16, 19]] = 1.0  # arousal "low", no emotion
+value = np.asarray(loss(np.stack([row_emotion, row_arousal]), logits))
+print(json.dumps({"outputs": result.model.output_shape[-1], "layers": [l.name for l in result.model.layers],
+                  "int8_shape": list(out.shape), "loss": value.tolist()}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["outputs"] == 8 and "arousal" not in info["layers"] and info["int8_shape"] == [1, 8]
+    emotion, arousal = info["loss"]
+    assert abs(emotion - np.log(2)) < 1e-4  # two present classes, equal logits: the arousal logits play no part
+    p_low = np.exp(3.0) / (np.exp(3.0) + 2)
+    expected = -(0.9 + 0.1 / 3) * np.log(p_low) - 2 * (0.1 / 3) * np.log(1 / (np.exp(3.0) + 2))
+    assert abs(arousal - expected) < 1e-4  # the arousal row: arousal cross-entropy only (smoothed), no emotion term
+
+
 # -- rooms and noise ------------------------------------------------------------------------------
 
 
