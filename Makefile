@@ -19,7 +19,7 @@ STAMP := .edge-ser-installed
 MODEL := models/edge-ser-int8.tflite
 APT_PACKAGES := portaudio19-dev alsa-utils libasound2-plugins espeak-ng sox python3-venv
 # only the test suite needs these: a real MQTT broker and a headless browser for the dashboard
-APT_TEST_PACKAGES := mosquitto chromium
+APT_TEST_PACKAGES := mosquitto chromium shellcheck
 
 .PHONY: help system-deps test-system-deps edge-env dev-env litert-env demo test fuzz examples clean-venvs
 
