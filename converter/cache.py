@@ -2,10 +2,12 @@
 
 Computing features for a corpus and its augmented copies takes minutes; a training
 run or a cross-validation fold should not redo it. An entry is keyed by everything that
-determines its contents: the feature config hash, the clip's absolute path, size and
-modification time, the :class:`Treatment` (augmentation recipe, codec), the variant
-and its seed. Change any of them and the old entry is simply not found (stale files
-can be deleted with the folder).
+determines its contents: the feature config hash, the clip's absolute path (augmentation
+seeds derive from it) and a digest of its bytes, the :class:`Treatment` (augmentation
+recipe, codec), the variant and its seed. Change any of them and the old entry is simply
+not found (stale files can be deleted with the folder). The digest, not the file's
+modification time, identifies the audio: a corpus copied again (same bytes, new times)
+keeps its cache, which otherwise costs half an hour to rebuild.
 
 Entries are lean: the clean variant is stored as float32 (evaluation scores it, so it
 must be what the device computes), augmented variants as float16 (training material:
@@ -17,6 +19,7 @@ Default folder: ``.features-cache/`` in the repository (git-ignored); override w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -69,9 +72,27 @@ def default_cache_dir() -> Path:
     return Path(__file__).resolve().parent.parent / ".features-cache"
 
 
-def entry_key(path: str, config: FeatureConfig, variant: int, seed: int, treatment: Treatment = Treatment()) -> str:
+def content_digest(path: str) -> str:
+    """A digest of the file's bytes, read in blocks.
+
+    Remembered in this process while the file's inode, size and change time stay the same
+    (the change time moves on every write and cannot be set back, unlike the modification time).
+    """
     st = os.stat(path)
-    parts = [config.hash(), os.path.abspath(path), str(st.st_size), str(st.st_mtime_ns), str(variant)]
+    return _digest(os.path.abspath(path), st.st_ino, st.st_size, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _digest(path: str, inode: int, size: int, ctime_ns: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{size}:{h.hexdigest()}"
+
+
+def entry_key(path: str, config: FeatureConfig, variant: int, seed: int, treatment: Treatment = Treatment()) -> str:
+    parts = [config.hash(), os.path.abspath(path), content_digest(path), str(variant)]
     if variant:
         parts += [AUGMENT_VERSION, str(seed)]
     extra = treatment.key(path, variant)

@@ -165,6 +165,25 @@ def test_feature_cache_reuses_entries(tmp_path):
     assert not np.array_equal(first[(str(clip), 0)].shape, ()) and (str(clip), 1) in again
 
 
+
+def test_feature_cache_keys_by_content_not_time(tmp_path):
+    """A corpus copied again (same bytes, new times) keeps its entries; new bytes get new ones."""
+    from converter.audio_io import load_clip
+    from converter.cache import FeatureCache
+    from edge_ser.features import log_mel, preset
+
+    clip = write_tone(tmp_path / "c.wav", seconds=1.0)
+    cache = FeatureCache(preset("edge"), tmp_path / "cache")
+    cache.get_many([str(clip)], variants=(0,), workers=1, progress=False)
+    os.utime(clip, ns=(1_000_000_000, 1_000_000_000))  # what a fresh copy of the corpus looks like
+    cache.get_many([str(clip)], variants=(0,), workers=1, progress=False)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1
+    write_tone(clip, seconds=1.0, freq=330.0)
+    os.utime(clip, ns=(1_000_000_000, 1_000_000_000))  # other bytes, the same size and time
+    changed = cache.get_many([str(clip)], variants=(0,), workers=1, progress=False)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2
+    assert np.allclose(changed[(str(clip), 0)], log_mel(load_clip(str(clip)), preset("edge")))
+
 # -- training smoke test -------------------------------------------------------------------------
 
 
