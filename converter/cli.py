@@ -426,13 +426,13 @@ def cmd_report(args, argv) -> int:
 def _protocol_items(args):
     """The protocol's corpora, and any other corpus the recipe trains on (BAVED for an arousal head)."""
     from .corpora import datasets_dir, read_corpora
-    from .protocol import LOCO_CORPORA, RECIPES
+    from .protocol import ENSEMBLES, LOCO_CORPORA, RECIPES, recipe_corpora
 
     root = Path(args.datasets) if args.datasets else datasets_dir()
     names = list(LOCO_CORPORA)
     recipe = getattr(args, "recipe", None)
-    if recipe in RECIPES:
-        names += [c for c in RECIPES[recipe][1] if c not in names]
+    if recipe in RECIPES or recipe in ENSEMBLES:
+        names += [c for c in recipe_corpora(recipe) if c not in names]
     return read_corpora([root / name for name in names])
 
 
@@ -453,10 +453,13 @@ def _expand_runs(spec: str, corpora) -> List[str]:
 
 
 def cmd_protocol(args, argv) -> int:
-    from .protocol import RECIPES, run_protocol
+    from .protocol import ENSEMBLES, RECIPES, recipe_corpora, run_protocol
 
+    if args.recipe not in RECIPES and args.recipe not in ENSEMBLES:
+        raise SystemExit(f"error: unknown recipe {args.recipe!r}; recipes: {', '.join(RECIPES)}; "
+                         f"ensembles: {', '.join(ENSEMBLES)}")
     items = _protocol_items(args)
-    runs = _expand_runs(args.runs, RECIPES[args.recipe][1])
+    runs = _expand_runs(args.runs, recipe_corpora(args.recipe))
     _log(f"protocol {args.recipe}: runs {', '.join(runs)}")
     run_protocol(args.recipe, items, runs, Path(args.results), Path(args.cache) if args.cache else None,
                  Path(args.models) if args.models else None, steps=args.steps, log=_log)
@@ -523,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("protocol", help="the room-ready evaluation protocol: dev split, RAVDESS folds "
                                         "(clean + far-field), leave-one-corpus-out, calibration")
-    p.add_argument("--recipe", default="rooms", help="recipe name (converter.protocol.RECIPES)")
+    p.add_argument("--recipe", default="rooms", help="recipe name (converter.protocol.RECIPES) or ensemble "
+                                                     "(converter.protocol.ENSEMBLES)")
     p.add_argument("--runs", default="all", help="comma list of dev, cv, cv1..cv5, loco, loco-<corpus>, or all")
     p.add_argument("--results", default=str(DEFAULT_RESULTS / "protocol"), help="one JSON per run, here")
     p.add_argument("--models", default=str(ROOT / "runs" / "protocol"), help="keep each run's int8 model here")

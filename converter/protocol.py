@@ -117,6 +117,11 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-wide": (_rooms_wide_recipe, ("ravdess", "nemo", "ased")),
     "rooms-arousal": (_rooms_arousal_recipe, ("ravdess", "nemo", "ased", "baved")),
 }
+#: Ensemble name -> member recipes: each member's model of the same run, logits averaged in one
+#: graph (:mod:`converter.ensemble`).
+ENSEMBLES: Dict[str, Tuple[str, ...]] = {
+    "rooms-pair": ("rooms-ravdess-half", "rooms-wide"),
+}
 #: One line per recipe for the report: what it is (the recipe functions' docstrings say why).
 DESCRIPTIONS: Dict[str, str] = {
     "baseline": "the first shipped model's recipe: RAVDESS only, studio augmentation (speed, synthetic "
@@ -128,6 +133,8 @@ DESCRIPTIONS: Dict[str, str] = {
                           "8000 batches",
     "rooms-varied": "rooms-ravdess-half with six room-degraded copies per clip instead of three",
     "rooms-wide": "rooms-ravdess-half with a wider network (32, 48, 64, 96, 128 channels)",
+    "rooms-pair": "rooms-ravdess-half and rooms-wide, each trained on the run's clips, their logits averaged in one "
+                  "int8 graph",
     "rooms-arousal": "rooms-ravdess-half plus an auxiliary arousal head trained on BAVED (Arabic, low/mid/high; "
                      "1/9 of the draws, 9000 batches), dropped from the exported model",
 }
@@ -367,21 +374,87 @@ class Scorer:
         return result
 
 
+def recipe_corpora(name: str) -> Tuple[str, ...]:
+    """The corpora a recipe, or an ensemble's members, train on."""
+    if name in ENSEMBLES:
+        found = {RECIPES[m][1] for m in ENSEMBLES[name]}
+        if len(found) != 1:
+            raise ValueError(f"ensemble {name!r}: members train on different corpora {sorted(found)}")
+        return found.pop()
+    return RECIPES[name][1]
+
+
+def _make_recipe(name: str, steps: Optional[int]) -> Recipe:
+    recipe = RECIPES[name][0]()
+    if steps is not None:
+        recipe = replace(recipe, steps=steps, epochs=max(recipe.warmup_epochs + 1, steps))
+    return recipe
+
+
+def _train_run(recipe: Recipe, plan: RunPlan, config, cache_dir: Optional[Path], log) -> Tuple[object, ClipSet, float]:
+    """Train ``recipe`` on a run's training clips: (model, its training clips, seconds)."""
+    from .train import train_model
+
+    treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
+    train = load_clipset(plan.train, config, recipe.aug_variants, cache_dir, treatment=treatment)
+    result = train_model(train, None, recipe, log=log)
+    return result.model, train, result.seconds
+
+
+def _member_models(
+    ensemble: str, plan: RunPlan, config, cache_dir: Optional[Path], models_dir: Optional[Path],
+    steps: Optional[int], log,
+) -> Tuple[List[object], Dict[str, Dict[str, object]]]:
+    """One model per member recipe of ``ensemble`` for run ``plan.name``.
+
+    A member model the same run of that recipe saved under ``models_dir`` is loaded (the
+    recipe's own protocol run trained it on exactly these clips); otherwise it is trained
+    here and saved there, so a member is trained once for all the ensembles it is part of.
+    """
+    import keras
+
+    models, info = [], {}
+    for member in ENSEMBLES[ensemble]:
+        saved = models_dir / member / f"{plan.name}.keras" if models_dir is not None else None
+        if saved is not None and saved.exists():
+            log(f"{ensemble}/{plan.name}: member {member} loaded from {saved}")
+            models.append(keras.models.load_model(saved, compile=False))
+            info[member] = {"source": str(saved)}
+            continue
+        log(f"{ensemble}/{plan.name}: member {member} trains")
+        model, _, seconds = _train_run(_make_recipe(member, steps), plan, config, cache_dir, log)
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            model.save(saved)
+        models.append(model)
+        info[member] = {"source": "trained", "train_seconds": round(seconds, 1)}
+    return models, info
+
+
 def run_protocol(
     recipe_name: str, items: Sequence[Item], runs: Sequence[str], out_dir: Path, cache_dir: Optional[Path] = None,
     models_dir: Optional[Path] = None, steps: Optional[int] = None, log=print,
 ) -> List[Path]:
-    """Train and score each run not yet done (a results file per run: an interrupted protocol resumes)."""
+    """Train and score each run not yet done (a results file per run: an interrupted protocol resumes).
+
+    ``recipe_name`` is a recipe (:data:`RECIPES`) or an ensemble of them (:data:`ENSEMBLES`):
+    then each member's model of the run is loaded from ``models_dir`` or trained, and their
+    average is scored, with each member's own float scores beside it.
+    """
     from edge_ser.features import preset
 
+    from .ensemble import average_logits
     from .evaluate import int8_model
     from .quantize import TFLiteRunner
-    from .train import keras_predictor, train_model
+    from .train import keras_predictor
 
-    make_recipe, corpora = RECIPES[recipe_name]
-    recipe = make_recipe()
-    if steps is not None:
-        recipe = replace(recipe, steps=steps, epochs=max(recipe.warmup_epochs + 1, steps))
+    members = ENSEMBLES.get(recipe_name, ())
+    corpora = recipe_corpora(recipe_name)
+    recipes = {name: _make_recipe(name, steps) for name in (members or (recipe_name,))}
+    recipe = next(iter(recipes.values()))  # windows, hop, seed and output kind: the members agree on them
+    shared = ("window_frames", "hop_frames", "masked", "seed")
+    if any(getattr(r, k) != getattr(recipe, k) for r in recipes.values() for k in shared):
+        raise ValueError(f"ensemble {recipe_name!r}: members differ in one of {shared}")
     config = preset("edge")
     written = []
     for name in runs:
@@ -393,28 +466,36 @@ def run_protocol(
         log(f"{recipe_name}/{name}: train {len(plan.train)} clips ({len({i.speaker for i in plan.train})} speakers), "
             f"calibration {len(plan.calibration)}, test {len(plan.test)}")
         t0 = time.time()
-        treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
-        train = load_clipset(plan.train, config, recipe.aug_variants, cache_dir, treatment=treatment)
-        result = train_model(train, None, recipe, log=log)
+        row: Dict[str, object] = {"run": name, "recipe_name": recipe_name}
         scorer = Scorer(plan, recipe, config, cache_dir)
-        row: Dict[str, object] = {
-            "run": name, "recipe_name": recipe_name, "recipe": recipe.to_dict(), "corpora": list(corpora),
-            "train_clips": len(plan.train), "train_speakers": len({i.speaker for i in plan.train}),
-            "test_speakers": sorted({i.speaker for i in plan.test}), "train_seconds": round(result.seconds, 1),
-        }
+        if members:
+            models, info = _member_models(recipe_name, plan, config, cache_dir, models_dir, steps, log)
+            for member, model in zip(members, models):
+                info[member]["float"] = scorer.evaluate(keras_predictor(model), recipe.masked, calibrate=False)
+            model = average_logits(models)
+            # the int8 graph is calibrated on clean training windows, as a single recipe's is
+            train = load_clipset(plan.train, config, 0, cache_dir)
+            row.update(recipe={"ensemble": list(members), "members": {m: r.to_dict() for m, r in recipes.items()}},
+                       members=info)
+        else:
+            model, train, seconds = _train_run(recipe, plan, config, cache_dir, log)
+            row.update(recipe=recipe.to_dict(), train_seconds=round(seconds, 1))
+            if models_dir is not None:
+                (models_dir / recipe_name).mkdir(parents=True, exist_ok=True)
+                model.save(models_dir / recipe_name / f"{name}.keras")
+        row.update(corpora=list(corpora), train_clips=len(plan.train),
+                   train_speakers=len({i.speaker for i in plan.train}),
+                   test_speakers=sorted({i.speaker for i in plan.test}))
         # the raw model output (logits for a masked recipe): scoring applies the softmax itself
-        raw_predict = keras_predictor(result.model, logits=False)
+        raw_predict = keras_predictor(model, logits=False)
         row["float"] = scorer.evaluate(raw_predict, recipe.masked, calibrate=False)
         if name == "dev" and recipe.masked:
             # the dev speakers are held out from the dev model: the temperature fitted on them is
             # what the final model uses until cv/loco runs (with their own held-out speakers) exist
             outputs = window_outputs(raw_predict, scorer.features(plan.test), recipe)
             row["dev_temperature"] = fit_temperature(outputs, plan.test, logits=True)
-        if models_dir is not None:
-            (models_dir / recipe_name).mkdir(parents=True, exist_ok=True)
-            result.model.save(models_dir / recipe_name / f"{name}.keras")
         if name != "dev":
-            tfl = int8_model(result.model, ClipSet(train.items, [f[:1] for f in train.feats]), recipe)
+            tfl = int8_model(model, ClipSet(train.items, [f[:1] for f in train.feats]), recipe)
             if models_dir is not None:
                 (models_dir / recipe_name).mkdir(parents=True, exist_ok=True)
                 (models_dir / recipe_name / f"{name}.tflite").write_bytes(tfl)

@@ -292,6 +292,52 @@ print(json.dumps({"outputs": result.model.output_shape[-1], "layers": [l.name fo
     assert abs(arousal - expected) < 1e-4  # the arousal row: arousal cross-entropy only (smoothed), no emotion term
 
 
+
+@pytest.mark.slow
+def test_an_ensemble_averages_its_members_logits_in_one_int8_graph_and_loads_saved_members(tmp_path):
+    """rooms-pair: saved member models are loaded (not retrained), averaged, exported as one graph."""
+    script = f"""
+import json
+from pathlib import Path
+import numpy as np
+from converter.corpora import Item
+from converter.ensemble import average_logits
+from converter.model import build_model
+from converter.protocol import ENSEMBLES, RunPlan, _member_models
+from converter.quantize import TFLiteRunner, convert
+
+models_dir = Path({str(tmp_path / "models")!r})
+members = [build_model(100, 16, 8, channels, output="logits") for channels in ((4, 8, 8), (8, 8, 16))]
+for name, model in zip(ENSEMBLES["rooms-pair"], members):
+    (models_dir / name).mkdir(parents=True)
+    model.save(models_dir / name / "cv1.keras")
+plan = RunPlan("cv1", [Item("x", "sad", "s", "ravdess")], [], [], {{}}, farfield=True)
+loaded, info = _member_models("rooms-pair", plan, None, None, models_dir, None, log=lambda *a: None)
+x = np.random.default_rng(0).standard_normal((6, 100, 16, 1)).astype(np.float32)
+ensemble = average_logits(loaded)
+expected = (np.asarray(members[0](x)) + np.asarray(members[1](x))) / 2
+runner = TFLiteRunner(convert(ensemble, x, "int8"))
+try:
+    average_logits([members[0], build_model(100, 16, 6, (4, 8, 8), output="logits")])
+    refused = ""
+except ValueError as exc:
+    refused = str(exc)
+print(json.dumps({{"sources": [v["source"] for v in info.values()],
+                  "float_error": float(np.abs(np.asarray(ensemble(x)) - expected).max()),
+                  "int8_error": float(np.abs(runner.predict(x) - expected).max()),
+                  "spread": float(np.abs(expected).max()),
+                  "inputs": len(runner.interpreter.get_input_details()),
+                  "refused": refused}}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(src.endswith("cv1.keras") for src in info["sources"]) and len(info["sources"]) == 2
+    assert info["float_error"] < 1e-5  # exactly the mean of the two members' logits
+    assert info["int8_error"] < 0.1 * info["spread"]  # one int8 graph reproduces it to a few steps
+    assert info["inputs"] == 1 and "disagree" in info["refused"]
+
 # -- rooms and noise ------------------------------------------------------------------------------
 
 
