@@ -33,6 +33,36 @@ def ravdess_dir() -> Path:
     return RAVDESS
 
 
+#: Every skip for a tool or package that ``make test`` installs says this. Under CI (``CI`` set,
+#: as ``.ci/run`` sets it) ``make test`` has just installed them all, so such a skip means a
+#: broken set-up, and :func:`pytest_runtest_makereport` turns it into a failure instead of
+#: letting a test that never ran look green.
+MAKE_TEST_INSTALLS = "make test installs it"
+
+
+def _fail_if_ci_skipped_what_make_test_installs(report) -> None:
+    if not (report.skipped and os.environ.get("CI")):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
+    if MAKE_TEST_INSTALLS in reason:
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, where it must run: {reason.removeprefix('Skipped: ')}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_if_ci_skipped_what_make_test_installs(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at import (TensorFlow, hypothesis: the dev environment)."""
+    outcome = yield
+    _fail_if_ci_skipped_what_make_test_installs(outcome.get_result())
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Say at the very end (after the short summary) how many tests skipped for want of corpora.

@@ -91,7 +91,7 @@ def noise(seconds: float, rate: int = 16000, seed: int = 1) -> "np.ndarray":
 def espeak_wav(text: str, path: Path, rate: int = 16000, voice: str = "en") -> Path:
     """Speech synthesized by espeak-ng, converted by sox to ``rate`` Hz mono 16-bit."""
     if not (shutil.which("espeak-ng") and shutil.which("sox")):
-        pytest.skip("espeak-ng and sox are needed to synthesize speech")
+        pytest.skip("espeak-ng and sox are needed to synthesize speech; make test installs it")
     raw = path.with_suffix(".espeak.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
     subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(path)], check=True, capture_output=True)

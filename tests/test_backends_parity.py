@@ -67,7 +67,7 @@ print(json.dumps({"backend": m.backend_name, "probabilities": m.predict(numpy.lo
 
 def _litert_python() -> Path:
     if not LITERT_PYTHON.is_file():
-        pytest.skip(f"{LITERT_PYTHON} is absent: create it with 'make litert-env'")
+        pytest.skip(f"{LITERT_PYTHON} is absent ('make litert-env'); make test installs it")
     return LITERT_PYTHON
 
 
@@ -173,7 +173,7 @@ def test_tflite_runtime_with_numpy_2_gives_the_fix_not_a_crash(test_models):
     probe = subprocess.run([str(python), "-c", "import tflite_runtime, numpy; print(numpy.__version__)"],
                            capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
-        pytest.skip("tflite-runtime is not installed in .venv-litert ('make litert-env' installs it)")
+        pytest.skip("tflite-runtime is not installed in .venv-litert; make test installs it")
     assert probe.stdout.startswith("2.")
     clip = ROOT / "examples" / "we-won.wav"
     proc = subprocess.run([str(python), "-m", "edge_ser", "classify", str(clip), "--model", str(test_models["int8"]),

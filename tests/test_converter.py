@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 if importlib.util.find_spec("tensorflow") is None:
-    pytest.skip("the converter needs TensorFlow (requirements-dev.txt)", allow_module_level=True)
+    pytest.skip("the converter needs TensorFlow (requirements-dev.txt); make test installs it", allow_module_level=True)
 
 from converter.corpora import (  # noqa: E402
     CorpusError, cv_folds, normalize_label, read_corpus, read_folders, read_manifest, read_ravdess,

@@ -42,7 +42,7 @@ CANDIDATE_CLIPS = (
 )
 
 needs_pyaudio = pytest.mark.skipif(importlib.util.find_spec("pyaudio") is None,
-                                   reason="pyaudio is needed for the microphone tests")
+                                   reason="pyaudio is needed for the microphone tests; make test installs it")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -499,7 +499,7 @@ def test_stop_signal_in_the_middle_of_speech_still_classifies_it(tmp_path, model
 
 
 @needs_pyaudio
-@pytest.mark.skipif(not shutil.which("arecord"), reason="arecord (alsa-utils) is not installed")
+@pytest.mark.skipif(not shutil.which("arecord"), reason="arecord (alsa-utils) is not installed; make test installs it")
 def test_arecord_piped_into_stdin_mode(tmp_path, model):
     """The documented pipeline: arecord -f S16_LE -r 16000 -c 1 -t raw | edge-ser listen --stdin."""
     with FifoMic(tmp_path, rate=RATE, speed=2.0) as mic:
@@ -654,12 +654,12 @@ def test_one_hour_of_audio_accelerated_counts_every_utterance_and_memory_stays_f
 # the MQTT output plugged into the daemon's sinks
 
 def test_events_also_reach_an_mqtt_broker(tmp_path, model):
-    pytest.importorskip("paho.mqtt", reason="paho-mqtt is needed for the MQTT output")
+    pytest.importorskip("paho.mqtt", reason="paho-mqtt is needed for the MQTT output; make test installs it")
     from mosquitto import Mosquitto, Subscriber, mosquitto_binary
     from edge_ser.wav import write_wav
 
     if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed")
+        pytest.skip("mosquitto is not installed; make test installs it")
     write_wav(tmp_path / "in.wav", sequence([speechlike(1.0), speechlike(1.5)], gap=2.0)[0], RATE)
     broker = Mosquitto(tmp_path / "broker").start()
     watcher = Subscriber(broker, ["edge-ser/test/#"])

@@ -50,9 +50,9 @@ def _sync_playwright() -> Any:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("Playwright for Python is not installed (pip install playwright; no 'playwright install')")
+        pytest.skip("Playwright for Python is not installed (no 'playwright install' needed); make test installs it")
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium); make test installs it")
     return sync_playwright
 
 

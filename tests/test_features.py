@@ -30,12 +30,12 @@ CLIP_IDS = ["speech-a", "speech-b", "speech-c", "noise"]
 
 @pytest.fixture(scope="module")
 def librosa():
-    return pytest.importorskip("librosa")
+    return pytest.importorskip("librosa", reason="librosa (requirements-dev.txt); make test installs it")
 
 
 @pytest.fixture(scope="module")
 def psf():
-    return pytest.importorskip("python_speech_features")
+    return pytest.importorskip("python_speech_features", reason="python_speech_features; make test installs it")
 
 
 @pytest.fixture(scope="module")

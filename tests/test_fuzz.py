@@ -20,7 +20,7 @@ import pytest
 
 from runtime_fixtures import ROOT
 
-pytest.importorskip("hypothesis", reason="the fuzz targets need hypothesis (requirements-dev.txt)")
+pytest.importorskip("hypothesis", reason="the fuzz targets need hypothesis (requirements-dev.txt); make test installs it")
 
 #: generated inputs per target (after its seed corpus): about a minute for the three together
 EXAMPLES = {"wav": 3000, "load_audio": 5000, "classify": 3000, "http": 5000}

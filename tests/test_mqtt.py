@@ -252,7 +252,7 @@ needs_broker = pytest.mark.skipif(mosquitto_binary() is None,
 
 @pytest.fixture
 def paho():
-    return pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install paho-mqtt)")
+    return pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed; make test installs it")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("soundfile") is None:
-    pytest.skip("the converter needs TensorFlow and soundfile (requirements-dev.txt)", allow_module_level=True)
+    pytest.skip("the converter needs TensorFlow and soundfile (requirements-dev.txt); make test installs it", allow_module_level=True)
 
 import soundfile  # noqa: E402
 
@@ -412,7 +412,7 @@ def _room_bank(root: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make system-deps)")
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed; make test installs it")
 def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(tmp_path):
     datasets = _room_bank(tmp_path / "datasets")
     en = _espeak_corpus(tmp_path, "en", ["neutral", "happy", "sad", "angry"], ["a", "b"], "en-us")

@@ -55,7 +55,7 @@ def _own_filter(up: int, down: int) -> np.ndarray:
 @pytest.mark.dev
 @pytest.mark.parametrize("orig,target", PAIRS)
 def test_sweep_matches_scipy_resample_poly(orig, target):
-    signal = pytest.importorskip("scipy.signal")
+    signal = pytest.importorskip("scipy.signal", reason="scipy (requirements-dev.txt); make test installs it")
     up, down = resample_factors(orig, target)
     x, _ = _log_sweep(orig, 1.0, 50.0, 0.8 * min(orig, target) / 2)
     ours = resample(x, orig, target)
@@ -149,7 +149,7 @@ def test_stream_state_stays_bounded():
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 31, 64, 100])
 @pytest.mark.parametrize("orig,target", [(48000, 16000), (44100, 16000), (8000, 16000), (16000, 48000)])
 def test_short_inputs_have_scipy_lengths_and_values(n, orig, target):
-    signal = pytest.importorskip("scipy.signal")
+    signal = pytest.importorskip("scipy.signal", reason="scipy (requirements-dev.txt); make test installs it")
     up, down = resample_factors(orig, target)
     x = np.random.default_rng(n).uniform(-1, 1, n)
     ours = resample(x, orig, target)

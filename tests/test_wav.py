@@ -198,8 +198,8 @@ def test_corpus_files_match_stdlib_wave(ravdess_dir):
 
 
 def test_corpus_files_match_soundfile_and_scipy(ravdess_dir):
-    soundfile = pytest.importorskip("soundfile")
-    wavfile = pytest.importorskip("scipy.io.wavfile")
+    soundfile = pytest.importorskip("soundfile", reason="soundfile (requirements-dev.txt); make test installs it")
+    wavfile = pytest.importorskip("scipy.io.wavfile", reason="scipy (requirements-dev.txt); make test installs it")
     for path in _corpus_files(ravdess_dir):
         ours = read_wav_channels(path).samples
         theirs, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
@@ -211,7 +211,7 @@ def test_corpus_files_match_soundfile_and_scipy(ravdess_dir):
 
 def test_edge_cases_match_soundfile(tmp_path):
     """Formats soundfile knows too, including extensible 24-bit 6-channel and float64."""
-    soundfile = pytest.importorskip("soundfile")
+    soundfile = pytest.importorskip("soundfile", reason="soundfile (requirements-dev.txt); make test installs it")
     for fmt, channels, ext in [("pcm8", 1, False), ("pcm24", 6, True), ("pcm32", 2, False),
                                ("float64", 2, False), ("float32", 6, True)]:
         values, _ = known_samples(fmt, frames=1000, channels=channels)
