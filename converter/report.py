@@ -169,6 +169,21 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
                      f" | {cell('pooled', m['clean']['ua'])} | {_pct(m.get('farfield', {}).get('ua'))} |")
     lines += ["", SELECTION_RULE]
 
+    again = trained_again(results)
+    if again:
+        lines += ["", "## The same recipe trained again", "",
+                  "Float UA on RAVDESS (clean / far-field) of two trainings of one recipe on the same clips with the "
+                  "same seed: a second run of the recipe, or an ensemble member trained afresh. Their difference is "
+                  "run-to-run noise (thread timing, cache rebuilt, machine), the floor any comparison of recipes "
+                  "on a single run has to clear.", "",
+                  "| recipe | run | first training | second training | change clean / far-field |",
+                  "|---|---|---|---|---|"]
+        for recipe, run, first, second in again:
+            (c1, f1), (c2, f2) = _ravdess_pair(first), _ravdess_pair(second)
+            change = (f"{100 * (c2 - c1):+.1f} / {100 * (f2 - f1):+.1f} points"
+                      if None not in (c1, c2, f1, f2) else "-")
+            lines.append(f"| {recipe} | {run} | {_pct(c1)} / {_pct(f1)} | {_pct(c2)} / {_pct(f2)} | {change} |")
+
     lines += ["", "## Calibration", "",
               "Expected calibration error (15 bins) of the top-1 probability on the test clips, before and after "
               "a temperature fitted on held-out *training* speakers of the same run.", "",
@@ -190,6 +205,31 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
         lines += ["", "## Notes on rows", ""]
         lines += [f"- {label}/{run}: {note}" for label, run, note in notes]
     return "\n".join(lines) + "\n"
+
+
+def trained_again(results: Results) -> List[tuple]:
+    """``(recipe, run, first float scores, second float scores)`` for every recipe trained twice.
+
+    A second run is a results folder whose rows name the recipe they repeat (``again_of``), or a
+    member an ensemble trained itself (a member loaded from disk is the first model, not a second).
+    """
+    out = []
+    for label, runs in sorted(results.items()):
+        for run, row in sorted(runs.items()):
+            base = row.get("again_of")
+            if base and run in results.get(base, {}) and "float" in row:
+                out.append((base, run, results[base][run]["float"], row["float"]))
+            for member, info in sorted((row.get("members") or {}).items()):
+                if info.get("source") == "trained" and run in results.get(member, {}):
+                    out.append((member, f"{run} (in {label})", results[member][run]["float"], info["float"]))
+    return out
+
+
+def _ravdess_pair(scores: dict) -> tuple:
+    """RAVDESS clean and far-field UA of a float score block (pooled when RAVDESS is all it has)."""
+    clean = scores["clean"]
+    ua = clean.get("by_corpus", {}).get("ravdess", {}).get("ua", clean["ua"] if "by_corpus" not in clean else None)
+    return ua, scores.get("farfield", {}).get("ua")
 
 
 def write_report(directory: Path, out: Optional[Path] = None) -> Path:

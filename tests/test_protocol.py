@@ -468,3 +468,49 @@ def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(
     assert info["output"] == "logits" and abs(info["sum"] - 1.0) < 1e-4
     assert info["labels"] == list(EMOTIONS) and info["temperature"] == 1.5 and info["corpora"] == ["en", "pl"]
     assert info["stamped"] and info["same"]  # the re-export is the same model
+
+
+# -- report -----------------------------------------------------------------------------------------
+
+
+def _scores(clean: float, far=None, by_corpus=None) -> dict:
+    block = {"clean": {"ua": clean, "ece": 0.1}}
+    if by_corpus:
+        block["clean"]["by_corpus"] = {c: {"ua": v} for c, v in by_corpus.items()}
+    if far is not None:
+        block["farfield"] = {"ua": far, "ece": 0.1}
+    return block
+
+
+def test_report_tables_and_the_same_recipe_trained_again():
+    from converter.report import cv_summary, markdown
+
+    dev = {"ravdess": 0.633, "nemo": 0.387, "ased": 0.793}
+    results = {
+        "rooms-ravdess-half": {
+            "dev": {"float": _scores(0.579, 0.539, dev)},
+            "cv1": {"float": _scores(0.66, 0.55), "int8": _scores(0.660, 0.562)},
+            "cv2": {"float": _scores(0.64, 0.48), "int8": _scores(0.638, 0.480)},
+        },
+        "rooms-ravdess-half-again": {
+            "dev": {"again_of": "rooms-ravdess-half", "note": "trained twice",
+                    "float": _scores(0.577, 0.590, dict(dev, ravdess=0.637))},
+        },
+        "rooms-wide": {"cv1": {"float": _scores(0.641, 0.559), "int8": _scores(0.641, 0.559)}},
+        "rooms-pair": {
+            "cv1": {"int8": _scores(0.70, 0.60),
+                    "members": {"rooms-ravdess-half": {"source": "trained", "float": _scores(0.68, 0.57)},
+                                "rooms-wide": {"source": "runs/protocol-models/rooms-wide/cv1.keras",
+                                               "float": _scores(0.641, 0.559)}}},
+        },
+    }
+    assert cv_summary(results["rooms-ravdess-half"])["folds"] == 2
+    text = markdown(results)
+    assert "| rooms-ravdess-half | 66.0 % / 56.2 % | 63.8 % / 48.0 % | - | - | - | 64.9 % | 52.1 % | 12.8 points |" in text
+    assert "| rooms-ravdess-half-again | 63.7 % | 38.7 % | 79.3 % | 57.7 % | 59.0 % |" in text
+    section = text.split("## The same recipe trained again")[1].split("## Calibration")[0]
+    assert "| rooms-ravdess-half | dev | 63.3 % / 53.9 % | 63.7 % / 59.0 % | +0.4 / +5.1 points |" in section
+    # a member the ensemble trained itself is a second training; a member loaded from disk is not
+    assert "| rooms-ravdess-half | cv1 (in rooms-pair) | 66.0 % / 55.0 % | 68.0 % / 57.0 % | +2.0 / +2.0 points |" in section
+    assert "rooms-wide | cv1" not in section
+    assert "- rooms-ravdess-half-again/dev: trained twice" in text
