@@ -1,9 +1,9 @@
 """Small ensembles: several trained networks averaged inside one exported graph.
 
-Why: two networks trained by different recipes (different widths, different draws) make
-partly different mistakes, most of all on degraded far-field windows, where one model's
-guess is least certain. Averaging their logits is the cheapest variance reduction there
-is, and it costs the device nothing but multiply-adds: the members become branches of a
+Why: two networks trained by different recipes (different widths, different draws) may
+make partly different mistakes, and averaging their logits is the cheapest variance
+reduction there is (whether it pays is measured in ``models/results/protocol.md``: the
+rooms-pair rows). It costs the device nothing but multiply-adds: the members become branches of a
 single Keras model (one input, one output), so the exported file is still one full-int8
 TFLite graph that the device runs with one ``invoke`` per window, and nothing on the
 device knows it is an ensemble.

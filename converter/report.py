@@ -228,7 +228,8 @@ def trained_again(results: Results) -> List[tuple]:
 def _ravdess_pair(scores: dict) -> tuple:
     """RAVDESS clean and far-field UA of a float score block (pooled when RAVDESS is all it has)."""
     clean = scores["clean"]
-    ua = clean.get("by_corpus", {}).get("ravdess", {}).get("ua", clean["ua"] if "by_corpus" not in clean else None)
+    by_corpus = clean.get("by_corpus")
+    ua = clean["ua"] if by_corpus is None else by_corpus.get("ravdess", {}).get("ua")
     return ua, scores.get("farfield", {}).get("ua")
 
 

@@ -40,11 +40,16 @@ def ravdess_dir() -> Path:
 MAKE_TEST_INSTALLS = "make test installs it"
 
 
+def _skip_reason(report) -> str:
+    """The reason a skipped report gives (pytest stores it as ``(file, line, reason)``)."""
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
+
+
 def _fail_if_ci_skipped_what_make_test_installs(report) -> None:
     if not (report.skipped and os.environ.get("CI")):
         return
-    longrepr = report.longrepr
-    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
+    reason = _skip_reason(report)
     if MAKE_TEST_INSTALLS in reason:
         report.outcome = "failed"
         report.longrepr = f"skipped under CI, where it must run: {reason.removeprefix('Skipped: ')}"
@@ -72,9 +77,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     yield
     missing = 0
     for report in terminalreporter.stats.get("skipped", []):
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
-        missing += CORPUS_MISSING in reason
+        missing += CORPUS_MISSING in _skip_reason(report)
     if missing:
         terminalreporter.write_sep("=", "corpora missing", yellow=True, bold=True)
         terminalreporter.write_line(
