@@ -18,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, List
 
@@ -261,9 +262,23 @@ def test_needs_root_without_root_or_dry_run(os_release, fake_model: Path) -> Non
         # As root, prove the check by asking a non-root shell.
         if not shutil.which("setpriv"):
             pytest.skip("running as root and setpriv is missing")
-        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(INSTALL),
-                               "--yes", "--os-release", str(os_release(BOOKWORM))],
-                              capture_output=True, text=True, timeout=60)
+        # The checkout and pytest's tmp_path may be private to root (a clone under `mktemp -d`),
+        # so the unprivileged shell gets its own world-readable copies.
+        with tempfile.TemporaryDirectory(dir="/tmp") as shared:
+            os.chmod(shared, 0o755)
+            repo = INSTALL.parent.parent
+            shutil.copytree(INSTALL.parent, Path(shared) / "device")
+            shutil.copytree(repo / "models", Path(shared) / "models")
+            for requirements in repo.glob("requirements-*.txt"):
+                shutil.copy(requirements, shared)
+            release = Path(shared) / "os-release"
+            shutil.copy(os_release(BOOKWORM), release)
+            for path in Path(shared).rglob("*"):
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            script = Path(shared) / "device" / INSTALL.name
+            proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
+                                   str(script), "--yes", "--os-release", str(release)],
+                                  capture_output=True, text=True, timeout=60)
     else:
         proc = run_install("--yes", "--os-release", str(os_release(BOOKWORM)))
     assert proc.returncode != 0
