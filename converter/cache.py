@@ -98,6 +98,8 @@ def entry_key(path: str, config: FeatureConfig, variant: int, seed: int, treatme
     extra = treatment.key(path, variant)
     if extra:
         parts.append(extra)
+    if treatment.farfield and seed:
+        parts.append(f"draw={seed}")  # another far-field draw of the clip; draw 0 keeps its older key
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:24]
 
 

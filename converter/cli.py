@@ -462,7 +462,7 @@ def cmd_protocol(args, argv) -> int:
     runs = _expand_runs(args.runs, recipe_corpora(args.recipe))
     _log(f"protocol {args.recipe}: runs {', '.join(runs)}")
     run_protocol(args.recipe, items, runs, Path(args.results), Path(args.cache) if args.cache else None,
-                 Path(args.models) if args.models else None, steps=args.steps, log=_log)
+                 Path(args.models) if args.models else None, steps=args.steps, log=_log, seed=args.seed)
     return 0
 
 
@@ -484,6 +484,17 @@ def cmd_score(args, argv) -> int:
         target = score_model_file(data, run, args.label, items, Path(args.results), corpora, logits,
                                   Path(args.cache) if args.cache else None, note=args.note or path)
         _log(f"{args.label}/{run}: {summary_line(json.loads(target.read_text()))} -> {target}")
+    return 0
+
+
+def cmd_rescore(args, argv) -> int:
+    """Add the far-field score over every corpus to dev rows written before it existed."""
+    from .protocol import add_dev_farfield, summary_line
+
+    items = _protocol_items(args)
+    row = add_dev_farfield(Path(args.row), [Path(m) for m in args.models], items,
+                           Path(args.cache) if args.cache else None)
+    _log(f"{row['recipe_name']}/dev: {summary_line(row)} -> {args.row}")
     return 0
 
 
@@ -532,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=str(DEFAULT_RESULTS / "protocol"), help="one JSON per run, here")
     p.add_argument("--models", default=str(ROOT / "runs" / "protocol"), help="keep each run's int8 model here")
     p.add_argument("--steps", type=int, help="override the recipe's training length (smoke tests)")
+    p.add_argument("--seed", type=int, help="train with this seed instead of the recipe's own; results and models "
+                                            "go under RECIPE-seedN")
     p.add_argument("--datasets", help="folder holding ravdess/, nemo/, ased/ (default ../shared/datasets)")
     p.add_argument("--cache", help="feature cache folder")
     p.set_defaults(func=cmd_protocol)
@@ -553,6 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets")
     p.add_argument("--cache")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("rescore", help="add the far-field score over every corpus to a dev row from the run's "
+                                       "saved float model(s)")
+    p.add_argument("row", help="a dev results file, e.g. models/results/protocol/rooms-wide-again/dev.json")
+    p.add_argument("models", nargs="+", help="the run's .keras model; several: an ensemble's members")
+    p.add_argument("--datasets")
+    p.add_argument("--cache")
+    p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("report", help="rewrite cv.md/confusion.png from cv.json and protocol.md from the "
                                       "protocol's per-run results")

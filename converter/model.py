@@ -39,6 +39,7 @@ def build_model(
     name: str = "edge_ser_cnn",
     output: str = "probabilities",
     arousal_levels: int = 0,
+    input_norm: str = "none",
 ):
     """Return an uncompiled Keras model mapping a feature window to class probabilities.
 
@@ -50,6 +51,13 @@ def build_model(
     the same pooled features, and the model outputs ``[emotion logits | arousal logits]``:
     arousal-only corpora (BAVED) then shape the shared layers. :func:`emotion_only` cuts it
     off again for evaluation and export.
+
+    ``input_norm="band_mean"`` subtracts each mel band's mean over the window from the
+    features before anything else (cepstral mean normalisation, done on log-mel): a fixed
+    colouring of the spectrum (a room's and a microphone's frequency response, the level)
+    adds a constant per band in the log domain, and the subtraction removes it. What it
+    costs: the window's average spectral shape, which carries some vocal effort; the time
+    differences and every within-window contrast stay.
     """
     import keras
     from keras import layers
@@ -57,11 +65,17 @@ def build_model(
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None
     inputs = keras.Input(shape=(window_frames, n_features, 1), name="features")
     x = inputs
+    if input_norm == "band_mean":
+        # the mean over time per band, broadcast back over the frames: two int8 ops, AveragePool2D and Sub
+        band_mean = layers.AveragePooling2D((window_frames, 1), name="band_mean")(x)
+        x = layers.Subtract(name="band_normalized")([x, band_mean])
+    elif input_norm != "none":
+        raise ValueError(f"input_norm must be 'none' or 'band_mean', got {input_norm!r}")
     if deltas:
         delta = layers.Conv2D(1, (3, 1), padding="same", use_bias=False, trainable=False, name="time_delta")
-        d = delta(inputs)
+        d = delta(x)
         delta.set_weights([np.array([-0.5, 0.0, 0.5], dtype=np.float32).reshape(3, 1, 1, 1)])
-        x = layers.Concatenate(axis=-1, name="with_delta")([inputs, d])
+        x = layers.Concatenate(axis=-1, name="with_delta")([x, d])
 
     def conv_bn_relu(x, filters: int, label: str, strides=(1, 1), kernel=(3, 3)):
         x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,

@@ -75,6 +75,9 @@ class Recipe:
     # > 0: an auxiliary arousal head (low/mid/high) trained on arousal-only clips (BAVED), its
     # loss weighted by this; the head is dropped from the model that is evaluated and exported
     arousal_weight: float = 0.0
+    # "band_mean": the network first subtracts each mel band's mean over the window
+    # (converter.model.build_model)
+    input_norm: str = "none"
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
@@ -416,7 +419,7 @@ def train_model(
     model = build_model(recipe.window_frames, n_features, len(EMOTIONS), recipe.channels,
                         recipe.dropout, recipe.deltas, head=recipe.head,
                         output="logits" if recipe.masked else "probabilities",
-                        arousal_levels=len(AROUSAL_LEVELS) if arousal else 0)
+                        arousal_levels=len(AROUSAL_LEVELS) if arousal else 0, input_norm=recipe.input_norm)
     # the emotion output alone (the same layers and weights): what is validated and exported
     emotions = emotion_only(model) if arousal else model
     balanced = recipe.sampling == "balanced"

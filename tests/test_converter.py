@@ -184,6 +184,26 @@ def test_feature_cache_keys_by_content_not_time(tmp_path):
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2
     assert np.allclose(changed[(str(clip), 0)], log_mel(load_clip(str(clip)), preset("edge")))
 
+
+
+def test_far_field_draws_have_their_own_cache_entries_and_draw_zero_keeps_its_key(tmp_path):
+    """Several far-field draws of a clip are several entries; the first keeps the key it always had."""
+    import hashlib
+
+    from converter.cache import Treatment, content_digest, entry_key
+    from edge_ser.features import preset
+
+    clip = str(write_tone(tmp_path / "c.wav", seconds=0.5))
+    config = preset("edge")
+    far = Treatment(farfield=True)
+    keys = [entry_key(clip, config, 0, draw, far) for draw in range(3)]
+    assert len(set(keys)) == 3
+    before = "|".join([config.hash(), os.path.abspath(clip), content_digest(clip), "0", "farfield-v1"])
+    assert keys[0] == hashlib.sha256(before.encode("utf-8")).hexdigest()[:24]
+    # a clean clip is the same whatever the seed: one entry
+    assert entry_key(clip, config, 0, 0, Treatment()) == entry_key(clip, config, 0, 5, Treatment())
+
+
 # -- training smoke test -------------------------------------------------------------------------
 
 

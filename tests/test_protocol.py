@@ -338,6 +338,50 @@ print(json.dumps({{"sources": [v["source"] for v in info.values()],
     assert info["int8_error"] < 0.1 * info["spread"]  # one int8 graph reproduces it to a few steps
     assert info["inputs"] == 1 and "disagree" in info["refused"]
 
+def test_band_mean_normalisation_removes_a_fixed_colouring_inside_one_int8_graph():
+    """rooms-cmn: a constant added to a band (a room's or a microphone's colouring, the level) changes nothing."""
+    script = """
+import json
+import numpy as np
+from converter.model import build_model
+from converter.quantize import TFLiteRunner, convert
+
+rng = np.random.default_rng(0)
+model = build_model(100, 16, 8, (4, 8, 8), output="logits", input_norm="band_mean")
+x = (rng.standard_normal((6, 100, 16, 1)) * 3 - 8).astype(np.float32)
+coloured = x + (rng.standard_normal((1, 1, 16, 1)) * 4).astype(np.float32)
+plain = np.asarray(model(x))
+runner = TFLiteRunner(convert(model, x, "int8"))
+ops = sorted({op["op_name"] for op in runner.interpreter._get_ops_details()})
+try:
+    build_model(100, 16, 8, (4, 8, 8), input_norm="band_max")
+    refused = ""
+except ValueError as exc:
+    refused = str(exc)
+print(json.dumps({"float_change": float(np.abs(np.asarray(model(coloured)) - plain).max()),
+                  "int8_error": float(np.abs(runner.predict(x) - plain).max()),
+                  "spread": float(np.abs(plain).max()), "ops": ops, "refused": refused}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["float_change"] < 1e-4 * max(1.0, info["spread"])
+    assert info["int8_error"] < 0.1 * info["spread"]
+    assert {"AVERAGE_POOL_2D", "SUB"} <= set(info["ops"]) and "DEQUANTIZE" not in info["ops"]
+    assert "band_mean" in info["refused"]
+
+
+def test_another_seed_is_its_own_row_and_changes_only_the_seed():
+    from converter.protocol import RECIPES, _make_recipe, seeded_label
+
+    assert seeded_label("rooms-cmn", None) == "rooms-cmn" and seeded_label("rooms-cmn", 2) == "rooms-cmn-seed2"
+    own, other = _make_recipe("rooms-cmn", None), _make_recipe("rooms-cmn", None, seed=2)
+    assert other.seed == 2 and own.seed != 2
+    assert {k for k, v in own.to_dict().items() if other.to_dict()[k] != v} == {"seed"}
+    assert own.input_norm == "band_mean" and RECIPES["rooms-ravdess-half"][0]().input_norm == "none"
+
+
 # -- rooms and noise ------------------------------------------------------------------------------
 
 
@@ -470,6 +514,95 @@ def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(
     assert info["stamped"] and info["same"]  # the re-export is the same model
 
 
+def _dev_corpora(root: Path) -> Path:
+    """Tiny RAVDESS, nEMO and ASED stand-ins (tones) with development and training speakers, and a
+    room bank with places and recordings on both sides of the held-out split."""
+    from converter.rooms import is_held_out
+
+    def tone(path: Path, freq: float, seed: int, fmt: dict) -> str:
+        rng = np.random.default_rng(seed)
+        t = np.arange(12000) / 16000
+        x = 0.2 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(str(path), x.astype(np.float32), 16000, **fmt)
+        return path.name
+
+    seed = 0
+    for actor in ("01", "11", "02"):  # 01 and 11 are development actors
+        for e in (1, 4, 5):
+            seed += 1
+            tone(root / "ravdess" / f"Actor_{actor}" / f"03-01-{e:02d}-01-01-01-{actor}.wav", 100 + 40 * e, seed, {})
+    opus = {"format": "OGG", "subtype": "OPUS"}
+    for corpus, speakers in (("nemo", ("nemo-EB0", "nemo-XX1")), ("ased", ("ased-01", "ased-20"))):
+        rows = ["path,label,speaker"]
+        for speaker in speakers:
+            for i, label in enumerate(("neutral", "sad", "angry")):
+                seed += 1
+                rows.append(f"{tone(root / corpus / f'{speaker}-{label}.opus', 150 + 50 * i, seed, opus)},"
+                            f"{label},{speaker}")
+        (root / corpus / "manifest.csv").write_text("\n".join(rows) + "\n")
+    places = [f"h{i:03d}" for i in range(1, 200)]
+    recordings = [str(100 + i) for i in range(200)]
+    rng = np.random.default_rng(0)
+    for kind, names in (("rirs", [p for p in places if is_held_out(p)][:2] + [p for p in places if not is_held_out(p)][:1]),
+                        ("noise", [r for r in recordings if is_held_out(f"us8k-{r}")][:2])):
+        rows = ["path,source"]
+        for n in names:
+            if kind == "rirs":
+                x = rng.standard_normal(3000) * np.exp(-np.arange(3000) / 500.0)
+                x[0] = 3.0
+                name = f"{n}_Room.flac"
+            else:
+                x = rng.standard_normal(16000) * 0.1
+                name = f"{n}-0-0-0.flac"
+            (root / kind).mkdir(parents=True, exist_ok=True)
+            soundfile.write(str(root / kind / name), x.astype(np.float32) / 4, 16000)
+            rows.append(f"{name},test")
+        (root / kind / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_rescore_adds_the_far_field_over_every_corpus_to_a_dev_row_from_its_saved_model(tmp_path):
+    """Three draws per development clip of every corpus, each its own cache entry; the rest of the row is kept."""
+    from converter.protocol import DEV_FARFIELD_DRAWS, LOCO_CORPORA
+    from converter.train import Recipe
+
+    datasets = _dev_corpora(tmp_path / "datasets")
+    items = read_corpora([datasets / c for c in LOCO_CORPORA])
+    plan = plan_run("dev", items, LOCO_CORPORA)
+    assert {i.speaker for i in plan.test} == {"01", "11", "nemo-EB0", "ased-01"}
+    model = tmp_path / "dev.keras"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", EDGE_SER_DATASETS=str(datasets))
+    build = subprocess.run([PY, "-c", (
+        "from converter.model import build_model\n"
+        f"build_model(300, 64, 8, (4, 8, 8), output='logits').save({str(model)!r})\n")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    row = {"run": "dev", "recipe_name": "tiny", "recipe": Recipe(masked=True).to_dict(), "corpora": list(LOCO_CORPORA),
+           "test_speakers": sorted({i.speaker for i in plan.test}),
+           "float": {"clean": {"ua": 0.5}, "farfield": {"ua": 0.4}}}
+    path = tmp_path / "results" / "tiny" / "dev.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(row))
+    cache = tmp_path / "cache"
+    proc = subprocess.run([PY, "-m", "converter", "rescore", str(path), str(model), "--datasets", str(datasets),
+                           "--cache", str(cache)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "far-field UA every corpus" in proc.stdout
+    after = json.loads(path.read_text())
+    far = after["float"]["farfield_all"]
+    assert far["draws"] == DEV_FARFIELD_DRAWS and far["clips"] == DEV_FARFIELD_DRAWS * len(plan.test)
+    assert set(far["by_corpus"]) == set(LOCO_CORPORA)
+    assert after["float"]["clean"] == row["float"]["clean"] and after["farfield_all_from"] == [str(model)]
+    assert len(list(cache.rglob("*.npy"))) == DEV_FARFIELD_DRAWS * len(plan.test)  # every draw its own entry
+    wrong = dict(row, test_speakers=["01"])
+    path.write_text(json.dumps(wrong))
+    refused = subprocess.run([PY, "-m", "converter", "rescore", str(path), str(model), "--datasets", str(datasets),
+                              "--cache", str(cache)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "dev speakers differ" in refused.stderr
+
+
 # -- report -----------------------------------------------------------------------------------------
 
 
@@ -494,7 +627,7 @@ def test_report_tables_and_the_same_recipe_trained_again():
         },
         "rooms-ravdess-half-again": {
             "dev": {"again_of": "rooms-ravdess-half", "note": "trained twice",
-                    "float": _scores(0.577, 0.590, dict(dev, ravdess=0.637))},
+                    "float": dict(_scores(0.577, 0.590, dict(dev, ravdess=0.637)), farfield_all={"ua": 0.512})},
         },
         "rooms-wide": {"cv1": {"float": _scores(0.641, 0.559), "int8": _scores(0.641, 0.559)}},
         "rooms-pair": {
@@ -507,7 +640,9 @@ def test_report_tables_and_the_same_recipe_trained_again():
     assert cv_summary(results["rooms-ravdess-half"])["folds"] == 2
     text = markdown(results)
     assert "| rooms-ravdess-half | 66.0 % / 56.2 % | 63.8 % / 48.0 % | - | - | - | 64.9 % | 52.1 % | 12.8 points |" in text
-    assert "| rooms-ravdess-half-again | 63.7 % | 38.7 % | 79.3 % | 57.7 % | 59.0 % |" in text
+    assert "| rooms-ravdess-half-again | 63.7 % | 38.7 % | 79.3 % | 57.7 % | 59.0 % | 51.2 % |" in text
+    assert "| rooms-ravdess-half | 63.3 % | 38.7 % | 79.3 % | 57.9 % | 53.9 % | - |" in text  # model not kept
+    assert "two seeds" in text
     section = text.split("## The same recipe trained again")[1].split("## Calibration")[0]
     assert "| rooms-ravdess-half | dev | 63.3 % / 53.9 % | 63.7 % / 59.0 % | +0.4 / +5.1 points |" in section
     # a member the ensemble trained itself is a second training; a member loaded from disk is not
