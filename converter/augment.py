@@ -1,14 +1,16 @@
 """Data augmentation, in the audio domain (precomputed) and the feature domain (online).
 
 Audio-domain variants are deterministic functions of ``(clip, variant number, seed)``
-so they can be cached on disk. Two recipes exist (:data:`AUGMENTATIONS`):
+so they can be cached on disk. Three recipes exist (:data:`AUGMENTATIONS`):
 
 * ``studio`` (the first shipped model): gain, synthetic white/pink/brown noise at
   10-35 dB SNR, a mild synthetic reverberation and a speed perturbation;
 * ``room`` (issue 12): what a Pi across a room hears. Measured impulse responses of the
   *training* places, real noise recordings of the training side at 0-25 dB SNR, strong
   attenuation, telephone band and low-bit-rate Opus, plus speed perturbation
-  (:mod:`converter.rooms` keeps the held-out places and recordings for evaluation).
+  (:mod:`converter.rooms` keeps the held-out places and recordings for evaluation);
+* ``room-sim``: ``room`` with simulated shoebox rooms (pyroomacoustics) for a third of the
+  copies, beside the measured ones (:mod:`converter.simulated_rooms`).
 
 Variant 0 is always the clean clip.
 
@@ -132,7 +134,28 @@ def telephone_band(signal: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def augment_room(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> Tuple[np.ndarray, str]:
-    """One random far-field variant: room, real noise, level, band and codec (see the module doc)."""
+    """One random far-field variant: room, real noise, level, band and codec (see the module doc).
+
+    Rooms: a measured one 60 % of the time, a synthetic exponential decay 15 %, none 25 %.
+    """
+    return _far_field_variant(signal, sample_rate, rng, measured=0.6, simulated=0.0, synthetic=0.15)
+
+
+def augment_room_sim(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> Tuple[np.ndarray, str]:
+    """:func:`augment_room` with simulated shoebox rooms (:mod:`converter.simulated_rooms`) beside the measured.
+
+    Rooms: measured 45 %, simulated 35 %, synthetic decay 5 %, none 15 %.
+    """
+    return _far_field_variant(signal, sample_rate, rng, measured=0.45, simulated=0.35, synthetic=0.05)
+
+
+def _far_field_variant(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, measured: float,
+                       simulated: float, synthetic: float) -> Tuple[np.ndarray, str]:
+    """Speed, then a room (measured, simulated or synthetic, with these shares), noise, level, band, codec.
+
+    With ``simulated=0`` the random draws are exactly those of the first ``room`` recipe, so
+    its cached copies stay what this function makes.
+    """
     from .audio_io import opus_round_trip
     from .rooms import convolve, load_bank, mix_at_snr, noise_segment
 
@@ -145,10 +168,16 @@ def augment_room(signal: np.ndarray, sample_rate: int, rng: np.random.Generator)
         steps.append(f"speed{factor:.2f}")
     peak = float(np.max(np.abs(x))) + 1e-12
     room = rng.random()
-    if room < 0.6:
+    if room < measured:
         x = convolve(x, bank.rirs[int(rng.integers(len(bank.rirs)))])
         steps.append("rir")
-    elif room < 0.75:
+    elif room < measured + simulated:
+        from .simulated_rooms import simulated_bank
+
+        rirs = simulated_bank(sample_rate=sample_rate)
+        x = convolve(x, rirs[int(rng.integers(len(rirs)))])
+        steps.append("simulated-room")
+    elif room < measured + simulated + synthetic:
         rt60 = float(rng.uniform(0.2, 0.9))
         x = reverberate(x, sample_rate, rt60, rng)
         steps.append(f"rt60={rt60:.2f}")
@@ -175,7 +204,20 @@ def augment_room(signal: np.ndarray, sample_rate: int, rng: np.random.Generator)
 AUGMENTATIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], Tuple[np.ndarray, str]]] = {
     "studio": augment_audio,
     "room": augment_room,
+    "room-sim": augment_room_sim,
 }
+
+
+def prepare_augmentation(name: str, sample_rate: int) -> None:
+    """Make once, in this process, what each worker filling the cache would otherwise make itself.
+
+    ``room-sim`` needs the simulated room bank: made here, it is kept beside the cache and the
+    workers load it.
+    """
+    if name == "room-sim":
+        from .simulated_rooms import simulated_bank
+
+        simulated_bank(sample_rate=sample_rate)
 
 
 # -- feature domain -------------------------------------------------------------------------

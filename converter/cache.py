@@ -32,7 +32,7 @@ import numpy as np
 from edge_ser.features import FeatureConfig, log_mel
 
 from .audio_io import is_wav, load_clip, opus_round_trip
-from .augment import AUGMENTATIONS, variant_seed
+from .augment import AUGMENTATIONS, prepare_augmentation, variant_seed
 
 AUGMENT_VERSION = "a1"  # bump when an augmentation recipe changes meaning
 
@@ -162,6 +162,8 @@ class FeatureCache:
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     jobs.append((target, path, self.config.to_dict(), variant, self.seed, asdict(self.treatment)))
         if jobs:
+            if any(job[3] for job in jobs) and not self.treatment.farfield:
+                prepare_augmentation(self.treatment.augmentation, self.config.sample_rate)
             self._run(jobs, workers, progress)
         return {k: np.load(t) for k, t in targets.items()}
 

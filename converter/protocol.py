@@ -126,6 +126,18 @@ def _rooms_cmn_recipe() -> Recipe:
     return replace(_rooms_ravdess_half_recipe(), input_norm="band_mean")
 
 
+def _rooms_sim_recipe() -> Recipe:
+    """rooms-ravdess-half with simulated shoebox rooms for a third of the room-degraded copies.
+
+    Why: the training side of the measured survey has about 150 responses, and the far-field
+    score (held-out places) falls most where rooms are concerned: in an ad hoc split of the dev
+    far-field condition, rooms alone cost the shipped recipe about 9 points, noise alone about 4.
+    Simulated rooms (pyroomacoustics) add sizes, reverberation times and distances the survey
+    lacks, so the model can learn rooms rather than those 150.
+    """
+    return replace(_rooms_ravdess_half_recipe(), augmentation="room-sim")
+
+
 #: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
 RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "baseline": (Recipe, ("ravdess",)),
@@ -135,6 +147,7 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-wide": (_rooms_wide_recipe, ("ravdess", "nemo", "ased")),
     "rooms-arousal": (_rooms_arousal_recipe, ("ravdess", "nemo", "ased", "baved")),
     "rooms-cmn": (_rooms_cmn_recipe, ("ravdess", "nemo", "ased")),
+    "rooms-sim": (_rooms_sim_recipe, ("ravdess", "nemo", "ased")),
 }
 #: Ensemble name -> member recipes: each member's model of the same run, logits averaged in one
 #: graph (:mod:`converter.ensemble`).
@@ -158,6 +171,8 @@ DESCRIPTIONS: Dict[str, str] = {
                      "1/9 of the draws, 9000 batches), dropped from the exported model",
     "rooms-cmn": "rooms-ravdess-half with each mel band's mean over the window subtracted inside the network "
                  "(cepstral mean normalisation on log-mel)",
+    "rooms-sim": "rooms-ravdess-half with simulated shoebox rooms (pyroomacoustics: 3-10 m, RT60 0.15-1.0 s, talker "
+                 "0.5-5 m away) for 35 % of the room-degraded copies, measured rooms for 45 %",
 }
 
 

@@ -414,6 +414,58 @@ def test_far_field_is_seeded_and_uses_the_bank(tmp_path):
     assert np.sqrt(np.mean(quiet ** 2)) < 0.2 * np.sqrt(np.mean(x ** 2))
 
 
+@pytest.mark.slow
+def test_simulated_rooms_are_drawn_in_range_prepared_like_measured_ones_and_kept(tmp_path):
+    from converter.simulated_rooms import draw_room, simulate, simulated_bank
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        room = draw_room(rng)
+        assert 0.5 <= float(np.linalg.norm(np.subtract(room.source, room.microphone))) <= 5.0
+        assert all(0.3 <= p <= d - 0.3 for p, d in zip(room.source[:2] + room.microphone[:2], room.dims[:2] * 2))
+    short, long = (simulate(replace_rt60(draw_room(np.random.default_rng(1)), t)) for t in (0.2, 0.9))
+    for rir in (short, long):
+        assert np.argmax(np.abs(rir)) == 0 and abs(float(np.sum(rir.astype(np.float64) ** 2)) - 1.0) < 1e-4
+
+    def tail_energy(rir: np.ndarray) -> float:  # energy after the first 50 ms
+        return float(np.sum(rir[800:].astype(np.float64) ** 2))
+
+    assert tail_energy(long) > 2 * tail_energy(short)
+    made = simulated_bank(count=3, seed=5, directory=str(tmp_path))
+    simulated_bank.cache_clear()
+    kept = simulated_bank(count=3, seed=5, directory=str(tmp_path))
+    assert len(list(tmp_path.glob("simulated-rooms-*.npz"))) == 1
+    assert all(np.array_equal(a, b) for a, b in zip(made, kept))
+
+
+def replace_rt60(room, rt60: float):
+    from dataclasses import replace
+
+    return replace(room, rt60=rt60)
+
+
+@pytest.mark.slow
+def test_room_sim_shares_its_copies_between_measured_simulated_and_no_room(monkeypatch):
+    """room-sim: measured 45 %, simulated 35 %; the first room recipe never draws a simulated room."""
+    from converter import augment, rooms, simulated_rooms
+
+    rir = np.zeros(400, dtype=np.float32)
+    rir[0] = 1.0
+    fake = rooms.RoomBank((rir,), (np.random.default_rng(0).standard_normal(4000).astype(np.float32),))
+    monkeypatch.setattr(rooms, "load_bank", lambda *a, **k: fake)
+    monkeypatch.setattr(simulated_rooms, "simulated_bank", lambda *a, **k: (rir,))
+    x = (0.3 * np.sin(np.arange(1600) / 5.0)).astype(np.float32)
+    counts = {"rir": 0, "simulated-room": 0}
+    first = {"rir": 0, "simulated-room": 0}
+    for seed in range(300):
+        for recipe, tally in ((augment.augment_room_sim, counts), (augment.augment_room, first)):
+            steps = recipe(x, 16000, np.random.default_rng(seed))[1].split(",")
+            for key in tally:
+                tally[key] += key in steps
+    assert abs(counts["rir"] / 300 - 0.45) < 0.07 and abs(counts["simulated-room"] / 300 - 0.35) < 0.07
+    assert first["simulated-room"] == 0 and abs(first["rir"] / 300 - 0.6) < 0.07
+
+
 # -- smoke training through Opus manifests ----------------------------------------------------------
 
 
