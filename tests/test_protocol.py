@@ -695,6 +695,31 @@ def test_report_tables_and_the_same_recipe_trained_again():
     assert "| rooms-ravdess-half-again | 63.7 % | 38.7 % | 79.3 % | 57.7 % | 59.0 % | 51.2 % |" in text
     assert "| rooms-ravdess-half | 63.3 % | 38.7 % | 79.3 % | 57.9 % | 53.9 % | - |" in text  # model not kept
     assert "two seeds" in text
+
+
+def test_report_compares_recipes_by_the_mean_of_two_seeds_on_the_far_field_over_every_corpus():
+    from converter.report import markdown, seed_groups
+
+    def dev(ravdess: float, pooled: float, far_all, **extra) -> dict:
+        scores = _scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7})
+        if far_all is not None:
+            scores["farfield_all"] = {"ua": far_all}
+        return {"dev": dict(extra, float=scores)}
+
+    results = {
+        "rooms-ravdess-half": dev(0.63, 0.58, None),  # its model was not kept: not in the means
+        "rooms-ravdess-half-again": dev(0.64, 0.58, 0.52, again_of="rooms-ravdess-half"),
+        "rooms-ravdess-half-seed2": dev(0.62, 0.56, 0.50, seed_of="rooms-ravdess-half"),
+        "rooms-good": dev(0.63, 0.57, 0.54),
+        "rooms-good-seed2": dev(0.63, 0.57, 0.52, seed_of="rooms-good"),
+        "rooms-lonely": dev(0.70, 0.60, 0.60),
+    }
+    groups = seed_groups(results)
+    assert groups["rooms-ravdess-half"]["labels"] == ["rooms-ravdess-half-again", "rooms-ravdess-half-seed2"]
+    assert abs(groups["rooms-ravdess-half"]["farfield"] - 0.51) < 1e-9
+    text = markdown(results)
+    assert "| rooms-good | rooms-good, rooms-good-seed2 | 63.0 % | 57.0 % | 53.0 % | +2.0 / +0.0 / +0.0 | passes |" in text
+    assert "| rooms-lonely | rooms-lonely | 70.0 % | 60.0 % | 60.0 % | +9.0 / +7.0 / +3.0 | - |" in text  # one seed: no verdict
     section = text.split("## The same recipe trained again")[1].split("## Calibration")[0]
     assert "| rooms-ravdess-half | dev | 63.3 % / 53.9 % | 63.7 % / 59.0 % | +0.4 / +5.1 points |" in section
     # a member the ensemble trained itself is a second training; a member loaded from disk is not
