@@ -194,8 +194,8 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
         for recipe, group in sorted(groups.items()):
             change, verdict = "-", "-"
             if shipped and recipe != SHIPPED_RECIPE:
-                # judged on the figures as printed (a tenth of a point), not on float residue
-                d = {k: round(100 * (group[k] - shipped[k]), 1) for k in ("farfield", "ravdess", "pooled")}
+                # judged on the figures as printed (a tenth of a point), not on float residue; + 0.0 turns -0.0 into 0.0
+                d = {k: round(100 * (group[k] - shipped[k]), 1) + 0.0 for k in ("farfield", "ravdess", "pooled")}
                 change = f"{d['farfield']:+.1f} / {d['ravdess']:+.1f} / {d['pooled']:+.1f}"
                 if len(group["labels"]) >= 2 and len(shipped["labels"]) >= 2:
                     passes = d["farfield"] >= 2 and d["ravdess"] >= -1 and d["pooled"] >= -1
