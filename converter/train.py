@@ -78,6 +78,10 @@ class Recipe:
     # "band_mean": the network first subtracts each mel band's mean over the window
     # (converter.model.build_model)
     input_norm: str = "none"
+    # > 0 (masked, balanced recipes): every batch is half clean windows and half a room-degraded
+    # copy of the same clips at the same place; the degraded half is also pulled towards the clean
+    # half's prediction (KL divergence, weighted by this; the clean side is not moved by it)
+    consistency: float = 0.0
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
@@ -315,12 +319,21 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
     With an arousal head (``recipe.arousal_weight > 0``) the targets go on with
     ``[arousal levels | has arousal]`` (:func:`arousal_targets`). Windows are cut here, batch
     by batch, so memory holds the cached features and one batch, never an epoch of windows.
+
+    With ``recipe.consistency > 0`` the batch is :func:`paired_windows`: ``batch_size // 2``
+    clips, their clean windows first and the same windows of a degraded copy after them, in
+    the same order; mixup then mixes both halves with the same partners and weights, so row
+    ``i + half`` stays the degraded twin of row ``i``.
     """
-    idx, names = sampler.draw(recipe.batch_size, rng)
+    paired = recipe.consistency > 0
+    idx, names = sampler.draw(recipe.batch_size // 2 if paired else recipe.batch_size, rng)
     labels = data.labels
-    x = np.stack([training_window(pick_variant(data.feats[i], recipe, rng).astype(np.float32, copy=False),
-                                  recipe.window_frames, rng, recipe.short_fraction, recipe.min_frames)
-                  for i in idx])[..., None]
+    if paired:
+        x = paired_windows([data.feats[i] for i in idx], recipe, rng)
+    else:
+        x = np.stack([training_window(pick_variant(data.feats[i], recipe, rng).astype(np.float32, copy=False),
+                                      recipe.window_frames, rng, recipe.short_fraction, recipe.min_frames)
+                      for i in idx])[..., None]
     y = one_hot(labels[idx], len(EMOTIONS))
     if recipe.arousal_weight > 0:
         y = np.concatenate([y, arousal_targets(data.items, idx)], axis=1)
@@ -329,14 +342,42 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
         lam = rng.beta(recipe.mixup_alpha, recipe.mixup_alpha, size=len(idx)).astype(np.float32)
         lam = np.maximum(lam, 1.0 - lam)
         perm = grouped_permutation(names, rng)  # same corpus: arousal-only clips mix among themselves
-        x = lam[:, None, None, None] * x + (1.0 - lam)[:, None, None, None] * x[perm]
+        if paired:
+            lam_x, perm_x = np.concatenate([lam, lam]), np.concatenate([perm, perm + len(idx)])
+        else:
+            lam_x, perm_x = lam, perm
+        x = lam_x[:, None, None, None] * x + (1.0 - lam_x)[:, None, None, None] * x[perm_x]
         y = lam[:, None] * y + (1.0 - lam)[:, None] * y[perm]
     n = len(EMOTIONS)
     target = np.concatenate([y[:, :n], mask, y[:, n:]], axis=1)
-    return x.astype(np.float32), target.astype(np.float32), np.ones(len(idx), dtype=np.float32)
+    if paired:
+        target = np.concatenate([target, target])
+    return x.astype(np.float32), target.astype(np.float32), np.ones(len(target), dtype=np.float32)
 
 
-def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0):
+def paired_windows(clips: Sequence[Sequence[np.ndarray]], recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
+    """``(2 * len(clips), frames, features, 1)``: each clip's clean window, then a degraded twin.
+
+    The twin is one of the clip's augmented copies (variant 1 or later), cut with the same
+    random draws (the same place, shortening and SpecAugment masks), so the pair differs by
+    the room, noise, level, band and codec alone. A copy whose speed was changed is a few
+    frames longer or shorter; its window then starts at the same draw, not the same sound.
+    """
+    def cut(features: np.ndarray, seed: int) -> np.ndarray:
+        return training_window(features.astype(np.float32, copy=False), recipe.window_frames,
+                               np.random.default_rng(seed), recipe.short_fraction, recipe.min_frames)
+
+    clean, degraded = [], []
+    for feats in clips:
+        if len(feats) < 2:
+            raise ValueError("consistency training needs augmented copies of every clip (aug_variants > 0)")
+        seed = int(rng.integers(2 ** 32))
+        clean.append(cut(feats[0], seed))
+        degraded.append(cut(feats[int(rng.integers(1, len(feats)))], seed))
+    return np.stack(clean + degraded)[..., None]
+
+
+def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0, consistency: float = 0.0):
     """Cross-entropy over the classes a clip's corpus has; ``y_true`` is ``[targets | mask]``.
 
     Absent classes (mask 0) get a logit of -1e9 (probability 0) and no target mass, so they
@@ -347,6 +388,12 @@ def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0):
     logits]`` and ``y_true`` goes on with ``[arousal targets | has arousal]``: a clip with an
     arousal level adds ``arousal_weight`` times the cross-entropy of the arousal head; an
     arousal-only clip (mask all zero) adds nothing through the emotion term.
+
+    With ``consistency > 0`` the batch is :func:`balanced_batch`'s pairs (clean half, then
+    the degraded twins in the same order): each twin adds ``consistency`` times the KL
+    divergence from its clean row's probabilities (over the corpus's classes, held fixed) to
+    its own. The term only pulls the degraded prediction towards the clean one, never the
+    other way, so the clean prediction stays what the labels teach.
     """
     from keras import ops
 
@@ -364,8 +411,19 @@ def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0):
         target = (1.0 - label_smoothing) * target + label_smoothing * present / count
         return -ops.sum(target * ops.log(ops.clip(grouped, 1e-7, 1.0)) * present, axis=-1)
 
+    def twin_divergence(mask, logits):
+        kept = mask > 0
+        log_probs = ops.log_softmax(ops.where(kept, logits, -1e9), axis=-1)
+        clean, degraded = ops.split(log_probs, 2, axis=0)
+        teacher = ops.stop_gradient(ops.exp(clean))
+        kept_half = ops.cast(ops.split(kept, 2, axis=0)[0], log_probs.dtype)
+        kl = ops.sum(kept_half * teacher * (ops.stop_gradient(clean) - degraded), axis=-1)
+        return ops.concatenate([ops.zeros_like(kl), kl], axis=0)
+
     def loss(y_true, logits):
         value = emotion_loss(y_true[:, :n], y_true[:, n:2 * n], logits[:, :n])
+        if consistency > 0:
+            value = value + consistency * twin_divergence(y_true[:, n:2 * n], logits[:, :n])
         if arousal_weight > 0:
             levels = len(AROUSAL_LEVELS)
             target, has = y_true[:, 2 * n:2 * n + levels], y_true[:, 2 * n + levels]
@@ -416,6 +474,10 @@ def train_model(
     arousal = recipe.arousal_weight > 0
     if arousal and not (recipe.masked and recipe.sampling == "balanced"):
         raise ValueError("an arousal head needs a masked recipe with balanced sampling")
+    if recipe.consistency > 0 and not (recipe.masked and recipe.sampling == "balanced" and recipe.aug_variants > 0
+                                       and recipe.batch_size % 2 == 0):
+        raise ValueError("consistency training needs a masked recipe with balanced sampling, augmented copies "
+                         "and an even batch size")
     model = build_model(recipe.window_frames, n_features, len(EMOTIONS), recipe.channels,
                         recipe.dropout, recipe.deltas, head=recipe.head,
                         output="logits" if recipe.masked else "probabilities",
@@ -443,7 +505,7 @@ def train_model(
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay,
                                          use_ema=recipe.ema > 0, ema_momentum=recipe.ema or 0.99),
-        loss=(masked_crossentropy(recipe.label_smoothing, recipe.arousal_weight) if recipe.masked
+        loss=(masked_crossentropy(recipe.label_smoothing, recipe.arousal_weight, recipe.consistency) if recipe.masked
               else keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)),
         weighted_metrics=[],
     )

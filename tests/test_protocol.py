@@ -250,6 +250,91 @@ def test_balanced_batch_appends_arousal_targets_after_the_class_mask():
     assert y_plain.shape == (64, 16)  # without a head: [targets | mask], as before
 
 
+def test_consistency_batches_are_clean_windows_then_degraded_twins_cut_at_the_same_draws():
+    """rooms-twins: row i + half is row i's clip, same crop, masks and mixup, from a degraded copy."""
+    from converter.train import Recipe, balanced_batch
+
+    rng = np.random.default_rng(1)
+    items = [Item(f"e{i}", ("sad", "angry", "happy")[i % 3], f"s{i % 4}", "emo") for i in range(30)]
+    items += [Item(f"p{i}", ("sad", "neutral")[i % 2], f"p{i % 3}", "other") for i in range(12)]
+    feats = []
+    for i in range(len(items)):
+        clean = rng.standard_normal((int(rng.integers(60, 200)), 6)).astype(np.float32)
+        feats.append([clean, clean + 100.0, clean + 100.0])  # "degraded" = clean shifted by 100
+    data = ClipSet(items, feats)
+    recipe = Recipe(window_frames=80, min_frames=30, batch_size=32, sampling="balanced", masked=True,
+                    consistency=1.0, mixup_alpha=0.3)
+    x, y, w = balanced_batch(data, BalancedSampler(data), recipe, np.random.default_rng(0))
+    assert x.shape == (32, 80, 6, 1) and y.shape == (32, 16) and w.shape == (32,)
+    clean, twins = x[:16], x[16:]
+    assert np.allclose(twins - clean, 100.0, atol=1e-3)  # same crop, padding, masks and mixup partners
+    assert np.array_equal(y[:16], y[16:])  # same mixed targets and class masks
+    assert clean.max() < 50  # the first half is the clean copy, always
+    plain = Recipe(window_frames=80, min_frames=30, batch_size=32, sampling="balanced", masked=True)
+    x_plain, _, _ = balanced_batch(data, BalancedSampler(data), plain, np.random.default_rng(0))
+    assert x_plain.shape == (32, 80, 6, 1)
+    assert 0 < (x_plain.reshape(32, -1).max(axis=1) > 50).sum() < 32  # without it: clean or a copy per window
+
+
+@pytest.mark.slow
+def test_consistency_term_pulls_the_degraded_twin_towards_the_clean_one_only_and_trains():
+    script = """
+import json
+import numpy as np
+import tensorflow as tf
+from converter.corpora import Item
+from converter.train import ClipSet, Recipe, masked_crossentropy, train_model
+
+n = 8
+mask = np.zeros(n, dtype=np.float32)
+mask[[2, 3, 4]] = 1.0  # happy, sad, angry present
+target = np.zeros(n, dtype=np.float32)
+target[3] = 1.0
+y = np.tile(np.concatenate([target, mask]), (4, 1))
+clean = np.array([[0, 0, 5, 1, 0, 0, 0, 0], [0, 0, 0, 2, 1, 0, 0, 0]], dtype=np.float32)
+twins = np.array([[0, 0, 0, 3, 0, 0, 0, 0], [0, 0, 0, 2, 1, 0, 0, 0]], dtype=np.float32)
+logits = tf.Variable(np.concatenate([clean, twins]))
+plain, paired = masked_crossentropy(0.1), masked_crossentropy(0.1, consistency=1.0)
+with tf.GradientTape() as tape:
+    extra = tf.reduce_sum(paired(y, logits) - plain(y, logits))
+grad = tape.gradient(extra, logits).numpy()
+
+def kept_probs(row):
+    z = row[[2, 3, 4]]
+    return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+
+p, q = kept_probs(clean[0]), kept_probs(twins[0])
+rng = np.random.default_rng(0)
+items = [Item(f"e{i}", ("sad", "angry")[i % 2], f"s{i % 3}", "emo") for i in range(8)]
+data = ClipSet(items, [[f, f + rng.normal(0, 0.5, f.shape).astype(np.float32)]
+                       for f in (rng.standard_normal((120, 16)).astype(np.float32) for _ in items)])
+recipe = Recipe(window_frames=100, min_frames=50, batch_size=8, sampling="balanced", masked=True, steps=4,
+                warmup_epochs=1, channels=(4, 8, 8), aug_variants=1, consistency=1.0)
+result = train_model(data, None, recipe, log=lambda *a: None)
+try:
+    train_model(data, None, Recipe(batch_size=7, sampling="balanced", masked=True, consistency=1.0),
+                log=lambda *a: None)
+    refused = ""
+except ValueError as exc:
+    refused = str(exc)
+print(json.dumps({"extra": (paired(y, logits) - plain(y, logits)).numpy().tolist(),
+                  "kl": float(np.sum(p * np.log(p / q))), "clean_grad": np.abs(grad[:2]).max().item(),
+                  "twin_grad": np.abs(grad[2]).max().item(), "loss": result.history[-1]["loss"],
+                  "refused": refused}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    extra = info["extra"]
+    assert extra[0] == 0 and extra[1] == 0  # clean rows: cross-entropy alone
+    assert abs(extra[2] - info["kl"]) < 1e-4 and info["kl"] > 0.5  # a twin that disagrees: KL(clean || twin)
+    assert abs(extra[3]) < 1e-5  # a twin that agrees: nothing
+    assert info["clean_grad"] == 0 and info["twin_grad"] > 0.1  # only the twin is pulled
+    assert np.isfinite(info["loss"])
+    assert "even batch size" in info["refused"]
+
+
 @pytest.mark.slow
 def test_arousal_head_trains_then_is_cut_off_before_evaluation_and_int8_export():
     script = """
