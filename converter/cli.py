@@ -223,12 +223,18 @@ def cmd_stamp(args, argv) -> int:
     The protocol runs go on after the final model is trained (they take hours); stamping
     carries their latest digest into the file's metadata. Weights and tensors stay as
     they are: the graph bytes are the same, only the metadata table changes.
+
+    When the model's own figures are what the file already carries (new results were
+    other recipes' rows), the file is left byte for byte as it is and only the card is
+    rewritten: a new timestamp alone would change the model's sha256 and so its id, which
+    events, logs and the README name, for a model that did not change.
     """
     import dataclasses
 
     from edge_ser.metadata import ModelMetadata
 
     from .export import finish_tflite, load_cv, utc_now
+    from .quantize import graph_report
 
     path = Path(args.model)
     data = path.read_bytes()
@@ -237,10 +243,14 @@ def cmd_stamp(args, argv) -> int:
     recipe_name = extra.get("recipe_name", "baseline")  # models from before recipes had names
     cv = load_cv(Path(args.cv_results)) if args.cv_results else None
     extra.update(evaluation_extras(cv, extra.get("recipe") or {}, recipe_name, Path(args.protocol)))
-    extra["stamped"] = utc_now()
-    metadata = dataclasses.replace(metadata, extra=extra)
-    report = finish_tflite(data, metadata, path)
-    _log(f"re-stamped {path} with the {recipe_name} protocol results ({report['size_bytes']} bytes)")
+    if "stamped" in metadata.extra and json.dumps(extra, sort_keys=True) == json.dumps(metadata.extra, sort_keys=True):
+        report = graph_report(data)
+        _log(f"{path}: its {recipe_name} protocol figures are unchanged; the model file is left as it is")
+    else:
+        extra["stamped"] = utc_now()
+        metadata = dataclasses.replace(metadata, extra=extra)
+        report = finish_tflite(data, metadata, path)
+        _log(f"re-stamped {path} with the {recipe_name} protocol results ({report['size_bytes']} bytes)")
     if args.card and "card" in extra:
         Path(args.card).write_text(_rooms_card(path, metadata, report, Path(args.protocol)))
         _log(f"wrote {args.card}")
