@@ -628,19 +628,21 @@ def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(
     # stamping refreshes the metadata and the card without touching the graph
     before = out.read_bytes()
     (tmp_path / "protocol").mkdir()
-    stamp = subprocess.run([PY, "-m", "converter", "stamp", str(out), "--protocol", str(tmp_path / "protocol"),
-                            "--card", str(tmp_path / "CARD2.md")], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=300)
-    assert stamp.returncode == 0, stamp.stderr[-2000:]
+
+    def stamp_model() -> subprocess.CompletedProcess:
+        proc = subprocess.run([PY, "-m", "converter", "stamp", str(out), "--protocol", str(tmp_path / "protocol"),
+                               "--card", str(tmp_path / "CARD2.md")], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    stamp_model()
     assert out.read_bytes() != before and (tmp_path / "CARD2.md").read_text().startswith("# Model card")
     # stamped again with the same figures: the card is rewritten, the model file (and so its id) is not
     stamped = out.read_bytes()
     (tmp_path / "CARD2.md").unlink()
-    again_stamp = subprocess.run([PY, "-m", "converter", "stamp", str(out), "--protocol", str(tmp_path / "protocol"),
-                                  "--card", str(tmp_path / "CARD2.md")], cwd=ROOT, env=env, capture_output=True,
-                                 text=True, timeout=300)
-    assert again_stamp.returncode == 0, again_stamp.stderr[-2000:]
-    assert "left as it is" in again_stamp.stdout + again_stamp.stderr
+    restamp = stamp_model()
+    assert "left as it is" in restamp.stdout + restamp.stderr
     assert out.read_bytes() == stamped and (tmp_path / "CARD2.md").read_text().startswith("# Model card")
     check = subprocess.run([PY, "-c", (
         "import json, sys\n"
