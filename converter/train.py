@@ -202,7 +202,7 @@ def epoch_batch(data: ClipSet, recipe: Recipe, weights: np.ndarray, rng: np.rand
                 variant = feats[int(rng.integers(1, len(feats)))]
             else:
                 variant = feats[0]
-            xs.append(training_window(variant, recipe.window_frames, rng, recipe.short_fraction, recipe.min_frames))
+            xs.append(recipe_window(variant, recipe, rng))
             ys.append(label)
     order = rng.permutation(len(xs))
     x = np.stack([xs[i] for i in order])[..., None]
@@ -331,9 +331,7 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
     if paired:
         x = paired_windows([data.feats[i] for i in idx], recipe, rng)
     else:
-        x = np.stack([training_window(pick_variant(data.feats[i], recipe, rng).astype(np.float32, copy=False),
-                                      recipe.window_frames, rng, recipe.short_fraction, recipe.min_frames)
-                      for i in idx])[..., None]
+        x = np.stack([recipe_window(pick_variant(data.feats[i], recipe, rng), recipe, rng) for i in idx])[..., None]
     y = one_hot(labels[idx], len(EMOTIONS))
     if recipe.arousal_weight > 0:
         y = np.concatenate([y, arousal_targets(data.items, idx)], axis=1)
@@ -355,6 +353,12 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
     return x.astype(np.float32), target.astype(np.float32), np.ones(len(target), dtype=np.float32)
 
 
+def recipe_window(features: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
+    """One training window of a clip's features, cropped and masked as the recipe says."""
+    return training_window(features.astype(np.float32, copy=False), recipe.window_frames, rng,
+                           recipe.short_fraction, recipe.min_frames)
+
+
 def paired_windows(clips: Sequence[Sequence[np.ndarray]], recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
     """``(2 * len(clips), frames, features, 1)``: each clip's clean window, then a degraded twin.
 
@@ -363,17 +367,13 @@ def paired_windows(clips: Sequence[Sequence[np.ndarray]], recipe: Recipe, rng: n
     the room, noise, level, band and codec alone. A copy whose speed was changed is a few
     frames longer or shorter; its window then starts at the same draw, not the same sound.
     """
-    def cut(features: np.ndarray, seed: int) -> np.ndarray:
-        return training_window(features.astype(np.float32, copy=False), recipe.window_frames,
-                               np.random.default_rng(seed), recipe.short_fraction, recipe.min_frames)
-
     clean, degraded = [], []
     for feats in clips:
         if len(feats) < 2:
             raise ValueError("consistency training needs augmented copies of every clip (aug_variants > 0)")
         seed = int(rng.integers(2 ** 32))
-        clean.append(cut(feats[0], seed))
-        degraded.append(cut(feats[int(rng.integers(1, len(feats)))], seed))
+        clean.append(recipe_window(feats[0], recipe, np.random.default_rng(seed)))
+        degraded.append(recipe_window(feats[int(rng.integers(1, len(feats)))], recipe, np.random.default_rng(seed)))
     return np.stack(clean + degraded)[..., None]
 
 
