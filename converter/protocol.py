@@ -175,6 +175,17 @@ def _rooms_long_recipe() -> Recipe:
     return replace(_rooms_ravdess_half_recipe(), steps=12000)
 
 
+def _rooms_degraded_recipe() -> Recipe:
+    """rooms-ravdess-half with 30 % clean windows instead of 50 %.
+
+    Why: on the dev split the shipped recipe loses 14 points on RAVDESS through held-out rooms
+    and 3-6 on nEMO and ASED, while rooms-long showed that more batches buy clean accuracy
+    (+2.1 RAVDESS): clean windows are not what the model lacks. Here 70 % of the 8000 batches'
+    windows are room-degraded copies (1.4x the shipped recipe's), at the same compute.
+    """
+    return replace(_rooms_ravdess_half_recipe(), clean_probability=0.3)
+
+
 #: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
 RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "baseline": (Recipe, ("ravdess",)),
@@ -188,6 +199,7 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-twins": (_rooms_twins_recipe, ("ravdess", "nemo", "ased")),
     "rooms-twins-b64": (_rooms_twins_b64_recipe, ("ravdess", "nemo", "ased")),
     "rooms-long": (_rooms_long_recipe, ("ravdess", "nemo", "ased")),
+    "rooms-degraded": (_rooms_degraded_recipe, ("ravdess", "nemo", "ased")),
 }
 #: Ensemble name -> member recipes: each member's model of the same run, logits averaged in one
 #: graph (:mod:`converter.ensemble`).
@@ -218,6 +230,7 @@ DESCRIPTIONS: Dict[str, str] = {
     "rooms-twins-b64": "rooms-twins with 32 clips (64 windows) a batch for 4000 batches: as many clips drawn as "
                        "rooms-ravdess-half",
     "rooms-long": "rooms-ravdess-half trained for 12000 batches instead of 8000",
+    "rooms-degraded": "rooms-ravdess-half with 30 % clean windows instead of 50 % (70 % room-degraded copies)",
 }
 
 
