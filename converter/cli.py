@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .model import HEADS
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "edge-ser-int8.tflite"
 DEFAULT_RESULTS = ROOT / "models" / "results"
@@ -103,7 +105,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop-frames", type=int, help="hop between windows at inference (default 100)")
     p.add_argument("--patience", type=int)
     p.add_argument("--channels", help="conv widths, e.g. 24,32,48,64,96")
-    p.add_argument("--head", choices=("time_pool", "gap"), help="classifier head (default time_pool)")
+    p.add_argument("--head", choices=HEADS, help="classifier head (default time_pool)")
     p.add_argument("--ema", type=float, help="weight EMA momentum, e.g. 0.995 (default 0: off)")
     p.add_argument("--crops-per-clip", type=int, help="training crops per clip per epoch (default 1)")
     p.add_argument("--max-per-speaker", type=int, default=0, help="keep at most N clips per speaker and class (smoke tests)")

@@ -14,6 +14,13 @@ from .quantize import graph_report
 from .tflite_metadata import embed_metadata
 
 MODEL_NAME = "edge-ser-cnn"
+#: How the model card describes each pooling head (converter.model.HEADS).
+_HEAD_WORDS = {
+    "time_pool": "mean and max over time (frequency positions kept), ",
+    "time_attention": "mean and a learned weighted mean over time (frequency positions kept; the weights a "
+                      "softmax over the frames of a 1x1 convolution's scores), ",
+    "gap": "global average pooling, ",
+}
 
 
 def build_metadata(
@@ -112,8 +119,7 @@ def _header_lines(path: Path, metadata: ModelMetadata, report: Dict[str, object]
         f"- Network: compact CNN, {params:,} parameters: a fixed time-difference filter adds deltas as a "
         f"second input channel; 3x3 convolutions (widths {', '.join(map(str, train_info.get('channels', [])))}; "
         f"BatchNorm folded, ReLU; the first with stride 2, max pooling after the others); "
-        + ("mean and max over time (frequency positions kept), " if train_info.get("head") == "time_pool"
-           else "global average pooling, ")
+        + _HEAD_WORDS.get(str(train_info.get("head")), "global average pooling, ")
         + ("dropout, dense logits." if logits else "dropout, dense softmax."),
         f"- Input: one window of {metadata.window_frames} frames x {cfg.n_features} log-mel bands "
         f"({metadata.window_seconds:.1f} s), tensor `[1, {metadata.window_frames}, {cfg.n_features}, 1]`. "

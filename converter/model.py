@@ -6,9 +6,10 @@ which the converter folds into the convolution; the first strided, max pooling t
 halves time and frequency between the others). The default head then takes the mean
 and the maximum over time but keeps the frequency axis (where in the spectrum energy
 sits matters for emotion: pitch, formants, spectral tilt), flattens, and ends with
-dropout and a dense softmax layer; ``head="gap"`` averages over time and frequency
-instead. Every op (Conv2D, MaxPool, AveragePool, Concatenation, Reshape, FullyConnected,
-Softmax, plus a fixed Conv2D for the time difference) has an int8 kernel in TFLite, so
+dropout and a dense softmax layer; ``head="time_attention"`` replaces the maximum by a
+learned weighted mean over time, ``head="gap"`` averages over time and frequency instead.
+Every op (Conv2D, MaxPool, AveragePool, Concatenation, Reshape, FullyConnected, Softmax,
+Transpose, Mul, plus a fixed Conv2D for the time difference) has an int8 kernel in TFLite, so
 the converted graph has no float islands.
 
 Why a fixed time-difference filter: the feature config cannot carry delta features
@@ -23,6 +24,9 @@ from typing import Sequence
 
 import numpy as np
 
+#: Pooling heads: mean and max over time (frequency kept), mean and a learned weighted mean over
+#: time (:func:`_attention_over_time`), or global average pooling.
+HEADS = ("time_pool", "time_attention", "gap")
 #: Name of the auxiliary arousal layer (:func:`build_model` with ``arousal_levels``).
 AROUSAL_LAYER = "arousal"
 
@@ -92,15 +96,20 @@ def build_model(
         x = conv_bn_relu(x, filters, f"block{i}")
         if i < len(c) - 1:
             x = layers.MaxPooling2D((2, 2), name=f"pool{i}")(x)
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
     if head == "gap":
         x = layers.GlobalAveragePooling2D(name="gap")(x)
     else:
-        # pool over time only (mean and max), keep where in frequency things happened:
+        # pool over time only, keep where in frequency things happened:
         # pitch and formant positions carry much of the emotion signal
         frames = int(x.shape[1])
         mean_t = layers.AveragePooling2D((frames, 1), name="time_mean")(x)
-        max_t = layers.MaxPooling2D((frames, 1), name="time_max")(x)
-        x = layers.Concatenate(axis=-1, name="time_stats")([mean_t, max_t])
+        if head == "time_attention":
+            second = _attention_over_time(x, layers)
+        else:
+            second = layers.MaxPooling2D((frames, 1), name="time_max")(x)
+        x = layers.Concatenate(axis=-1, name="time_stats")([mean_t, second])
         x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     if output not in ("probabilities", "logits"):
@@ -113,6 +122,32 @@ def build_model(
         arousal = layers.Dense(arousal_levels, kernel_regularizer=reg, name=AROUSAL_LAYER)(x)
         outputs = layers.Concatenate(axis=-1, name="emotion_and_arousal")([outputs, arousal])
     return keras.Model(inputs, outputs, name=name)
+
+
+def _attention_over_time(x, layers):
+    """A learned weighted mean over time: ``(T, F, C) -> (1, F, C)``, one weight per frame.
+
+    A dense score of every frame (a convolution spanning the frequency rows and channels) and a
+    softmax over the frames make the weights; the weighted frames are then averaged. It takes
+    the place of the maximum over time: a maximum follows the loudest frame, and in a room
+    that may be a door, a dog or a dish rather than the voice; weights learned from the frames
+    can follow the speech instead.
+
+    int8 shapes the arithmetic. The weights are scaled by the frame count (they average one
+    rather than summing to one), so the frames times their weights stay the size of the frames
+    and the average pool, whose output keeps its input's scale, keeps its resolution. The
+    softmax runs on the last axis (TFLite's). A batched matrix product would be the
+    direct form, but TFLite's int8 BATCH_MATMUL returned zeros for it (a ReLU's frames have a
+    nonzero zero point). Ops: CONV_2D, RESHAPE, SOFTMAX, MUL, AVERAGE_POOL_2D, all with int8 kernels.
+    """
+    frames, rows, channels = (int(d) for d in x.shape[1:])
+    scores = layers.Conv2D(1, (1, rows), name="time_attention_score")(x)  # (T, 1, 1)
+    scores = layers.Reshape((1, frames), name="time_attention_scores")(scores)
+    weights = layers.Softmax(axis=-1, name="time_attention_softmax")(scores)  # (1, T), sums to 1 over T
+    weights = layers.Rescaling(float(frames), name="time_attention_weights")(weights)  # averages 1
+    weights = layers.Reshape((frames, 1, 1), name="time_attention_per_frame")(weights)
+    weighted = layers.Multiply(name="time_attention_weighted")([x, weights])
+    return layers.AveragePooling2D((frames, 1), name="time_attention_pool")(weighted)
 
 
 def emotion_only(model):

@@ -55,7 +55,8 @@ class Recipe:
     dropout: float = 0.3
     channels: Tuple[int, ...] = (24, 32, 48, 64, 96)
     deltas: bool = True
-    head: str = "time_pool"  # "time_pool" (mean+max over time, keep frequency) or "gap"
+    head: str = "time_pool"  # converter.model.HEADS: "time_pool" (mean+max over time, keep frequency),
+    # "time_attention" (mean and a learned weighted mean over time) or "gap"
     aug_variants: int = 4  # augmented copies per clip (variant 0 is the clean clip)
     clean_probability: float = 0.3
     short_fraction: float = 0.2  # crops shortened to min_frames..window and padded

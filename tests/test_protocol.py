@@ -457,6 +457,49 @@ print(json.dumps({"float_change": float(np.abs(np.asarray(model(coloured)) - pla
     assert "band_mean" in info["refused"]
 
 
+def test_attention_head_takes_a_weighted_mean_over_time_inside_one_int8_graph():
+    """rooms-attention: weights over the frames sum to one; the pooled value lies between the
+    frames' minimum and maximum; the int8 graph has no float islands and follows the float model."""
+    script = """
+import json
+import keras
+import numpy as np
+from converter.model import build_model
+from converter.quantize import TFLiteRunner, convert
+
+rng = np.random.default_rng(0)
+# the shipped size: int8 resolution depends on the frame count and the channels
+model = build_model(300, 64, 8, (24, 32, 48, 64, 96), output="logits", head="time_attention")
+x = (rng.standard_normal((8, 300, 64, 1)) * 3).astype(np.float32)
+probe = keras.Model(model.inputs, [model.get_layer(n).output for n in
+                                   ("block4_relu", "time_attention_softmax", "time_attention_pool")])
+frames_in, weights, pooled = (np.asarray(t) for t in probe(x))
+summed = pooled[:, 0]
+plain = np.asarray(model(x))
+runner = TFLiteRunner(convert(model, x, "int8"))
+ops = sorted({op["op_name"] for op in runner.interpreter._get_ops_details()})
+try:
+    build_model(100, 16, 8, (4, 8, 8), head="time_median")
+    refused = ""
+except ValueError as exc:
+    refused = str(exc)
+print(json.dumps({"weight_sums": np.abs(weights.sum(axis=-1) - 1).max().item(),
+                  "below_min": float((frames_in.min(axis=1) - summed).max()),
+                  "above_max": float((summed - frames_in.max(axis=1)).max()),
+                  "int8_error": float(np.abs(runner.predict(x) - plain).max()),
+                  "spread": float(np.abs(plain).max()), "ops": ops, "refused": refused}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["weight_sums"] < 1e-5
+    assert info["below_min"] < 1e-5 and info["above_max"] < 1e-5
+    assert info["int8_error"] < 0.1 * info["spread"]
+    assert {"SOFTMAX", "MUL"} <= set(info["ops"]) and not {"DEQUANTIZE", "BATCH_MATMUL"} & set(info["ops"])
+    assert "time_median" in info["refused"]
+
+
 def test_another_seed_is_its_own_row_and_changes_only_the_seed():
     from converter.protocol import RECIPES, _make_recipe, seeded_label
 
