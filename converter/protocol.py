@@ -192,7 +192,7 @@ def _rooms_attention_recipe() -> Recipe:
     Why: the head keeps the mean and the maximum of every channel over the window's frames. A
     maximum follows the single loudest frame, and with real noise 5-20 dB under the voice that
     is often a door, a dog or a dish; in a language it never heard the model's most frequent
-    answer is angry. A softmax over the frames of a learned score (per frequency row) can
+    answer is angry. A softmax over the frames of a learned score (one per frame) can
     weight the frames that carry the voice instead. No device change beyond the graph: a few
     hundred parameters, three more ops.
     """
@@ -245,8 +245,8 @@ DESCRIPTIONS: Dict[str, str] = {
                        "rooms-ravdess-half",
     "rooms-long": "rooms-ravdess-half trained for 12000 batches instead of 8000",
     "rooms-degraded": "rooms-ravdess-half with 30 % clean windows instead of 50 % (70 % room-degraded copies)",
-    "rooms-attention": "rooms-ravdess-half with a learned weighted mean over time (softmax attention per frequency "
-                       "row) in place of the maximum over time",
+    "rooms-attention": "rooms-ravdess-half with a learned weighted mean over time (softmax attention, one weight "
+                       "per frame) in place of the maximum over time",
 }
 
 
