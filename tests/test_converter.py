@@ -217,7 +217,7 @@ def _synth_corpus(root: Path) -> Path:
     return root
 
 
-def run_converter(args, cwd=ROOT, timeout=300):
+def run_converter(args, cwd=ROOT, timeout=900):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run([PY, "-m", "converter", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
