@@ -464,6 +464,48 @@ def _expand_runs(spec: str, corpora) -> List[str]:
     return out
 
 
+def cmd_farfield_parts(args, argv) -> int:
+    """Score saved float models on the far-field condition's parts (converter.farfield_parts)."""
+    import keras
+    import numpy as np
+    from edge_ser.features import log_mel, preset
+
+    from .audio_io import load_clip
+    from .farfield_parts import PARTS, clip_parts, markdown, training_sample
+    from .protocol import LOCO_CORPORA, plan_run, score, window_outputs
+    from .rooms import load_bank
+    from .train import Recipe, keras_predictor
+
+    config = preset("edge")
+    plan = plan_run("dev", _protocol_items(args), LOCO_CORPORA)
+    clips = list(plan.test) if args.speakers == "dev" else training_sample(plan.train, args.per_corpus)
+    banks = {side: load_bank(side, sample_rate=config.sample_rate) for side in ("train", "test")}
+    feats: Dict[str, list] = {part: [] for part in PARTS}
+    for item in clips:
+        for part, f in clip_parts(load_clip(item.path, config.sample_rate), item.path, banks,
+                                  lambda x: log_mel(x, config)).items():
+            feats[part].append(f.astype(np.float32))
+    recipe = Recipe(masked=True)  # the masked recipes' 300-frame windows and logits output
+    result = {"speakers": args.speakers, "clips": len(clips), "models": {}}
+    for path in args.models:
+        predict = keras_predictor(keras.models.load_model(path, compile=False), logits=False)
+        label = f"{Path(path).parent.name}/{Path(path).stem}"
+        rows = {}
+        for part in PARTS:
+            s = score(window_outputs(predict, feats[part], recipe), clips, plan.classes, True)
+            rows[part] = {"ua": s["ua"], "ravdess": s["by_corpus"]["ravdess"]["ua"],
+                          "by_corpus": {c: v["ua"] for c, v in s["by_corpus"].items()}}
+        result["models"][label] = rows
+        _log(f"{label}: " + ", ".join(f"{p} {100 * rows[p]['ua']:.1f}" for p in PARTS))
+    out = Path(args.out or DEFAULT_RESULTS / f"farfield-parts-{args.speakers}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+    _log(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
 def cmd_protocol(args, argv) -> int:
     from .protocol import ENSEMBLES, RECIPES, recipe_corpora, run_protocol
 
@@ -560,6 +602,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", help="folder holding ravdess/, nemo/, ased/ (default ../shared/datasets)")
     p.add_argument("--cache", help="feature cache folder")
     p.set_defaults(func=cmd_protocol)
+
+    p = sub.add_parser("farfield-parts", help="split the far-field loss into rooms (held-out and training "
+                                              "places) and the whole condition, for saved float models")
+    p.add_argument("models", nargs="+", help="dev-run .keras models (e.g. runs/protocol-models/R/dev.keras)")
+    p.add_argument("--speakers", choices=("dev", "train"), default="dev",
+                   help="the dev split's held-out speakers, or a sample of its training speakers")
+    p.add_argument("--per-corpus", type=int, default=300, help="training clips per corpus (--speakers train)")
+    p.add_argument("--out", help="results JSON (a .md table beside it); default "
+                                 "models/results/farfield-parts-SPEAKERS.json")
+    p.add_argument("--datasets")
+    p.set_defaults(func=cmd_farfield_parts)
 
     p = sub.add_parser("stamp", help="refresh a model's embedded protocol figures and its card (no retraining)")
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))

@@ -139,6 +139,18 @@ def convolve(signal: np.ndarray, rir: np.ndarray) -> np.ndarray:
     return wet.astype(np.float32)
 
 
+def through_room(signal: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """``signal`` convolved with ``rir`` and scaled back to the dry signal's peak.
+
+    The same peak as the dry clip: how much quieter the talker is, is the attenuation's job.
+    """
+    x = np.asarray(signal, dtype=np.float32)
+    wet = convolve(x, rir)
+    peak_ratio = (float(np.max(np.abs(x))) + 1e-12) / (float(np.max(np.abs(wet))) + 1e-12)
+    wet *= np.float32(peak_ratio)
+    return wet
+
+
 def noise_segment(noise: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
     """A random stretch of ``length`` samples of a recording, looped when the recording is shorter."""
     if noise.size >= length:
@@ -180,10 +192,7 @@ def far_field(
     left room for noise stays within [-1, 1] in practice.
     """
     x = np.asarray(signal, dtype=np.float32)
-    rir = bank.rirs[int(rng.integers(len(bank.rirs)))]
-    wet = convolve(x, rir)
-    peak_ratio = (float(np.max(np.abs(x))) + 1e-12) / (float(np.max(np.abs(wet))) + 1e-12)
-    wet *= np.float32(peak_ratio)  # same peak as the dry clip: the level change is the attenuation's job
+    wet = through_room(x, bank.rirs[int(rng.integers(len(bank.rirs)))])
     noise = noise_segment(bank.noises[int(rng.integers(len(bank.noises)))], wet.size, rng)
     mixed = mix_at_snr(wet, noise, float(rng.uniform(*condition.snr_db)))
     gain = 10.0 ** (-float(rng.uniform(*condition.attenuation_db)) / 20.0)

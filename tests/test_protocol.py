@@ -528,6 +528,41 @@ def test_rooms_and_noise_split_by_place_and_recording(tmp_path):
     assert rooms.noise_recording_id("fold1/101415-3-0-8.opus") == "us8k-101415"
 
 
+def test_far_field_parts_take_each_side_and_each_part_apart():
+    """farfield-parts: reverb alone keeps the dry peak and adds no noise; each side uses its own bank."""
+    from converter.farfield_parts import PARTS, clip_parts, degrade, markdown, training_sample
+    from converter.rooms import RoomBank, prepare_rir
+
+    echo = np.zeros(800, dtype=np.float32)
+    echo[0], echo[300] = 1.0, 0.8
+    direct = np.zeros(10, dtype=np.float32)
+    direct[0] = 1.0
+    noise = (np.random.default_rng(0).standard_normal(8000) * 0.3).astype(np.float32)
+    # held-out places: a strong echo; training places: a direct path alone
+    banks = {"test": RoomBank((prepare_rir(echo),), (noise,)), "train": RoomBank((prepare_rir(direct),), (noise,))}
+    x = (np.sin(np.arange(16000) / 10.0) * np.hanning(16000) * 0.5).astype(np.float32)
+    rng = np.random.default_rng
+    assert np.array_equal(degrade(x, "clean", banks, rng(1)), x)
+    assert np.allclose(degrade(x, "reverb-train", banks, rng(1)), x, atol=1e-5)  # through a direct path
+    held = degrade(x, "reverb-heldout", banks, rng(1))
+    assert not np.allclose(held, x, atol=1e-3) and np.isclose(np.abs(held).max(), np.abs(x).max(), rtol=1e-4)
+    # the whole condition adds noise where the clip is silent; reverb alone does not
+    assert np.abs(degrade(x, "farfield-train", banks, rng(1))[:50]).max() > 10 * np.abs(x[:50]).max() + 1e-4
+    parts = clip_parts(x, "a.wav", banks, lambda s: s[:100])
+    assert list(parts) == list(PARTS)
+    assert all(np.array_equal(parts[p], clip_parts(x, "a.wav", banks, lambda s: s[:100])[p]) for p in PARTS)
+    assert not np.array_equal(parts["farfield-heldout"], clip_parts(x, "b.wav", banks, lambda s: s[:100])[
+        "farfield-heldout"])  # another clip, other draws
+
+    items = [Item(f"{c}{i}.wav", "neutral", f"{c}-{i % 3}", c) for c in ("x", "y") for i in range(7)]
+    sample = training_sample(items, 5)
+    assert sample == training_sample(items, 5) and len(sample) == len(set(sample)) == 10
+    assert {c: sum(it.corpus == c for it in sample) for c in ("x", "y")} == {"x": 5, "y": 5}
+    table = markdown({"speakers": "dev", "clips": 2, "models": {"m/dev": {p: {"ua": 0.5, "ravdess": 0.25}
+                                                                          for p in PARTS}}})
+    assert "| m/dev | 50.0 % (25.0) |" in table and all(p in table for p in PARTS)
+
+
 def test_far_field_is_seeded_and_uses_the_bank(tmp_path):
     from converter.rooms import FarField, RoomBank, far_field, prepare_rir
 
