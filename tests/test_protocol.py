@@ -423,34 +423,51 @@ print(json.dumps({{"sources": [v["source"] for v in info.values()],
     assert info["int8_error"] < 0.1 * info["spread"]  # one int8 graph reproduces it to a few steps
     assert info["inputs"] == 1 and "disagree" in info["refused"]
 
-def test_band_mean_normalisation_removes_a_fixed_colouring_inside_one_int8_graph():
-    """rooms-cmn: a constant added to a band (a room's or a microphone's colouring, the level) changes nothing."""
-    script = """
+#: Shared by the graph checks below: one int8 conversion's ops and error, and a refused build.
+_GRAPH_CHECK = """
 import json
+import keras
 import numpy as np
 from converter.model import build_model
 from converter.quantize import TFLiteRunner, convert
 
+
+def int8_report(model, x):
+    plain = np.asarray(model(x))
+    runner = TFLiteRunner(convert(model, x, "int8"))
+    return {"int8_error": float(np.abs(runner.predict(x) - plain).max()), "spread": float(np.abs(plain).max()),
+            "ops": sorted({op["op_name"] for op in runner.interpreter._get_ops_details()})}
+
+
+def refusal(**kwargs):
+    try:
+        build_model(100, 16, 8, (4, 8, 8), **kwargs)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
 rng = np.random.default_rng(0)
+"""
+
+
+def _graph_check(script: str) -> dict:
+    """Run ``_GRAPH_CHECK`` + ``script`` in a fresh interpreter; its last line is a JSON report."""
+    proc = subprocess.run([PY, "-c", _GRAPH_CHECK + script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_band_mean_normalisation_removes_a_fixed_colouring_inside_one_int8_graph():
+    """rooms-cmn: a constant added to a band (a room's or a microphone's colouring, the level) changes nothing."""
+    info = _graph_check("""
 model = build_model(100, 16, 8, (4, 8, 8), output="logits", input_norm="band_mean")
 x = (rng.standard_normal((6, 100, 16, 1)) * 3 - 8).astype(np.float32)
 coloured = x + (rng.standard_normal((1, 1, 16, 1)) * 4).astype(np.float32)
-plain = np.asarray(model(x))
-runner = TFLiteRunner(convert(model, x, "int8"))
-ops = sorted({op["op_name"] for op in runner.interpreter._get_ops_details()})
-try:
-    build_model(100, 16, 8, (4, 8, 8), input_norm="band_max")
-    refused = ""
-except ValueError as exc:
-    refused = str(exc)
-print(json.dumps({"float_change": float(np.abs(np.asarray(model(coloured)) - plain).max()),
-                  "int8_error": float(np.abs(runner.predict(x) - plain).max()),
-                  "spread": float(np.abs(plain).max()), "ops": ops, "refused": refused}))
-"""
-    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
+change = float(np.abs(np.asarray(model(coloured)) - np.asarray(model(x))).max())
+print(json.dumps({"float_change": change, "refused": refusal(input_norm="band_max"), **int8_report(model, x)}))
+""")
     assert info["float_change"] < 1e-4 * max(1.0, info["spread"])
     assert info["int8_error"] < 0.1 * info["spread"]
     assert {"AVERAGE_POOL_2D", "SUB"} <= set(info["ops"]) and "DEQUANTIZE" not in info["ops"]
@@ -460,14 +477,7 @@ print(json.dumps({"float_change": float(np.abs(np.asarray(model(coloured)) - pla
 def test_attention_head_takes_a_weighted_mean_over_time_inside_one_int8_graph():
     """rooms-attention: weights over the frames sum to one; the pooled value lies between the
     frames' minimum and maximum; the int8 graph has no float islands and follows the float model."""
-    script = """
-import json
-import keras
-import numpy as np
-from converter.model import build_model
-from converter.quantize import TFLiteRunner, convert
-
-rng = np.random.default_rng(0)
+    info = _graph_check("""
 # the shipped size: int8 resolution depends on the frame count and the channels
 model = build_model(300, 64, 8, (24, 32, 48, 64, 96), output="logits", head="time_attention")
 x = (rng.standard_normal((8, 300, 64, 1)) * 3).astype(np.float32)
@@ -475,24 +485,11 @@ probe = keras.Model(model.inputs, [model.get_layer(n).output for n in
                                    ("block4_relu", "time_attention_softmax", "time_attention_pool")])
 frames_in, weights, pooled = (np.asarray(t) for t in probe(x))
 summed = pooled[:, 0]
-plain = np.asarray(model(x))
-runner = TFLiteRunner(convert(model, x, "int8"))
-ops = sorted({op["op_name"] for op in runner.interpreter._get_ops_details()})
-try:
-    build_model(100, 16, 8, (4, 8, 8), head="time_median")
-    refused = ""
-except ValueError as exc:
-    refused = str(exc)
 print(json.dumps({"weight_sums": np.abs(weights.sum(axis=-1) - 1).max().item(),
                   "below_min": float((frames_in.min(axis=1) - summed).max()),
                   "above_max": float((summed - frames_in.max(axis=1)).max()),
-                  "int8_error": float(np.abs(runner.predict(x) - plain).max()),
-                  "spread": float(np.abs(plain).max()), "ops": ops, "refused": refused}))
-"""
-    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
+                  "refused": refusal(head="time_median"), **int8_report(model, x)}))
+""")
     assert info["weight_sums"] < 1e-5
     assert info["below_min"] < 1e-5 and info["above_max"] < 1e-5
     assert info["int8_error"] < 0.1 * info["spread"]
