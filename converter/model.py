@@ -9,7 +9,7 @@ sits matters for emotion: pitch, formants, spectral tilt), flattens, and ends wi
 dropout and a dense softmax layer; ``head="time_attention"`` replaces the maximum by a
 learned weighted mean over time, ``head="gap"`` averages over time and frequency instead.
 Every op (Conv2D, MaxPool, AveragePool, Concatenation, Reshape, FullyConnected, Softmax,
-Transpose, Mul, plus a fixed Conv2D for the time difference) has an int8 kernel in TFLite, so
+Mul, plus a fixed Conv2D for the time difference) has an int8 kernel in TFLite, so
 the converted graph has no float islands.
 
 Why a fixed time-difference filter: the feature config cannot carry delta features
