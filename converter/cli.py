@@ -86,7 +86,8 @@ def _data(args, recipe):
         part = [it for it in items if it.corpus == name]
         _log(f"corpus {name}: {len(part)} clips, {len({i.speaker for i in part})} speakers")
     treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
-    return load_clipset(items, preset("edge"), recipe.aug_variants, args.cache, seed=0, treatment=treatment)
+    return load_clipset(items, preset(recipe.features), recipe.aug_variants, args.cache, seed=0,
+                        treatment=treatment)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -192,7 +193,7 @@ def cmd_train(args, argv) -> int:
             "steps": recipe.steps if recipe.sampling == "balanced" else None,
             "channels": list(recipe.channels), "head": recipe.head, "check": sanity}
     extra["card"] = info  # what `stamp` needs to rewrite the card without retraining
-    metadata = build_metadata(data_config(), recipe.window_frames, recipe.hop_frames, extra,
+    metadata = build_metadata(data_config(recipe), recipe.window_frames, recipe.hop_frames, extra,
                               output="logits" if recipe.masked else "probabilities")
     out = Path(args.out)
     report = finish_tflite(tfl, metadata, out)
@@ -378,10 +379,11 @@ def fixed_set_accuracy(tflite_bytes: bytes, data, recipe, per_class: int = 2):
     return {"actors": list(CHECK_ACTORS), "clips": len(chosen), "accuracy": round(accuracy, 4)}
 
 
-def data_config():
+def data_config(recipe=None):
+    """The feature config a model trained with ``recipe`` hears (the edge preset without one)."""
     from edge_ser.features import preset
 
-    return preset("edge")
+    return preset(recipe.features if recipe is not None else "edge")
 
 
 def cmd_quantize(args, argv) -> int:

@@ -83,6 +83,9 @@ class Recipe:
     # copy of the same clips at the same place; the degraded half is also pulled towards the clean
     # half's prediction (KL divergence, weighted by this; the clean side is not moved by it)
     consistency: float = 0.0
+    # the feature preset (edge_ser.features.PRESETS) the model hears: it travels in the model
+    # file, and the device computes exactly it
+    features: str = "edge"
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)

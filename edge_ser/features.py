@@ -4,9 +4,10 @@ Training, quantization, evaluation and the device all call this module, driven b
 :class:`FeatureConfig` that travels inside the model file. The pipeline has two stages:
 
 1. **Frame stage** (:func:`frame_features`): pre-emphasis -> framing -> window -> |FFT|^p
-   -> mel filterbank -> log (-> DCT for MFCC). Every output frame depends only on the
-   samples under it, so it can run on a stream (:class:`StreamingFeatures`) and give
-   the same frames as on the whole signal.
+   -> mel filterbank -> log or PCEN (-> DCT for MFCC). A log frame depends only on the
+   samples under it; a PCEN frame also on the frames before it, through a running
+   per-band smoother (causal, so a stream carries it along). Either way it runs on a
+   stream (:class:`StreamingFeatures`) and gives the same frames as on the whole signal.
 2. **Utterance stage** (:func:`utterance_stage`): whatever needs the whole clip:
    a reference taken from the clip (``db_ref="max"``/``"min"``), ``top_db`` clipping,
    and per-utterance normalization.
@@ -50,7 +51,10 @@ __all__ = [
 _WINDOWS = ("hann", "hamming", "rect")
 _MEL_SCALES = ("slaney", "htk")
 _FILTERBANKS = ("triangular", "bin_snapped")
-_LOGS = ("db", "ln", "none")
+_LOGS = ("db", "ln", "none", "pcen")
+#: Fields that shape the features only with ``log="pcen"``: left out of :meth:`FeatureConfig.hash`
+#: otherwise, so configs written before PCEN existed keep their hash (models, cache entries).
+_PCEN_FIELDS = ("pcen_time_constant", "pcen_gain", "pcen_bias", "pcen_power", "pcen_eps")
 _NORMALIZE = ("none", "mean_var", "min_max")
 _NORM_SCOPES = ("global", "band")
 _PAD_MODES = ("constant", "reflect")
@@ -82,7 +86,7 @@ class FeatureConfig:
     mel_scale: str = "slaney"
     mel_norm: Optional[str] = "slaney"  # area normalization of each triangle, or None
     filterbank: str = "triangular"  # librosa-style, or "bin_snapped" (python_speech_features)
-    log: str = "db"  # "db", "ln" or "none"
+    log: str = "db"  # "db", "ln", "none" or "pcen" (per-channel energy normalization, below)
     db_factor: float = 10.0  # 10 for power_to_db, 20 for amplitude_to_db on magnitudes
     db_ref: Union[float, str] = 1.0  # a number, or "max"/"min" of the clip (utterance stage)
     amin: float = 1e-10
@@ -93,6 +97,15 @@ class FeatureConfig:
     normalize: str = "none"  # per-utterance: "none", "mean_var" or "min_max"
     normalize_scope: str = "global"  # "global" (one mean/std per clip) or "band"
     normalize_eps: float = 1e-5
+    # PCEN (log="pcen"): each mel band divided by a running average of itself raised to
+    # ``pcen_gain`` (automatic gain control: stationary noise and reverberant tails flatten
+    # out, onsets stand out), then root-compressed: (E / (eps + M)^gain + bias)^power - bias^power,
+    # M a first-order smoother with this time constant, starting at the first frame.
+    pcen_time_constant: float = 0.4  # seconds
+    pcen_gain: float = 0.98
+    pcen_bias: float = 2.0
+    pcen_power: float = 0.5
+    pcen_eps: float = 1e-10
 
     def __post_init__(self) -> None:
         self.validate()
@@ -156,6 +169,19 @@ class FeatureConfig:
             bad("normalize", f"must be one of {_NORMALIZE}")
         if self.normalize_scope not in _NORM_SCOPES:
             bad("normalize_scope", f"must be one of {_NORM_SCOPES}")
+        if self.log == "pcen":
+            if self.n_mfcc:
+                bad("n_mfcc", "MFCC needs a log (log='db' or 'ln'), not PCEN")
+            if not self.pcen_time_constant > 0:
+                bad("pcen_time_constant", "must be > 0 seconds")
+            if not 0.0 <= self.pcen_gain <= 1.0:
+                bad("pcen_gain", "must be in [0, 1]")
+            if not self.pcen_bias > 0:
+                bad("pcen_bias", "must be > 0")
+            if not 0.0 < self.pcen_power <= 1.0:
+                bad("pcen_power", "must be in (0, 1]")
+            if not self.pcen_eps > 0:
+                bad("pcen_eps", "must be > 0")
 
     # -- derived values -------------------------------------------------------------
     @property
@@ -205,9 +231,24 @@ class FeatureConfig:
             raise FeatureConfigError("feature config: JSON must be an object")
         return cls.from_dict(data)
 
+    @property
+    def pcen_smoothing(self) -> float:
+        """The PCEN smoother's weight of a new frame, from its time constant in frames.
+
+        The coefficient whose one-pole smoother has the given time constant (the same
+        formula librosa's ``pcen`` uses), so the parameter means the same in both.
+        """
+        t_frames = self.pcen_time_constant * self.sample_rate / self.hop_length
+        return float((np.sqrt(1.0 + 4.0 * t_frames ** 2) - 1.0) / (2.0 * t_frames ** 2))
+
     def hash(self) -> str:
-        """Stable content hash (first 16 hex digits of SHA-256 over canonical JSON)."""
-        canonical = {k: _canonical(v) for k, v in self.to_dict().items()}
+        """Stable content hash (first 16 hex digits of SHA-256 over canonical JSON).
+
+        The PCEN parameters count only when ``log="pcen"``: they change nothing else,
+        and leaving them out keeps the hashes of the configs written before them.
+        """
+        canonical = {k: _canonical(v) for k, v in self.to_dict().items()
+                     if self.log == "pcen" or k not in _PCEN_FIELDS}
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -232,6 +273,14 @@ PRESETS: Dict[str, FeatureConfig] = {
     "edge": FeatureConfig(
         sample_rate=16000, n_fft=512, win_length=400, hop_length=160, window="hann",
         center=False, n_mels=64, fmin=50.0, fmax=8000.0, power=2.0, log="db",
+        amin=1e-10, normalize="mean_var", normalize_scope="global",
+    ),
+    # The edge preset with PCEN in place of the log (librosa's / Wang et al.'s defaults: 0.4 s
+    # smoother, gain 0.98, bias 2, root 1/2), its floor at the edge preset's amin (-100 dB) so
+    # quiet, distant speech is never cut; per-utterance mean/variance normalization as in edge.
+    "edge-pcen": FeatureConfig(
+        sample_rate=16000, n_fft=512, win_length=400, hop_length=160, window="hann",
+        center=False, n_mels=64, fmin=50.0, fmax=8000.0, power=2.0, log="pcen",
         amin=1e-10, normalize="mean_var", normalize_scope="global",
     ),
     # librosa.feature.melspectrogram(sr=16000) defaults + power_to_db(ref=1.0, top_db=80).
@@ -477,8 +526,46 @@ def _rowwise_sequential_product(x: np.ndarray, matrix: np.ndarray) -> np.ndarray
     return acc.astype(np.float32)
 
 
-def _frames_to_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """``(n, frame_length)`` windowed-or-not samples -> ``(n, n_features)`` float32."""
+class PcenState:
+    """What PCEN carries from one frame to the next: the running per-band smoother.
+
+    A whole signal starts with a fresh state; a stream keeps one across its chunks, so
+    its frames equal the whole signal's.
+    """
+
+    def __init__(self) -> None:
+        self.smooth: Optional[np.ndarray] = None  # (n_mels,) float64, after the last frame
+
+
+def _pcen(mel: np.ndarray, config: FeatureConfig, state: PcenState) -> np.ndarray:
+    """Per-channel energy normalization of mel energies ``(n, n_mels)``, continuing ``state``.
+
+    M[t] = (1 - s) M[t-1] + s E[t], starting from M[0] = E[0] (as if the first frame had
+    lasted forever), then ((E / (eps + M)^gain + bias)^power - bias^power, written with
+    log1p/expm1 so small ratios keep their precision. The smoother runs frame by frame in
+    float64: the same operations whatever the chunking, so streamed frames are identical.
+    """
+    energy = mel.astype(np.float64)
+    s = config.pcen_smoothing
+    smooth = np.empty_like(energy)
+    m = energy[0].copy() if state.smooth is None else state.smooth.copy()
+    keep, incoming = 1.0 - s, s * energy
+    for t in range(energy.shape[0]):
+        np.multiply(m, keep, out=m)
+        np.add(m, incoming[t], out=m)
+        smooth[t] = m
+    state.smooth = m
+    ratio = energy * (config.pcen_eps + smooth) ** -config.pcen_gain
+    bias, power = config.pcen_bias, config.pcen_power
+    return (bias ** power * np.expm1(power * np.log1p(ratio / bias))).astype(np.float32)
+
+
+def _frames_to_features(frames: np.ndarray, config: FeatureConfig,
+                        pcen: Optional[PcenState] = None) -> np.ndarray:
+    """``(n, frame_length)`` windowed-or-not samples -> ``(n, n_features)`` float32.
+
+    ``pcen`` is the state a stream carries (``log="pcen"``); ``None`` starts afresh.
+    """
     if frames.shape[0] == 0:
         return np.zeros((0, config.n_features), dtype=np.float32)
     windowed = frames * _analysis_window(config)
@@ -496,6 +583,8 @@ def _frames_to_features(frames: np.ndarray, config: FeatureConfig) -> np.ndarray
         feats -= factor * np.float32(np.log10(max(config.amin, ref)))
     elif config.log == "ln":
         feats = np.log(np.maximum(mel, np.float32(config.amin)))
+    elif config.log == "pcen":
+        feats = _pcen(mel, config, pcen if pcen is not None else PcenState())
     else:
         feats = mel
     if config.n_mfcc:
@@ -591,7 +680,7 @@ class StreamingFeatures:
     Concatenating everything :meth:`push` and :meth:`flush` return equals
     :func:`frame_features` on the concatenated audio. Apply :func:`utterance_stage`
     to a stretch of frames when the config needs it (``config.frame_local`` is False).
-    Memory is bounded by one frame of pending samples.
+    Memory is bounded by one frame of pending samples (and, for PCEN, one smoother vector).
     """
 
     def __init__(self, config: FeatureConfig) -> None:
@@ -603,6 +692,7 @@ class StreamingFeatures:
         self._recent = np.zeros(0, dtype=np.float32)  # last n_fft input samples, for reflect at the end
         self._consumed = 0  # input samples seen
         self._emitted = 0  # frames returned
+        self._pcen = PcenState()  # the running smoother of log="pcen", carried across chunks
 
     @property
     def frames_emitted(self) -> int:
@@ -615,7 +705,7 @@ class StreamingFeatures:
             return np.zeros((0, cfg.n_features), dtype=np.float32), buffer
         n = 1 + (buffer.size - length) // hop
         frames = np.lib.stride_tricks.sliding_window_view(buffer[: (n - 1) * hop + length], length)[::hop]
-        out = _frames_to_features(frames, cfg)
+        out = _frames_to_features(frames, cfg, self._pcen)
         return out, buffer[n * hop:]
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
@@ -672,7 +762,7 @@ class StreamingFeatures:
             if tail.size < needed:
                 tail = np.pad(tail, (0, needed - tail.size))
             frames = np.lib.stride_tricks.sliding_window_view(tail[:needed], cfg.frame_length)[:: cfg.hop_length]
-            out = _frames_to_features(frames, cfg)
+            out = _frames_to_features(frames, cfg, self._pcen)
         self.reset()
         return out
 

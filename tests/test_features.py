@@ -265,7 +265,8 @@ _CHANGES = {
     "power": 1.0, "n_mels": 40, "fmin": 60.0, "fmax": 7000.0, "mel_scale": "htk", "mel_norm": None,
     "filterbank": "bin_snapped", "log": "ln", "db_factor": 20.0, "db_ref": "max", "amin": 1e-5,
     "top_db": 80.0, "n_mfcc": 13, "mfcc_lifter": 22, "mfcc_energy": True, "normalize": "min_max",
-    "normalize_scope": "band", "normalize_eps": 1e-6,
+    "normalize_scope": "band", "normalize_eps": 1e-6, "pcen_time_constant": 0.1, "pcen_gain": 0.8,
+    "pcen_bias": 10.0, "pcen_power": 0.25, "pcen_eps": 1e-6,
 }
 
 
@@ -279,7 +280,14 @@ def test_hash_changes_when_any_field_changes():
             changes["center"] = False
         if field == "sample_rate":
             changes["fmax"] = 4000.0
-        changed = base.replace(**changes)
+        if field.startswith("pcen_"):
+            # PCEN's parameters shape nothing under a log, so they count only with log="pcen"
+            assert base.replace(**changes).hash() == base.hash(), field
+            base_pcen = base.replace(log="pcen")
+            seen.add(base_pcen.hash())
+            changed = base_pcen.replace(**changes)
+        else:
+            changed = base.replace(**changes)
         assert changed.hash() not in seen, field
         seen.add(changed.hash())
 
@@ -292,12 +300,20 @@ _INVALID = [
     ("filterbank", "gammatone"), ("log", "log2"), ("db_ref", "mean"), ("db_ref", 0.0), ("amin", 0.0),
     ("top_db", -1.0), ("n_mfcc", 65), ("n_mfcc", -1), ("normalize", "zscore"), ("normalize_scope", "row"),
 ]
+_INVALID_PCEN = [("pcen_time_constant", 0.0), ("pcen_gain", 1.5), ("pcen_bias", 0.0), ("pcen_power", 0.0),
+                 ("pcen_power", 2.0), ("pcen_eps", 0.0), ("n_mfcc", 13)]
 
 
 @pytest.mark.parametrize("field,value", _INVALID, ids=[f"{f}={v}" for f, v in _INVALID])
 def test_invalid_configs_name_the_field(field, value):
     with pytest.raises(FeatureConfigError, match=rf"\b{field}="):
         preset("edge").replace(**{field: value})
+
+
+@pytest.mark.parametrize("field,value", _INVALID_PCEN, ids=[f"{f}={v}" for f, v in _INVALID_PCEN])
+def test_invalid_pcen_configs_name_the_field(field, value):
+    with pytest.raises(FeatureConfigError, match=rf"\b{field}="):
+        preset("edge-pcen").replace(**{field: value})
 
 
 def test_other_config_errors():
@@ -410,3 +426,59 @@ def test_window_cutter_equals_split_windows_for_any_chunking():
             assert starts == expected_starts, (n, chunk)
             np.testing.assert_array_equal(windows, expected)
             assert cutter.frames == 0  # flush resets
+
+
+# --------------------------------------------------------------------------- PCEN
+
+
+@pytest.mark.dev
+def test_pcen_matches_librosa_from_the_first_frames_steady_state(librosa, clip):
+    """librosa.pcen is the reference. Its smoother starts as if a unit input had lasted forever,
+    which at our scale (1.0 is a full-scale band) is a loud start; ours starts from the first
+    frame's own steady state, so librosa is given that starting state here."""
+    from scipy.signal import lfilter_zi
+
+    config = preset("edge-pcen").replace(normalize="none")
+    mel = frame_features(clip, config.replace(log="none")).T.astype(np.float64)
+    s = config.pcen_smoothing
+    expected = librosa.pcen(mel, sr=config.sample_rate, hop_length=config.hop_length,
+                            time_constant=config.pcen_time_constant, gain=config.pcen_gain,
+                            bias=config.pcen_bias, power=config.pcen_power, eps=config.pcen_eps,
+                            zi=lfilter_zi([s], [1, s - 1]) * mel[:, :1])
+    got = frame_features(clip, config).T
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def _tone(level: float, seconds: float = 4.0, onset: float = 1.0, hz: float = 1000.0) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (level * np.sin(2 * np.pi * hz * t) * (t >= onset)).astype(np.float32)
+
+
+def test_pcen_lifts_onsets_and_flattens_what_is_steady():
+    """What PCEN is for: a band that holds steady sinks towards one value whatever its level,
+    while its onset stands out. Log-mel keeps the 20 dB between the two levels."""
+    config = preset("edge-pcen").replace(normalize="none")
+    band = int(np.argmax(frame_features(_tone(0.1), config.replace(log="db"))[200]))
+    loud, quiet = (frame_features(_tone(level), config)[:, band] for level in (0.1, 0.01))
+    onset = 100  # the tone starts at 1 s
+    for track in (loud, quiet):
+        assert track[onset:onset + 5].max() > 3 * track[350:].mean()
+    assert abs(loud[350:].mean() - quiet[350:].mean()) < 0.1 * loud[350:].mean()
+    db = [frame_features(_tone(level), config.replace(log="db"))[350:, band].mean() for level in (0.1, 0.01)]
+    assert db[0] - db[1] == pytest.approx(20.0, abs=0.5)
+
+
+def test_pcen_state_carries_over_a_stream_and_starts_afresh_after_flush():
+    from edge_ser.speechlike import speechlike
+
+    config = preset("edge-pcen")
+    x = speechlike(3.0, seed=7)
+    whole = frame_features(x, config)
+    stream = StreamingFeatures(config)
+    first = np.concatenate([stream.push(x[:20000]), stream.push(x[20000:]), stream.flush()])
+    again = np.concatenate([stream.push(x), stream.flush()])
+    np.testing.assert_array_equal(first, whole)
+    np.testing.assert_array_equal(again, whole)
+    # a stream that did not start afresh would begin from the last clip's smoother
+    late = frame_features(x[16000:], config)
+    assert not np.allclose(late[:20], whole[100:120])
