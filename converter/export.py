@@ -7,11 +7,20 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from edge_ser.features import FeatureConfig
+from edge_ser.features import FeatureConfig, preset_name
 from edge_ser.metadata import EMOTIONS, ModelMetadata
 
 from .quantize import graph_report
 from .tflite_metadata import embed_metadata
+
+
+def _compression_words(config: FeatureConfig) -> str:
+    """How the mel energies are compressed, for the card: power dB, or PCEN and its parameters."""
+    if config.log == "pcen":
+        return (f"PCEN (smoother {config.pcen_time_constant:g} s, gain {config.pcen_gain:g}, bias "
+                f"{config.pcen_bias:g}, root {config.pcen_power:g})")
+    return "power dB" if config.log == "db" else f"log {config.log}"
+
 
 MODEL_NAME = "edge-ser-cnn"
 #: How the model card describes each pooling head (converter.model.HEADS).
@@ -121,13 +130,13 @@ def _header_lines(path: Path, metadata: ModelMetadata, report: Dict[str, object]
         f"BatchNorm folded, ReLU; the first with stride 2, max pooling after the others); "
         + _HEAD_WORDS.get(str(train_info.get("head")), "global average pooling, ")
         + ("dropout, dense logits." if logits else "dropout, dense softmax."),
-        f"- Input: one window of {metadata.window_frames} frames x {cfg.n_features} log-mel bands "
+        f"- Input: one window of {metadata.window_frames} frames x {cfg.n_features} {cfg.kind} bands "
         f"({metadata.window_seconds:.1f} s), tensor `[1, {metadata.window_frames}, {cfg.n_features}, 1]`. "
         f"Longer clips are cut into windows every {metadata.hop_frames} frames and the window "
         f"probabilities averaged; shorter ones are padded (`center_min`).",
-        f"- Features: preset `edge` (16 kHz, 25 ms Hann / 10 ms hop, 64 Slaney mels {cfg.fmin:g}-"
-        f"{cfg.fmax_hz:g} Hz, power dB, per-utterance mean/variance normalization), feature hash "
-        f"`{metadata.feature_hash}`.",
+        f"- Features: preset `{preset_name(cfg) or 'own'}` (16 kHz, 25 ms Hann / 10 ms hop, 64 Slaney mels "
+        f"{cfg.fmin:g}-{cfg.fmax_hz:g} Hz, {_compression_words(cfg)}, per-utterance mean/variance "
+        f"normalization), feature hash `{metadata.feature_hash}`.",
         f"- Labels (output order): {', '.join(metadata.labels)}.",
         f"- Trained: {train_info.get('date')} on {train_info.get('speakers')} speakers of "
         f"{', '.join(corpora)} ({train_info.get('clips')} clips), "

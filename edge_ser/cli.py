@@ -290,7 +290,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("output tensor", tensor_line(out)),
         ("window", f"{meta.window_frames} frames ({meta.window_seconds:.2f} s), hop {meta.hop_frames} frames "
                    f"({meta.hop_frames * hop_s:.2f} s), pad {meta.pad_mode}"),
-        ("features", f"hash {meta.feature_hash}, {cfg.n_features} x {'MFCC' if cfg.n_mfcc else 'log-mel'} "
+        ("features", f"hash {meta.feature_hash}, {cfg.n_features} x {cfg.kind} "
                      f"at {cfg.sample_rate} Hz, hop {cfg.hop_length}"),
     ]
     fields = [f"{k}={v}" for k, v in cfg.to_dict().items()]

@@ -39,6 +39,7 @@ __all__ = [
     "FeatureConfig",
     "PRESETS",
     "preset",
+    "preset_name",
     "frame_features",
     "utterance_stage",
     "log_mel",
@@ -199,6 +200,13 @@ class FeatureConfig:
         return self.n_mfcc if self.n_mfcc else self.n_mels
 
     @property
+    def kind(self) -> str:
+        """What the columns are, in a word or two: ``MFCC``, ``PCEN mel`` or ``log-mel``."""
+        if self.n_mfcc:
+            return "MFCC"
+        return "PCEN mel" if self.log == "pcen" else "log-mel"
+
+    @property
     def frame_local(self) -> bool:
         """True when the utterance stage is the identity (streaming equals batch)."""
         return self.normalize == "none" and self.top_db is None and not isinstance(self.db_ref, str)
@@ -312,6 +320,11 @@ PRESETS: Dict[str, FeatureConfig] = {
         db_ref="min", amin=1e-5, top_db=80.0, normalize="min_max",
     ),
 }
+
+
+def preset_name(config: FeatureConfig) -> Optional[str]:
+    """The :data:`PRESETS` name of ``config``, or None for a config of its own."""
+    return next((name for name, known in PRESETS.items() if known == config), None)
 
 
 def preset(name: str) -> FeatureConfig:
