@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from edge_ser.features import PRESETS
+
 from .model import HEADS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +45,8 @@ def _recipe(args):
         recipe.channels = tuple(int(c) for c in args.channels.split(","))
     if getattr(args, "head", None):
         recipe.head = args.head
+    if getattr(args, "features", None):
+        recipe.features = args.features
     if getattr(args, "ema", None) is not None:
         recipe.ema = args.ema
     if getattr(args, "crops_per_clip", None):
@@ -107,6 +111,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int)
     p.add_argument("--channels", help="conv widths, e.g. 24,32,48,64,96")
     p.add_argument("--head", choices=HEADS, help="classifier head (default time_pool)")
+    p.add_argument("--features", choices=sorted(PRESETS), help="feature preset the model hears "
+                                                               "(edge_ser.features.PRESETS; default edge)")
     p.add_argument("--ema", type=float, help="weight EMA momentum, e.g. 0.995 (default 0: off)")
     p.add_argument("--crops-per-clip", type=int, help="training crops per clip per epoch (default 1)")
     p.add_argument("--max-per-speaker", type=int, default=0, help="keep at most N clips per speaker and class (smoke tests)")
@@ -478,7 +484,7 @@ def cmd_farfield_parts(args, argv) -> int:
     from .rooms import load_bank
     from .train import Recipe, keras_predictor
 
-    config = preset("edge")
+    config = preset(args.features)
     plan = plan_run("dev", _protocol_items(args), LOCO_CORPORA)
     clips = list(plan.test) if args.speakers == "dev" else training_sample(plan.train, args.per_corpus)
     banks = {side: load_bank(side, sample_rate=config.sample_rate) for side in ("train", "test")}
@@ -487,8 +493,8 @@ def cmd_farfield_parts(args, argv) -> int:
         for part, f in clip_parts(load_clip(item.path, config.sample_rate), item.path, banks,
                                   lambda x: log_mel(x, config)).items():
             feats[part].append(f.astype(np.float32))
-    recipe = Recipe(masked=True)  # the masked recipes' 300-frame windows and logits output
-    result = {"speakers": args.speakers, "clips": len(clips), "models": {}}
+    recipe = Recipe(masked=True, features=args.features)  # the masked recipes' 300-frame windows, logits
+    result = {"speakers": args.speakers, "clips": len(clips), "features": args.features, "models": {}}
     for path in args.models:
         predict = keras_predictor(keras.models.load_model(path, compile=False), logits=False)
         label = f"{Path(path).parent.name}/{Path(path).stem}"
@@ -611,6 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speakers", choices=("dev", "train"), default="dev",
                    help="the dev split's held-out speakers, or a sample of its training speakers")
     p.add_argument("--per-corpus", type=int, default=300, help="training clips per corpus (--speakers train)")
+    p.add_argument("--features", default="edge", help="the feature preset the models were trained on "
+                                                      "(edge_ser.features.PRESETS; the recipe's Recipe.features)")
     p.add_argument("--out", help="results JSON (a .md table beside it); default "
                                  "models/results/farfield-parts-SPEAKERS.json")
     p.add_argument("--datasets")

@@ -67,7 +67,8 @@ def training_sample(items: Sequence[Item], per_corpus: int, seed: int = 0) -> Li
 
 def markdown(result: Dict[str, object]) -> str:
     """One table: a row per model, pooled UA (RAVDESS 8-way UA in brackets) per part."""
-    lines = [f"Far-field parts ({result['speakers']} speakers, {result['clips']} clips, one draw each): "
+    features = "" if result.get("features", "edge") == "edge" else f", features {result['features']}"
+    lines = [f"Far-field parts ({result['speakers']} speakers, {result['clips']} clips, one draw each{features}): "
              "pooled UA over the corpora, RAVDESS in brackets.", "",
              "| model | " + " | ".join(PARTS) + " |", "|---|" + "---|" * len(PARTS)]
     for model, parts in result["models"].items():

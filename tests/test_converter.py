@@ -266,19 +266,24 @@ def check_in_tflite_runtime(model_path: Path, wav: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_train_one_epoch_quantize_and_run_on_device_runtime(tmp_path):
+@pytest.mark.parametrize("features", ["edge", "edge-pcen"])
+def test_train_one_epoch_quantize_and_run_on_device_runtime(tmp_path, features):
+    """The model file carries the features it was trained on, and the device computes them:
+    its streaming classifier equals the whole-clip features fed by hand (PCEN included)."""
     data = _synth_corpus(tmp_path / "corpus")
     out = tmp_path / "tiny.tflite"
     card = tmp_path / "CARD.md"
     proc = run_converter([
         "train", "--data", str(data), "--cache", str(tmp_path / "cache"), "--epochs", "1",
         "--channels", "4,8,8", "--aug-variants", "1", "--cv-results", "", "--val-speakers", "1",
+        "--features", features,
         "--out", str(out), "--card", str(card), "--keras-out", str(tmp_path / "tiny.keras"),
     ])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "integer only: True" in proc.stdout
     assert out.stat().st_size < 250 * 1024
     assert "Limits and intended use" in card.read_text()
+    assert f"preset `{features}`" in card.read_text()
     result = check_in_tflite_runtime(out, data / "happy" / "spk0_0.wav")
     assert result["labels"] == list(EMOTIONS)
     assert result["shape"] == [1, 300, 64, 1]
@@ -288,7 +293,9 @@ def test_train_one_epoch_quantize_and_run_on_device_runtime(tmp_path):
     assert {"corpora", "protocol", "command", "trained", "params"} <= set(result["extra_keys"])
     from edge_ser.features import preset
 
-    assert result["hash"] == preset("edge").hash()
+    assert result["hash"] == preset(features).hash()
+    if features != "edge":
+        return
 
     # the saved Keras model re-quantizes through the quantize command (float16 variant too)
     q = run_converter(["quantize", str(tmp_path / "tiny.keras"), "--variant", "float16",

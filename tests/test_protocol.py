@@ -558,6 +558,8 @@ def test_far_field_parts_take_each_side_and_each_part_apart():
     table = markdown({"speakers": "dev", "clips": 2, "models": {"m/dev": {p: {"ua": 0.5, "ravdess": 0.25}
                                                                           for p in PARTS}}})
     assert "| m/dev | 50.0 % (25.0) |" in table and all(p in table for p in PARTS)
+    assert "features" not in table.split("\n")[0]
+    assert "features edge-pcen" in markdown({"speakers": "dev", "clips": 2, "features": "edge-pcen", "models": {}})
 
 
 def test_far_field_is_seeded_and_uses_the_bank(tmp_path):
