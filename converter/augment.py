@@ -250,11 +250,11 @@ def spec_augment(
 
 def training_window(
     features: np.ndarray, window_frames: int, rng: np.random.Generator,
-    short_fraction: float = 0.2, min_frames: int = 100, specaugment: bool = True,
+    short_fraction: float = 0.2, min_frames: int = 100, specaugment: bool = True, blocks: int = 1,
 ) -> np.ndarray:
     """A random crop (a fraction of them shortened and padded like the device does) + masks."""
     use_min = min_frames if rng.random() < short_fraction else None
-    window = random_window(features, window_frames, rng, min_frames=use_min)
+    window = random_window(features, window_frames, rng, min_frames=use_min, blocks=blocks)
     if specaugment:
         window = spec_augment(window, rng)
     return window

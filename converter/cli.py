@@ -368,7 +368,7 @@ def fixed_set_accuracy(tflite_bytes: bytes, data, recipe, per_class: int = 2):
     the exported file works (labels, features, quantization), not how it generalizes.
     """
     from .quantize import TFLiteRunner
-    from .train import predict_clips
+    from .train import feature_blocks, predict_clips
 
     chosen = []
     for actor in CHECK_ACTORS:
@@ -379,7 +379,7 @@ def fixed_set_accuracy(tflite_bytes: bytes, data, recipe, per_class: int = 2):
     if not chosen:
         return None
     probs = predict_clips(TFLiteRunner(tflite_bytes).predict, [data.feats[i][0] for i in chosen],
-                          recipe.window_frames, recipe.hop_frames)
+                          recipe.window_frames, recipe.hop_frames, feature_blocks(recipe))
     labels = [data.items[i].label_index for i in chosen]
     accuracy = float((probs.argmax(1) == labels).mean())
     return {"actors": list(CHECK_ACTORS), "clips": len(chosen), "accuracy": round(accuracy, 4)}

@@ -6,7 +6,9 @@ reduction there is (whether it pays is measured in ``models/results/protocol.md`
 rooms-pair rows). It costs the device nothing but multiply-adds: the members become branches of a
 single Keras model (one input, one output), so the exported file is still one full-int8
 TFLite graph that the device runs with one ``invoke`` per window, and nothing on the
-device knows it is an ensemble.
+device knows it is an ensemble. Members may hear different feature presets (log-mel and
+PCEN fail differently in rooms): the device then computes one multi-block config, both
+views side by side from one mel spectrogram, and each member reads its own block.
 
 Logits, not probabilities, are averaged: the masked multi-corpus recipes output logits
 (the device applies the softmax in float), and the mean of logits is the geometric mean of
@@ -15,29 +17,71 @@ the members' probabilities, which keeps one over-confident member from swamping 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 #: Name of the averaging layer (the ensemble's output).
 OUTPUT_LAYER = "logits"
 
 
-def average_logits(members: Sequence[object], name: str = "edge_ser_ensemble"):
+def member_views(ensemble_config, member_configs: Sequence[object]) -> Optional[list]:
+    """Which columns of the ensemble's features each member hears, or None when all hear all.
+
+    Members that hear the same features share the ensemble's input. Members that hear
+    different presets (log-mel and PCEN) each get one block of a multi-block config
+    (:meth:`edge_ser.features.FeatureConfig.blocks`), whose blocks must be exactly the
+    members' configs, in any order.
+    """
+    if all(c == ensemble_config for c in member_configs):
+        return None
+    blocks = ensemble_config.blocks()
+    width = ensemble_config.n_features // len(blocks)
+    views = []
+    for config in member_configs:
+        if config not in blocks:
+            raise ValueError(f"an ensemble member hears {config.kind} features ({config.hash()}), "
+                             f"not a block of the ensemble's {ensemble_config.kind} ({ensemble_config.hash()})")
+        i = blocks.index(config)
+        views.append((i * width, (i + 1) * width))
+    return views
+
+
+def average_logits(members: Sequence[object], name: str = "edge_ser_ensemble",
+                   views: Optional[Sequence[Tuple[int, int]]] = None):
     """One Keras model whose output is the mean of ``members``' outputs on the same input.
 
-    Every member must map the same input shape to the same output shape (logits). Each is
-    wrapped under its own name (``member0``, ``member1``, ...): members trained by the same
-    code carry the same layer names, which one model could not hold side by side.
+    Every member must map its input to the same output shape (logits). Each is wrapped
+    under its own name (``member0``, ``member1``, ...): members trained by the same code
+    carry the same layer names, which one model could not hold side by side.
+
+    ``views`` (from :func:`member_views`) gives each member a range of feature columns:
+    the ensemble's input is then as wide as the ranges reach, and a crop (a strided slice
+    in the int8 graph, no arithmetic) hands each member its block.
     """
     import keras
     from keras import layers
 
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
-    shapes = {(tuple(m.input_shape[1:]), tuple(m.output_shape[1:])) for m in members}
-    if len(shapes) != 1:
-        raise ValueError(f"ensemble members disagree on input/output shapes: {sorted(shapes)}")
+    if len({tuple(m.output_shape[1:]) for m in members}) != 1:
+        raise ValueError(f"ensemble members disagree on output shapes: {[m.output_shape for m in members]}")
     first = members[0]
-    inputs = keras.Input(shape=first.input_shape[1:], name="features")
-    branches = [keras.Model(m.inputs, m.outputs[0], name=f"member{i}")(inputs) for i, m in enumerate(members)]
+    if views is None:
+        if len({tuple(m.input_shape[1:]) for m in members}) != 1:
+            raise ValueError(f"ensemble members disagree on input shapes: {[m.input_shape for m in members]}")
+        inputs = keras.Input(shape=first.input_shape[1:], name="features")
+        heard = [inputs] * len(members)
+    else:
+        if len(views) != len(members):
+            raise ValueError(f"{len(views)} views for {len(members)} members")
+        frames, _, depth = first.input_shape[1:]
+        width = max(stop for _, stop in views)
+        for m, (start, stop) in zip(members, views):
+            if tuple(m.input_shape[1:]) != (frames, stop - start, depth):
+                raise ValueError(f"a member takes {m.input_shape[1:]}, its view is columns {start}..{stop}")
+        inputs = keras.Input(shape=(frames, width, depth), name="features")
+        heard = [layers.Cropping2D(((0, 0), (start, width - stop)), name=f"view{i}")(inputs)
+                 for i, (start, stop) in enumerate(views)]
+    branches = [keras.Model(m.inputs, m.outputs[0], name=f"member{i}")(x)
+                for i, (m, x) in enumerate(zip(members, heard))]
     outputs = layers.Average(name=OUTPUT_LAYER)(branches)
     return keras.Model(inputs, outputs, name=name)

@@ -19,7 +19,7 @@ from edge_ser.metadata import EMOTIONS
 
 from .corpora import EMOBOX_FOLDS, cv_folds
 from .quantize import TFLiteRunner, convert, graph_report, representative_windows
-from .train import (ClipSet, Recipe, choose_val_speakers, clip_windows, confusion, keras_predictor,
+from .train import (ClipSet, Recipe, choose_val_speakers, clip_windows, confusion, feature_blocks, keras_predictor,
                     predict_clips, train_model, ua_wa)
 
 
@@ -30,7 +30,8 @@ def int8_model(model, train: ClipSet, recipe: Recipe, count: int = 300) -> bytes
     speaker) would otherwise take a large share of the round-robin over (class, speaker).
     """
     labelled = [i for i, label in enumerate(train.labels) if label >= 0] or list(range(len(train.items)))
-    windows = [clip_windows(train.feats[i][0], recipe.window_frames, recipe.hop_frames) for i in labelled]
+    blocks = feature_blocks(recipe)
+    windows = [clip_windows(train.feats[i][0], recipe.window_frames, recipe.hop_frames, blocks) for i in labelled]
     reps = representative_windows(windows, train.labels[labelled], [train.speakers[i] for i in labelled],
                                   count=count, seed=recipe.seed)
     return convert(model, reps, "int8")
@@ -39,8 +40,10 @@ def int8_model(model, train: ClipSet, recipe: Recipe, count: int = 300) -> bytes
 def score(model, tflite_bytes: bytes, test: ClipSet, recipe: Recipe) -> Dict[str, object]:
     clips = [f[0] for f in test.feats]
     y = test.labels
-    p_float = predict_clips(keras_predictor(model), clips, recipe.window_frames, recipe.hop_frames)
-    p_int8 = predict_clips(TFLiteRunner(tflite_bytes).predict, clips, recipe.window_frames, recipe.hop_frames)
+    p_float = predict_clips(keras_predictor(model), clips, recipe.window_frames, recipe.hop_frames,
+                            feature_blocks(recipe))
+    p_int8 = predict_clips(TFLiteRunner(tflite_bytes).predict, clips, recipe.window_frames, recipe.hop_frames,
+                            feature_blocks(recipe))
     cm_f, cm_q = confusion(y, p_float.argmax(1)), confusion(y, p_int8.argmax(1))
     ua_f, wa_f = ua_wa(cm_f)
     ua_q, wa_q = ua_wa(cm_q)
@@ -94,7 +97,7 @@ def run_cv(
             best_weights = result.model.get_weights()
             result.model.set_weights(result.last_weights)
             p_last = predict_clips(keras_predictor(result.model), [f[0] for f in test.feats],
-                                   recipe.window_frames, recipe.hop_frames)
+                                   recipe.window_frames, recipe.hop_frames, feature_blocks(recipe))
             result.model.set_weights(best_weights)
             fold["last_epoch_float_ua"], fold["last_epoch_float_wa"] = ua_wa(confusion(test.labels, p_last.argmax(1)))
         else:

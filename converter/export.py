@@ -16,9 +16,12 @@ from .tflite_metadata import embed_metadata
 
 def _compression_words(config: FeatureConfig) -> str:
     """How the mel energies are compressed, for the card: power dB, or PCEN and its parameters."""
+    pcen = (f"PCEN (smoother {config.pcen_time_constant:g} s, gain {config.pcen_gain:g}, bias "
+            f"{config.pcen_bias:g}, root {config.pcen_power:g})")
     if config.log == "pcen":
-        return (f"PCEN (smoother {config.pcen_time_constant:g} s, gain {config.pcen_gain:g}, bias "
-                f"{config.pcen_bias:g}, root {config.pcen_power:g})")
+        return pcen
+    if config.log == "db+pcen":
+        return f"power dB and, beside it, {pcen}, each normalized on its own"
     return "power dB" if config.log == "db" else f"log {config.log}"
 
 

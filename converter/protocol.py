@@ -43,7 +43,7 @@ from edge_ser.metadata import EMOTIONS
 
 from .cache import Treatment
 from .corpora import EMOBOX_FOLDS, Item, corpus_classes
-from .train import ClipSet, Recipe, confusion, load_clipset, softmax, ua_wa
+from .train import ClipSet, Recipe, confusion, feature_blocks, load_clipset, softmax, ua_wa
 from .train import window_outputs as clip_window_outputs
 
 #: Development speakers per corpus: held out of every ``dev`` run; the RAVDESS ones are
@@ -250,6 +250,11 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
 #: graph (:mod:`converter.ensemble`).
 ENSEMBLES: Dict[str, Tuple[str, ...]] = {
     "rooms-pair": ("rooms-ravdess-half", "rooms-wide"),
+    # a log-mel member and a PCEN member: PCEN keeps more through reverberation, log-mel through
+    # noise (models/results/farfield-parts-*), so they should err on different clips
+    "rooms-half-pcen": ("rooms-ravdess-half", "rooms-pcen"),
+    "rooms-long-pcen": ("rooms-long", "rooms-pcen"),
+    "rooms-wide-long-pcen": ("rooms-wide-long", "rooms-pcen"),
 }
 #: One line per recipe for the report: what it is (the recipe functions' docstrings say why).
 DESCRIPTIONS: Dict[str, str] = {
@@ -279,6 +284,11 @@ DESCRIPTIONS: Dict[str, str] = {
     "rooms-attention": "rooms-ravdess-half with a learned weighted mean over time (softmax attention, one weight "
                        "per frame) in place of the maximum over time",
     "rooms-wide-long": "rooms-wide trained for 12000 batches instead of 8000",
+    "rooms-half-pcen": "rooms-ravdess-half (log-mel) and rooms-pcen (PCEN), logits averaged in one int8 graph that "
+                       "hears both views of one mel spectrogram (edge-db-pcen)",
+    "rooms-long-pcen": "rooms-long (log-mel) and rooms-pcen (PCEN), logits averaged as in rooms-half-pcen",
+    "rooms-wide-long-pcen": "rooms-wide-long (log-mel) and rooms-pcen (PCEN), logits averaged as in "
+                            "rooms-half-pcen",
     "rooms-pcen": "rooms-ravdess-half on PCEN features (per-channel energy normalization: 0.4 s smoother, gain "
                   "0.98, bias 2, root 1/2) in place of log-mel",
 }
@@ -403,7 +413,7 @@ def scored_labels(items: Sequence[Item], classes: Sequence[str]) -> np.ndarray:
 def window_outputs(predict: Callable[[np.ndarray], np.ndarray], feats: Sequence[np.ndarray], recipe: Recipe
                    ) -> List[np.ndarray]:
     """The model's raw output (logits or probabilities) per window, one array per clip."""
-    return clip_window_outputs(predict, feats, recipe.window_frames, recipe.hop_frames)
+    return clip_window_outputs(predict, feats, recipe.window_frames, recipe.hop_frames, feature_blocks(recipe))
 
 
 def clip_probabilities(outputs: Sequence[np.ndarray], logits: bool, temperature: float = 1.0) -> np.ndarray:
@@ -570,8 +580,34 @@ def _train_run(recipe: Recipe, plan: RunPlan, config, cache_dir: Optional[Path],
     return result.model, train, result.seconds
 
 
+def ensemble_features(recipes: Sequence[Recipe]) -> str:
+    """The feature preset an ensemble of ``recipes`` hears: theirs when they agree, else the
+    preset whose blocks are their presets in the members' order (``edge-db-pcen`` for a
+    log-mel member then a PCEN member)."""
+    from edge_ser.features import PRESETS
+
+    names = [r.features for r in recipes]
+    if len(set(names)) == 1:
+        return names[0]
+    wanted = [PRESETS[n] for n in names]
+    for name, config in PRESETS.items():
+        if config.blocks() == wanted:
+            return name
+    raise ValueError(f"no feature preset puts {', '.join(names)} side by side in this order")
+
+
+def ensemble_model(models: Sequence[object], recipes: Sequence[Recipe]):
+    """The members' logits averaged in one model on the ensemble's features (:func:`ensemble_features`)."""
+    from edge_ser.features import preset
+
+    from .ensemble import average_logits, member_views
+
+    views = member_views(preset(ensemble_features(recipes)), [preset(r.features) for r in recipes])
+    return average_logits(models, views=views)
+
+
 def _member_models(
-    ensemble: str, plan: RunPlan, config, cache_dir: Optional[Path], models_dir: Optional[Path],
+    ensemble: str, plan: RunPlan, cache_dir: Optional[Path], models_dir: Optional[Path],
     steps: Optional[int], log, seed: Optional[int] = None,
 ) -> Tuple[List[object], Dict[str, Dict[str, object]]]:
     """One model per member recipe of ``ensemble`` for run ``plan.name``.
@@ -581,6 +617,7 @@ def _member_models(
     here and saved there, so a member is trained once for all the ensembles it is part of.
     """
     import keras
+    from edge_ser.features import preset
 
     models, info = [], {}
     for member in ENSEMBLES[ensemble]:
@@ -591,7 +628,8 @@ def _member_models(
             info[member] = {"source": str(saved)}
             continue
         log(f"{ensemble}/{plan.name}: member {member} trains")
-        model, _, seconds = _train_run(_make_recipe(member, steps, seed), plan, config, cache_dir, log)
+        recipe = _make_recipe(member, steps, seed)
+        model, _, seconds = _train_run(recipe, plan, preset(recipe.features), cache_dir, log)
         if saved is not None:
             saved.parent.mkdir(parents=True, exist_ok=True)
             model.save(saved)
@@ -613,7 +651,6 @@ def run_protocol(
     """
     from edge_ser.features import preset
 
-    from .ensemble import average_logits
     from .evaluate import int8_model
     from .quantize import TFLiteRunner
     from .train import keras_predictor
@@ -623,10 +660,12 @@ def run_protocol(
     recipes = {name: _make_recipe(name, steps, seed) for name in (members or (recipe_name,))}
     label = seeded_label(recipe_name, seed)
     recipe = next(iter(recipes.values()))  # windows, hop, seed and output kind: the members agree on them
-    shared = ("window_frames", "hop_frames", "masked", "seed", "features")
+    shared = ("window_frames", "hop_frames", "masked", "seed")
     if any(getattr(r, k) != getattr(recipe, k) for r in recipes.values() for k in shared):
         raise ValueError(f"ensemble {recipe_name!r}: members differ in one of {shared}")
-    config = preset(recipe.features)
+    features = ensemble_features(list(recipes.values()))
+    recipe = replace(recipe, features=features)  # what the scored model hears: both views for mixed members
+    config = preset(features)
     written = []
     for name in runs:
         target = out_dir / label / f"{name}.json"
@@ -642,13 +681,15 @@ def run_protocol(
             row["seed_of"] = recipe_name
         scorer = Scorer(plan, recipe, config, cache_dir)
         if members:
-            models, info = _member_models(recipe_name, plan, config, cache_dir, models_dir, steps, log, seed)
+            models, info = _member_models(recipe_name, plan, cache_dir, models_dir, steps, log, seed)
             for member, model in zip(members, models):
-                info[member]["float"] = scorer.evaluate(keras_predictor(model), recipe.masked, calibrate=False)
-            model = average_logits(models)
+                own = Scorer(plan, recipe, preset(recipes[member].features), cache_dir)
+                info[member]["float"] = own.evaluate(keras_predictor(model), recipe.masked, calibrate=False)
+            model = ensemble_model(models, [recipes[m] for m in members])
             # the int8 graph is calibrated on clean training windows, as a single recipe's is
             train = load_clipset(plan.train, config, 0, cache_dir)
-            row.update(recipe={"ensemble": list(members), "members": {m: r.to_dict() for m, r in recipes.items()}},
+            row.update(recipe={"ensemble": list(members), "features": features,
+                               "members": {m: r.to_dict() for m, r in recipes.items()}},
                        members=info)
         else:
             model, train, seconds = _train_run(recipe, plan, config, cache_dir, log)
@@ -714,18 +755,18 @@ def add_dev_farfield(row_path: Path, model_paths: Sequence[Path], items: Sequenc
     import keras
     from edge_ser.features import preset
 
-    from .ensemble import average_logits
     from .train import keras_predictor
 
     row = json.loads(Path(row_path).read_text())
     if row.get("run") != "dev" or "float" not in row:
         raise ValueError(f"{row_path}: not a dev row with float scores")
     spec = row["recipe"]
-    spec = next(iter(spec["members"].values())) if "ensemble" in spec else spec
-    recipe = Recipe(window_frames=spec["window_frames"], hop_frames=spec["hop_frames"], masked=spec["masked"],
-                    features=spec.get("features", "edge"))
+    specs = list(spec["members"].values()) if "ensemble" in spec else [spec]
+    recipes = [Recipe(window_frames=s["window_frames"], hop_frames=s["hop_frames"], masked=s["masked"],
+                      features=s.get("features", "edge")) for s in specs]
     models = [keras.models.load_model(p, compile=False) for p in model_paths]
-    model = models[0] if len(models) == 1 else average_logits(models)
+    model = models[0] if len(models) == 1 else ensemble_model(models, recipes)
+    recipe = replace(recipes[0], features=ensemble_features(recipes))
     plan = plan_run("dev", items, row["corpora"])
     if sorted({i.speaker for i in plan.test}) != row["test_speakers"]:
         raise ValueError(f"{row_path}: the dev speakers differ from the row's")

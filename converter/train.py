@@ -121,9 +121,18 @@ ROUND_STEPS = 250
 def load_clipset(
     items: Sequence[Item], config, variants: int, cache_dir=None, seed: int = 0, treatment=None,
 ) -> ClipSet:
-    """Features of ``items``: the clean clip and ``variants`` augmented copies of each."""
+    """Features of ``items``: the clean clip and ``variants`` augmented copies of each.
+
+    A config of several blocks (``log="db+pcen"``) is loaded as its blocks, side by side:
+    each block equals its own config's features bit for bit, so the blocks' cache entries
+    serve it and nothing is computed or stored twice.
+    """
     from .cache import FeatureCache, Treatment
 
+    if config.n_blocks > 1:
+        parts = [load_clipset(items, block, variants, cache_dir, seed, treatment) for block in config.blocks()]
+        return ClipSet(list(items), [[np.concatenate(views, axis=1) for views in zip(*clips)]
+                                     for clips in zip(*(part.feats for part in parts))])
     cache = FeatureCache(config, cache_dir, seed=seed, treatment=treatment or Treatment())
     wanted = tuple(range(variants + 1))
     got = cache.get_many([it.path for it in items], wanted)
@@ -150,23 +159,32 @@ def ua_wa(cm: np.ndarray) -> Tuple[float, float]:
 # -- windows for evaluation ------------------------------------------------------------------
 
 
-def clip_windows(feats: np.ndarray, window_frames: int, hop_frames: int) -> np.ndarray:
-    windows, _ = split_windows(feats, window_frames, hop_frames)
+def feature_blocks(recipe: "Recipe") -> int:
+    """Blocks of columns in the recipe's features (padding fills each with its own minimum)."""
+    from edge_ser.features import preset
+
+    return preset(recipe.features).n_blocks
+
+
+def clip_windows(feats: np.ndarray, window_frames: int, hop_frames: int, blocks: int = 1) -> np.ndarray:
+    windows, _ = split_windows(feats, window_frames, hop_frames, blocks)
     return windows
 
 
-def window_outputs(predict_windows, clips: Sequence[np.ndarray], window_frames: int, hop_frames: int
-                   ) -> List[np.ndarray]:
+def window_outputs(predict_windows, clips: Sequence[np.ndarray], window_frames: int, hop_frames: int,
+                   blocks: int = 1) -> List[np.ndarray]:
     """The model's output for every window of every clip (one batch), one array per clip."""
-    per_clip = [clip_windows(f, window_frames, hop_frames) for f in clips]
+    per_clip = [clip_windows(f, window_frames, hop_frames, blocks) for f in clips]
     counts = [w.shape[0] for w in per_clip]
     flat = predict_windows(np.concatenate(per_clip)[..., None])
     return list(np.split(flat, np.cumsum(counts)[:-1]))
 
 
-def predict_clips(predict_windows, clips: Sequence[np.ndarray], window_frames: int, hop_frames: int) -> np.ndarray:
+def predict_clips(predict_windows, clips: Sequence[np.ndarray], window_frames: int, hop_frames: int,
+                  blocks: int = 1) -> np.ndarray:
     """Clip probabilities = mean of window probabilities (as the device computes them)."""
-    return np.stack([w.mean(axis=0) for w in window_outputs(predict_windows, clips, window_frames, hop_frames)])
+    return np.stack([w.mean(axis=0)
+                     for w in window_outputs(predict_windows, clips, window_frames, hop_frames, blocks)])
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -360,7 +378,7 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
 def recipe_window(features: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
     """One training window of a clip's features, cropped and masked as the recipe says."""
     return training_window(features.astype(np.float32, copy=False), recipe.window_frames, rng,
-                           recipe.short_fraction, recipe.min_frames)
+                           recipe.short_fraction, recipe.min_frames, blocks=feature_blocks(recipe))
 
 
 def paired_windows(clips: Sequence[Sequence[np.ndarray]], recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
@@ -534,7 +552,7 @@ def train_model(
         row = {"epoch": epoch, "loss": float(np.mean(losses))}
         if val is not None and val.items:
             probs = predict_clips(keras_predictor(emotions, logits=recipe.masked), [f[0] for f in val.feats],
-                                  recipe.window_frames, recipe.hop_frames)
+                                  recipe.window_frames, recipe.hop_frames, feature_blocks(recipe))
             ua, wa = ua_wa(confusion(val.labels, probs.argmax(axis=1)))
             row.update(val_ua=ua, val_wa=wa)
             if ua > best[0]:

@@ -165,8 +165,8 @@ def classify(model: Path, clips: Path, out: Path, reference_features: Optional[P
             entry["features_max_abs_diff"] = float(np.abs(ref - feats).max()) if ref.shape == feats.shape else None
             quantize = getattr(classifier.model, "_quantize", None)
             if quantize is not None and ref.shape == feats.shape:
-                mine, _ = split_windows(feats, meta.window_frames, meta.hop_frames)
-                theirs, _ = split_windows(ref, meta.window_frames, meta.hop_frames)
+                mine, _ = split_windows(feats, meta.window_frames, meta.hop_frames, meta.feature_config.n_blocks)
+                theirs, _ = split_windows(ref, meta.window_frames, meta.hop_frames, meta.feature_config.n_blocks)
                 entry["int8_inputs_differing"] = int(sum(
                     int(np.count_nonzero(quantize(a) != quantize(b))) for a, b in zip(mine, theirs)))
                 if entry["int8_inputs_differing"]:
@@ -184,7 +184,8 @@ def classify(model: Path, clips: Path, out: Path, reference_features: Optional[P
         source = reference if reference else features
         windows_by_clip = {}
         for name in sorted(source):
-            windows, _ = split_windows(source[name], meta.window_frames, meta.hop_frames)
+            windows, _ = split_windows(source[name], meta.window_frames, meta.hop_frames,
+                                       meta.feature_config.n_blocks)
             windows_by_clip[name] = [quantize(w) for w in windows]
         kernel_outputs_by_resolver = kernel_outputs(classifier.model.backend, model, windows_by_clip)
     report = {

@@ -358,7 +358,7 @@ def steady_state(model: Path, files: Dict[str, Path], sizes: Sizes) -> Dict[str,
     meta = classifier.metadata
     x, _ = load_audio(files["clip3"], classifier.sample_rate)
     feats = log_mel(x, meta.feature_config)
-    windows, _ = split_windows(feats, meta.window_frames, meta.hop_frames)
+    windows, _ = split_windows(feats, meta.window_frames, meta.hop_frames, meta.feature_config.n_blocks)
     n = sizes.repeat_steady
     return {
         "backend": classifier.backend_name,

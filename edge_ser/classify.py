@@ -211,7 +211,8 @@ class _WindowVotes:
     def __init__(self, classifier: "Classifier", keep_windows: bool) -> None:
         meta = classifier.metadata
         self._classifier = classifier
-        self._cutter = WindowCutter(meta.window_frames, meta.hop_frames, meta.feature_config.n_features)
+        self._cutter = WindowCutter(meta.window_frames, meta.hop_frames, meta.feature_config.n_features,
+                                   meta.feature_config.n_blocks)
         self._sum = np.zeros(len(classifier.labels), dtype=np.float64)
         self.count = 0
         self._keep = keep_windows

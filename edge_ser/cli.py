@@ -330,7 +330,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     at_48k = wav_bytes(speechlike(args.seconds, 48000), 48000)
     samples, _ = load_audio(native, rate, name="bench")
     feats = log_mel(samples, meta.feature_config)
-    windows, _ = split_windows(feats, meta.window_frames, meta.hop_frames)
+    windows, _ = split_windows(feats, meta.window_frames, meta.hop_frames, meta.feature_config.n_blocks)
 
     stages: List[Tuple[str, Callable[[], Any]]] = [
         (f"decode WAV ({rate // 1000} kHz)", lambda: load_audio(native, rate, name="bench")),

@@ -4,7 +4,7 @@ Training, quantization, evaluation and the device all call this module, driven b
 :class:`FeatureConfig` that travels inside the model file. The pipeline has two stages:
 
 1. **Frame stage** (:func:`frame_features`): pre-emphasis -> framing -> window -> |FFT|^p
-   -> mel filterbank -> log or PCEN (-> DCT for MFCC). A log frame depends only on the
+   -> mel filterbank -> log, PCEN, or both side by side (-> DCT for MFCC). A log frame depends only on the
    samples under it; a PCEN frame also on the frames before it, through a running
    per-band smoother (causal, so a stream carries it along). Either way it runs on a
    stream (:class:`StreamingFeatures`) and gives the same frames as on the whole signal.
@@ -52,8 +52,10 @@ __all__ = [
 _WINDOWS = ("hann", "hamming", "rect")
 _MEL_SCALES = ("slaney", "htk")
 _FILTERBANKS = ("triangular", "bin_snapped")
-_LOGS = ("db", "ln", "none", "pcen")
-#: Fields that shape the features only with ``log="pcen"``: left out of :meth:`FeatureConfig.hash`
+_LOGS = ("db", "ln", "none", "pcen", "db+pcen")
+#: Compressions that run PCEN (``"db+pcen"``: two blocks of columns, power dB then PCEN).
+_PCEN_LOGS = ("pcen", "db+pcen")
+#: Fields that shape the features only when PCEN runs: left out of :meth:`FeatureConfig.hash`
 #: otherwise, so configs written before PCEN existed keep their hash (models, cache entries).
 _PCEN_FIELDS = ("pcen_time_constant", "pcen_gain", "pcen_bias", "pcen_power", "pcen_eps")
 _NORMALIZE = ("none", "mean_var", "min_max")
@@ -87,7 +89,11 @@ class FeatureConfig:
     mel_scale: str = "slaney"
     mel_norm: Optional[str] = "slaney"  # area normalization of each triangle, or None
     filterbank: str = "triangular"  # librosa-style, or "bin_snapped" (python_speech_features)
-    log: str = "db"  # "db", "ln", "none" or "pcen" (per-channel energy normalization, below)
+    # "db", "ln", "none", "pcen" (per-channel energy normalization, below) or "db+pcen": both
+    # compressions of the same mel energies side by side, n_mels dB columns then n_mels PCEN
+    # columns, each block normalized on its own (a model, or each member of an ensemble, hears
+    # the view it was trained on: the two fail differently in rooms).
+    log: str = "db"
     db_factor: float = 10.0  # 10 for power_to_db, 20 for amplitude_to_db on magnitudes
     db_ref: Union[float, str] = 1.0  # a number, or "max"/"min" of the clip (utterance stage)
     amin: float = 1e-10
@@ -170,7 +176,15 @@ class FeatureConfig:
             bad("normalize", f"must be one of {_NORMALIZE}")
         if self.normalize_scope not in _NORM_SCOPES:
             bad("normalize_scope", f"must be one of {_NORM_SCOPES}")
-        if self.log == "pcen":
+        if self.log == "db+pcen":
+            # the clip-level dB steps and min-max would need per-block extremes: not built
+            if isinstance(self.db_ref, str):
+                bad("db_ref", "must be a number with log='db+pcen'")
+            if self.top_db is not None:
+                bad("top_db", "must be None with log='db+pcen'")
+            if self.normalize == "min_max":
+                bad("normalize", "must be 'none' or 'mean_var' with log='db+pcen'")
+        if self.log in _PCEN_LOGS:
             if self.n_mfcc:
                 bad("n_mfcc", "MFCC needs a log (log='db' or 'ln'), not PCEN")
             if not self.pcen_time_constant > 0:
@@ -195,16 +209,31 @@ class FeatureConfig:
         return float(self.fmax) if self.fmax is not None else self.sample_rate / 2
 
     @property
+    def n_blocks(self) -> int:
+        """Blocks of ``n_mels`` columns side by side: 2 for ``log="db+pcen"``, else 1."""
+        return 2 if self.log == "db+pcen" else 1
+
+    @property
     def n_features(self) -> int:
         """Columns of the feature matrix."""
-        return self.n_mfcc if self.n_mfcc else self.n_mels
+        return self.n_mfcc if self.n_mfcc else self.n_mels * self.n_blocks
+
+    def blocks(self) -> "list[FeatureConfig]":
+        """One single-block config per block, in column order (``[self]`` for one block).
+
+        Block ``i`` occupies columns ``i * n_mels`` to ``(i + 1) * n_mels`` and equals, bit
+        for bit, what its config computes alone: how an ensemble hands each member its view.
+        """
+        if self.log == "db+pcen":
+            return [self.replace(log="db"), self.replace(log="pcen")]
+        return [self]
 
     @property
     def kind(self) -> str:
         """What the columns are, in a word or two: ``MFCC``, ``PCEN mel`` or ``log-mel``."""
         if self.n_mfcc:
             return "MFCC"
-        return "PCEN mel" if self.log == "pcen" else "log-mel"
+        return {"pcen": "PCEN mel", "db+pcen": "log-mel + PCEN mel"}.get(self.log, "log-mel")
 
     @property
     def frame_local(self) -> bool:
@@ -252,11 +281,11 @@ class FeatureConfig:
     def hash(self) -> str:
         """Stable content hash (first 16 hex digits of SHA-256 over canonical JSON).
 
-        The PCEN parameters count only when ``log="pcen"``: they change nothing else,
+        The PCEN parameters count only when PCEN runs: they change nothing else,
         and leaving them out keeps the hashes of the configs written before them.
         """
         canonical = {k: _canonical(v) for k, v in self.to_dict().items()
-                     if self.log == "pcen" or k not in _PCEN_FIELDS}
+                     if self.log in _PCEN_LOGS or k not in _PCEN_FIELDS}
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -289,6 +318,14 @@ PRESETS: Dict[str, FeatureConfig] = {
     "edge-pcen": FeatureConfig(
         sample_rate=16000, n_fft=512, win_length=400, hop_length=160, window="hann",
         center=False, n_mels=64, fmin=50.0, fmax=8000.0, power=2.0, log="pcen",
+        amin=1e-10, normalize="mean_var", normalize_scope="global",
+    ),
+    # edge and edge-pcen side by side from one mel spectrogram (128 columns: 64 dB, then 64
+    # PCEN), each block normalized as its preset does: equal, column for column, to the two
+    # presets' features (the input of a log-mel + PCEN ensemble).
+    "edge-db-pcen": FeatureConfig(
+        sample_rate=16000, n_fft=512, win_length=400, hop_length=160, window="hann",
+        center=False, n_mels=64, fmin=50.0, fmax=8000.0, power=2.0, log="db+pcen",
         amin=1e-10, normalize="mean_var", normalize_scope="global",
     ),
     # librosa.feature.melspectrogram(sr=16000) defaults + power_to_db(ref=1.0, top_db=80).
@@ -573,11 +610,20 @@ def _pcen(mel: np.ndarray, config: FeatureConfig, state: PcenState) -> np.ndarra
     return (bias ** power * np.expm1(power * np.log1p(ratio / bias))).astype(np.float32)
 
 
+def _power_db(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """``db_factor * log10(max(mel, amin) / ref)`` in float32 (a clip reference comes later)."""
+    ref = config.db_ref if not isinstance(config.db_ref, str) else 1.0
+    factor = np.float32(config.db_factor)
+    feats = factor * np.log10(np.maximum(mel, np.float32(config.amin)))
+    feats -= factor * np.float32(np.log10(max(config.amin, ref)))
+    return feats
+
+
 def _frames_to_features(frames: np.ndarray, config: FeatureConfig,
                         pcen: Optional[PcenState] = None) -> np.ndarray:
     """``(n, frame_length)`` windowed-or-not samples -> ``(n, n_features)`` float32.
 
-    ``pcen`` is the state a stream carries (``log="pcen"``); ``None`` starts afresh.
+    ``pcen`` is the state a stream carries (when PCEN runs); ``None`` starts afresh.
     """
     if frames.shape[0] == 0:
         return np.zeros((0, config.n_features), dtype=np.float32)
@@ -590,14 +636,14 @@ def _frames_to_features(frames: np.ndarray, config: FeatureConfig,
         power *= np.float32(1.0 / config.n_fft)
     mel = _rowwise_product(power, _mel_filterbank64(config))
     if config.log == "db":
-        ref = config.db_ref if not isinstance(config.db_ref, str) else 1.0
-        factor = np.float32(config.db_factor)
-        feats = factor * np.log10(np.maximum(mel, np.float32(config.amin)))
-        feats -= factor * np.float32(np.log10(max(config.amin, ref)))
+        feats = _power_db(mel, config)
     elif config.log == "ln":
         feats = np.log(np.maximum(mel, np.float32(config.amin)))
     elif config.log == "pcen":
         feats = _pcen(mel, config, pcen if pcen is not None else PcenState())
+    elif config.log == "db+pcen":
+        feats = np.concatenate([_power_db(mel, config),
+                                _pcen(mel, config, pcen if pcen is not None else PcenState())], axis=1)
     else:
         feats = mel
     if config.n_mfcc:
@@ -646,6 +692,12 @@ def frame_features(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
 # Utterance stage
 
 
+def _block_columns(config: FeatureConfig) -> "list[slice]":
+    """The column range of each block (:meth:`FeatureConfig.blocks`): global statistics are per block."""
+    width = config.n_features // config.n_blocks
+    return [slice(i * width, (i + 1) * width) for i in range(config.n_blocks)]
+
+
 def utterance_stage(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Clip-level steps: clip reference, ``top_db`` and per-utterance normalization.
 
@@ -665,11 +717,16 @@ def utterance_stage(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
             np.maximum(feats, feats.max() - np.float32(config.top_db), out=feats)
     if config.normalize == "mean_var":
         axis = 0 if config.normalize_scope == "band" else None
-        # Statistics in float64: a float32 mean of a constant clip (silence) is off by
-        # rounding, and dividing that by normalize_eps blew it up to a nonzero constant.
-        mean = feats.mean(axis=axis, keepdims=True, dtype=np.float64)
-        std = feats.std(axis=axis, keepdims=True, dtype=np.float64)
-        feats = ((feats - mean) / np.maximum(std, config.normalize_eps)).astype(np.float32)
+        parts = []
+        for block in _block_columns(config):
+            # one block at a time, contiguous, so each equals its single-block config's result
+            part = np.ascontiguousarray(feats[:, block])
+            # Statistics in float64: a float32 mean of a constant clip (silence) is off by
+            # rounding, and dividing that by normalize_eps blew it up to a nonzero constant.
+            mean = part.mean(axis=axis, keepdims=True, dtype=np.float64)
+            std = part.std(axis=axis, keepdims=True, dtype=np.float64)
+            parts.append(((part - mean) / np.maximum(std, config.normalize_eps)).astype(np.float32))
+        feats = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     elif config.normalize == "min_max":
         axis = 0 if config.normalize_scope == "band" else None
         lo = feats.min(axis=axis, keepdims=True)
@@ -821,7 +878,7 @@ class UtteranceStats:
         self._lo = np.full(n, np.inf, dtype=np.float32)
         self._hi = np.full(n, -np.inf, dtype=np.float32)
         band = cfg.normalize_scope == "band"
-        shape = (1, n) if band else (1, 1)
+        shape = (1, n) if band else (1, cfg.n_blocks)
         self._count = 0
         self._mean = np.zeros(shape, dtype=np.float64)
         self._m2 = np.zeros(shape, dtype=np.float64)
@@ -851,10 +908,16 @@ class UtteranceStats:
             self._add_moments(self._db_steps(feats))
 
     def _add_moments(self, feats: np.ndarray) -> None:
-        axis = 0 if self.config.normalize_scope == "band" else None
-        n = feats.shape[0] if axis == 0 else feats.size
-        mean = feats.mean(axis=axis, keepdims=True, dtype=np.float64)
-        m2 = np.square(feats - mean).sum(axis=axis, keepdims=True, dtype=np.float64)
+        if self.config.normalize_scope == "band":
+            n = feats.shape[0]
+            mean = feats.mean(axis=0, keepdims=True, dtype=np.float64)
+            m2 = np.square(feats - mean).sum(axis=0, keepdims=True, dtype=np.float64)
+        else:  # one mean and spread per block (each as its single-block config takes them)
+            blocks = [np.ascontiguousarray(feats[:, cols]) for cols in _block_columns(self.config)]
+            n = blocks[0].size
+            means = [b.mean(keepdims=True, dtype=np.float64) for b in blocks]
+            m2s = [np.square(b - m).sum(keepdims=True, dtype=np.float64) for b, m in zip(blocks, means)]
+            mean, m2 = np.concatenate(means, axis=1), np.concatenate(m2s, axis=1)
         total = self._count + n
         delta = mean - self._mean
         self._mean = self._mean + delta * (n / total)
@@ -895,8 +958,11 @@ class UtteranceStats:
             return feats
         feats = self._db_steps(feats)
         if cfg.normalize == "mean_var":
-            std = np.sqrt(self._m2 / max(self._count, 1))
-            feats = ((feats - self._mean) / np.maximum(std, cfg.normalize_eps)).astype(np.float32)
+            mean, std = self._mean, np.sqrt(self._m2 / max(self._count, 1))
+            if cfg.n_blocks > 1 and cfg.normalize_scope != "band":  # one value per block -> per column
+                width = cfg.n_features // cfg.n_blocks
+                mean, std = np.repeat(mean, width, axis=1), np.repeat(std, width, axis=1)
+            feats = ((feats - mean) / np.maximum(std, cfg.normalize_eps)).astype(np.float32)
         elif cfg.normalize == "min_max":
             lo, hi = self._db_steps(self._lo[None, :]), self._db_steps(self._hi[None, :])
             if cfg.normalize_scope != "band":

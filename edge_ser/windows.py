@@ -6,7 +6,11 @@ long one is covered the same way in both places.
 Padding (``center_min``): a clip shorter than the window is placed in the middle and
 the rest is filled with the clip's smallest feature value, which after per-utterance
 normalization is the closest thing to "silence in this clip's own scale". Silence
-itself (a constant feature matrix) therefore becomes an all-constant window.
+itself (a constant feature matrix) therefore becomes an all-constant window. Features of
+several blocks side by side (``log="db+pcen"``, each block normalized on its own) are
+padded block by block, each with its own minimum: every block's window is then exactly
+the one its single-block features would give, which is what an ensemble member that
+reads one block was trained on. ``blocks`` is ``FeatureConfig.n_blocks``.
 """
 
 from __future__ import annotations
@@ -18,14 +22,25 @@ import numpy as np
 __all__ = ["window_starts", "split_windows", "random_window", "pad_value", "WindowCutter"]
 
 
-def pad_value(features: np.ndarray) -> np.float32:
-    """The fill value for padding: the clip's minimum (0 for an empty clip)."""
-    return np.float32(features.min()) if features.size else np.float32(0.0)
+def pad_value(features: np.ndarray, blocks: int = 1) -> "np.float32 | np.ndarray":
+    """The fill value for padding: the clip's minimum (0 for an empty clip).
 
-
-def _pad_to(features: np.ndarray, window_frames: int, offset: int) -> np.ndarray:
+    With ``blocks`` > 1, one value per column: each block of columns gets its own minimum.
+    """
+    if blocks == 1:
+        return np.float32(features.min()) if features.size else np.float32(0.0)
     n_feat = features.shape[1]
-    out = np.full((window_frames, n_feat), pad_value(features), dtype=np.float32)
+    if n_feat % blocks:
+        raise ValueError(f"{n_feat} feature columns do not split into {blocks} blocks")
+    per_block = features.reshape(features.shape[0], blocks, n_feat // blocks)
+    lows = per_block.min(axis=(0, 2)) if features.size else np.zeros(blocks, np.float32)
+    return np.repeat(lows.astype(np.float32), n_feat // blocks)
+
+
+def _pad_to(features: np.ndarray, window_frames: int, offset: int, blocks: int = 1) -> np.ndarray:
+    n_feat = features.shape[1]
+    out = np.empty((window_frames, n_feat), dtype=np.float32)
+    out[...] = pad_value(features, blocks)
     out[offset:offset + features.shape[0]] = features
     return out
 
@@ -46,7 +61,7 @@ def window_starts(n_frames: int, window_frames: int, hop_frames: int) -> List[in
 
 
 def split_windows(
-    features: np.ndarray, window_frames: int, hop_frames: int
+    features: np.ndarray, window_frames: int, hop_frames: int, blocks: int = 1
 ) -> Tuple[np.ndarray, List[int]]:
     """``(frames, F)`` -> ``(windows, window_frames, F)`` float32 and their start frames.
 
@@ -55,7 +70,7 @@ def split_windows(
     features = np.asarray(features, dtype=np.float32)
     n = features.shape[0]
     if n < window_frames:
-        return _pad_to(features, window_frames, (window_frames - n) // 2)[None], [0]
+        return _pad_to(features, window_frames, (window_frames - n) // 2, blocks)[None], [0]
     starts = window_starts(n, window_frames, hop_frames)
     view = np.lib.stride_tricks.sliding_window_view(features, window_frames, axis=0)
     # sliding_window_view puts the window axis last: (n - W + 1, F, W)
@@ -64,7 +79,8 @@ def split_windows(
 
 
 def random_window(
-    features: np.ndarray, window_frames: int, rng: np.random.Generator, min_frames: Optional[int] = None
+    features: np.ndarray, window_frames: int, rng: np.random.Generator, min_frames: Optional[int] = None,
+    blocks: int = 1,
 ) -> np.ndarray:
     """A training crop: a random window of a long clip, or a short clip padded at a random place.
 
@@ -82,7 +98,7 @@ def random_window(
         start = int(rng.integers(0, n - window_frames + 1))
         return features[start:start + window_frames].copy()
     offset = int(rng.integers(0, window_frames - n + 1))
-    return _pad_to(features, window_frames, offset)
+    return _pad_to(features, window_frames, offset, blocks)
 
 
 class WindowCutter:
@@ -95,9 +111,10 @@ class WindowCutter:
     about one window plus one hop of frames, whatever the clip's length.
     """
 
-    def __init__(self, window_frames: int, hop_frames: int, n_features: int) -> None:
+    def __init__(self, window_frames: int, hop_frames: int, n_features: int, blocks: int = 1) -> None:
         if window_frames <= 0 or hop_frames <= 0:
             raise ValueError("window_frames and hop_frames must be positive")
+        self.blocks = blocks
         self.window_frames = window_frames
         self.hop_frames = hop_frames
         self.n_features = n_features
@@ -136,9 +153,9 @@ class WindowCutter:
         W, n = self.window_frames, self.frames
         out = self._none()
         if n < W:
-            out = _pad_to(self._buffer, W, (W - n) // 2)[None], [0]
+            out = _pad_to(self._buffer, W, (W - n) // 2, self.blocks)[None], [0]
         elif self._next_start - self.hop_frames + W < n:
             start = n - W
             out = self._buffer[start - self._buffer_start:][None].copy(), [start]
-        self.__init__(self.window_frames, self.hop_frames, self.n_features)  # type: ignore[misc]
+        self.__init__(self.window_frames, self.hop_frames, self.n_features, self.blocks)  # type: ignore[misc]
         return out

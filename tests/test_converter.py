@@ -238,7 +238,7 @@ def check_in_tflite_runtime(model_path: Path, wav: Path) -> dict:
         it.allocate_tensors()
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         feats = log_mel(load_clip({str(wav)!r}, meta.feature_config.sample_rate), meta.feature_config)
-        wins, _ = split_windows(feats, meta.window_frames, meta.hop_frames)
+        wins, _ = split_windows(feats, meta.window_frames, meta.hop_frames, meta.feature_config.n_blocks)
         scale, zero = inp["quantization"]
         probs = []
         for w in wins:
@@ -266,10 +266,13 @@ def check_in_tflite_runtime(model_path: Path, wav: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("features", ["edge", "edge-pcen"])
+@pytest.mark.parametrize("features", ["edge", "edge-pcen", "edge-db-pcen"])
 def test_train_one_epoch_quantize_and_run_on_device_runtime(tmp_path, features):
     """The model file carries the features it was trained on, and the device computes them:
-    its streaming classifier equals the whole-clip features fed by hand (PCEN included)."""
+    its streaming classifier equals the whole-clip features fed by hand (PCEN, and log-mel
+    and PCEN side by side, included)."""
+    from edge_ser.features import preset
+
     data = _synth_corpus(tmp_path / "corpus")
     out = tmp_path / "tiny.tflite"
     card = tmp_path / "CARD.md"
@@ -286,13 +289,11 @@ def test_train_one_epoch_quantize_and_run_on_device_runtime(tmp_path, features):
     assert f"preset `{features}`" in card.read_text()
     result = check_in_tflite_runtime(out, data / "happy" / "spk0_0.wav")
     assert result["labels"] == list(EMOTIONS)
-    assert result["shape"] == [1, 300, 64, 1]
+    assert result["shape"] == [1, 300, preset(features).n_features, 1]
     assert result["in_dtype"] == "int8" and result["out_dtype"] == "int8"
     assert abs(result["sum"] - 1.0) < 0.05
     assert result["classifier_gap"] < 1e-5, result
     assert {"corpora", "protocol", "command", "trained", "params"} <= set(result["extra_keys"])
-    from edge_ser.features import preset
-
     assert result["hash"] == preset(features).hash()
     if features != "edge":
         return

@@ -310,6 +310,16 @@ def test_invalid_configs_name_the_field(field, value):
         preset("edge").replace(**{field: value})
 
 
+_INVALID_DB_PCEN = [("db_ref", "max"), ("top_db", 80.0), ("normalize", "min_max"), ("n_mfcc", 13),
+                    ("pcen_gain", 1.5)]
+
+
+@pytest.mark.parametrize("field,value", _INVALID_DB_PCEN, ids=[f"{f}={v}" for f, v in _INVALID_DB_PCEN])
+def test_invalid_db_pcen_configs_name_the_field(field, value):
+    with pytest.raises(FeatureConfigError, match=rf"\b{field}="):
+        preset("edge-db-pcen").replace(**{field: value})
+
+
 @pytest.mark.parametrize("field,value", _INVALID_PCEN, ids=[f"{f}={v}" for f, v in _INVALID_PCEN])
 def test_invalid_pcen_configs_name_the_field(field, value):
     with pytest.raises(FeatureConfigError, match=rf"\b{field}="):
@@ -335,8 +345,10 @@ def test_other_config_errors():
 def test_silence_and_empty_signals_give_finite_features(name):
     config = PRESETS[name]
     normalized = config if config.normalize != "none" else config.replace(normalize="mean_var")
-    for cfg in (config, normalized, config.replace(normalize="min_max"),
-                config.replace(normalize="mean_var", normalize_scope="band")):
+    variants = [config, normalized, config.replace(normalize="mean_var", normalize_scope="band")]
+    if config.log != "db+pcen":  # min-max of two blocks is refused (test_invalid_db_pcen_configs_...)
+        variants.append(config.replace(normalize="min_max"))
+    for cfg in variants:
         for signal in (np.zeros(16000, np.float32), np.full(8000, 0.3, np.float32),
                        np.zeros(0, np.float32), np.zeros(1, np.float32)):
             feats = log_mel(signal, cfg)
@@ -381,9 +393,9 @@ def test_streamed_frames_are_bit_identical_to_the_whole_clip(name):
 
 
 def _variants(config):
-    out = [config, config.replace(normalize="mean_var"), config.replace(normalize="min_max"),
-           config.replace(normalize="mean_var", normalize_scope="band"),
-           config.replace(normalize="min_max", normalize_scope="band")]
+    out = [config, config.replace(normalize="mean_var"), config.replace(normalize="mean_var", normalize_scope="band")]
+    if config.log != "db+pcen":  # min-max of two blocks is refused
+        out += [config.replace(normalize="min_max"), config.replace(normalize="min_max", normalize_scope="band")]
     if config.log == "db" and not config.n_mfcc:
         out += [config.replace(db_ref="max", top_db=50.0, normalize="mean_var"),
                 config.replace(db_ref="min", top_db=60.0, normalize="min_max", normalize_scope="band")]
@@ -426,6 +438,30 @@ def test_window_cutter_equals_split_windows_for_any_chunking():
             assert starts == expected_starts, (n, chunk)
             np.testing.assert_array_equal(windows, expected)
             assert cutter.frames == 0  # flush resets
+
+
+def test_windows_of_two_blocks_are_each_blocks_own_windows():
+    """A short clip of log-mel + PCEN is padded block by block: each block's windows are the ones
+    its own preset gives (a member of a mixed ensemble hears padding as it was trained), on the
+    whole-clip, stream and training paths alike."""
+    from edge_ser.windows import WindowCutter, random_window, split_windows
+
+    rng = np.random.default_rng(1)
+    for n in (1, 120, 299, 450):
+        low = rng.standard_normal((n, 8)).astype(np.float32)
+        high = (rng.standard_normal((n, 8)) * 3 + 5).astype(np.float32)  # its minimum is far above low's
+        both = np.concatenate([low, high], axis=1)
+        windows, starts = split_windows(both, 300, 100, blocks=2)
+        apart = np.concatenate([split_windows(low, 300, 100)[0], split_windows(high, 300, 100)[0]], axis=2)
+        np.testing.assert_array_equal(windows, apart)
+        cutter = WindowCutter(300, 100, 16, blocks=2)
+        pieces = [cutter.push(both[i:i + 37]) for i in range(0, n, 37)] + [cutter.flush()]
+        np.testing.assert_array_equal(np.concatenate([w for w, _ in pieces]), windows)
+        crop = random_window(both, 300, np.random.default_rng(n), blocks=2)
+        alone = random_window(high, 300, np.random.default_rng(n))
+        np.testing.assert_array_equal(crop[:, 8:], alone)
+    with pytest.raises(ValueError, match="blocks"):
+        split_windows(np.zeros((10, 15), np.float32), 300, 100, blocks=2)
 
 
 # --------------------------------------------------------------------------- PCEN
@@ -482,3 +518,33 @@ def test_pcen_state_carries_over_a_stream_and_starts_afresh_after_flush():
     # a stream that did not start afresh would begin from the last clip's smoother
     late = frame_features(x[16000:], config)
     assert not np.allclose(late[:20], whole[100:120])
+
+
+def test_db_pcen_is_edge_and_edge_pcen_side_by_side_bit_for_bit():
+    """An ensemble's log-mel member and PCEN member each read one block of edge-db-pcen: every
+    path the device takes (whole clip, stream, two-pass statistics) gives each block exactly
+    what the member's own preset gives, so the members hear what they were trained on."""
+    from edge_ser.speechlike import speechlike
+
+    both, db, pcen = preset("edge-db-pcen"), preset("edge"), preset("edge-pcen")
+    assert both.blocks() == [db, pcen] and both.n_features == 128 and both.kind == "log-mel + PCEN mel"
+    assert db.blocks() == [db] and db.n_blocks == 1
+    assert both.hash() != both.replace(pcen_gain=0.8).hash()  # the PCEN block's parameters count
+    x = speechlike(4.0, seed=3) * np.linspace(0.2, 1.0, 64000, dtype=np.float32)
+    whole = log_mel(x, both)
+    np.testing.assert_array_equal(whole, np.concatenate([log_mel(x, db), log_mel(x, pcen)], axis=1))
+    # the two blocks are normalized each on its own: a shared mean would shift one of them
+    np.testing.assert_allclose(whole[:, :64].mean(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(whole[:, 64:].mean(), 0.0, atol=1e-5)
+    stream = StreamingFeatures(both)
+    frames = np.concatenate([stream.push(x[i:i + 4321]) for i in range(0, x.size, 4321)] + [stream.flush()])
+    np.testing.assert_array_equal(frames, frame_features(x, both))
+    from edge_ser.features import UtteranceStats
+
+    stats = UtteranceStats(both)
+    while not stats.done:
+        for i in range(0, len(frames), 57):
+            stats.update(frames[i:i + 57])
+        stats.end_pass()
+    chunked = np.concatenate([stats.apply(frames[i:i + 57]) for i in range(0, len(frames), 57)])
+    np.testing.assert_array_equal(chunked, whole)

@@ -397,7 +397,7 @@ for name, model in zip(ENSEMBLES["rooms-pair"], members):
     (models_dir / name).mkdir(parents=True)
     model.save(models_dir / name / "cv1.keras")
 plan = RunPlan("cv1", [Item("x", "sad", "s", "ravdess")], [], [], {{}}, farfield=True)
-loaded, info = _member_models("rooms-pair", plan, None, None, models_dir, None, log=lambda *a: None)
+loaded, info = _member_models("rooms-pair", plan, None, models_dir, None, log=lambda *a: None)
 x = np.random.default_rng(0).standard_normal((6, 100, 16, 1)).astype(np.float32)
 ensemble = average_logits(loaded)
 expected = (np.asarray(members[0](x)) + np.asarray(members[1](x))) / 2
@@ -422,6 +422,59 @@ print(json.dumps({{"sources": [v["source"] for v in info.values()],
     assert info["float_error"] < 1e-5  # exactly the mean of the two members' logits
     assert info["int8_error"] < 0.1 * info["spread"]  # one int8 graph reproduces it to a few steps
     assert info["inputs"] == 1 and "disagree" in info["refused"]
+
+@pytest.mark.slow
+def test_a_mixed_ensemble_hands_each_member_its_block_of_log_mel_and_pcen():
+    """rooms-long-pcen: a log-mel member and a PCEN member read their own block of one
+    edge-db-pcen input; the int8 graph slices (no arithmetic) and follows the float mean."""
+    script = """
+import json
+import numpy as np
+from converter.ensemble import average_logits, member_views
+from converter.model import build_model
+from converter.protocol import ENSEMBLES, RECIPES, ensemble_features
+from converter.quantize import TFLiteRunner, convert
+from converter.train import Recipe
+from edge_ser.features import preset
+
+both = preset("edge-db-pcen").replace(n_mels=16)
+db, pcen = both.blocks()
+views = member_views(both, [pcen, db])  # any order: each member finds its block
+members = [build_model(100, 16, 8, channels, output="logits") for channels in ((4, 8, 8), (8, 8, 16))]
+x = np.random.default_rng(0).standard_normal((6, 100, 32, 1)).astype(np.float32)
+ensemble = average_logits(members, views=views)
+expected = (np.asarray(members[0](x[:, :, 16:])) + np.asarray(members[1](x[:, :, :16]))) / 2
+runner = TFLiteRunner(convert(ensemble, x, "int8"))
+refusals = []
+for attempt in (lambda: member_views(both, [db, preset("edge").replace(n_mels=16, fmin=0.0)]),
+                lambda: ensemble_features([Recipe(features="edge-pcen"), Recipe(features="edge")]),
+                lambda: average_logits(members, views=[(0, 16)])):
+    try:
+        attempt()
+        refusals.append("")
+    except ValueError as exc:
+        refusals.append(str(exc))
+print(json.dumps({"views": views, "shape": list(ensemble.input_shape),
+                  "features": {name: ensemble_features([RECIPES[m][0]() for m in ENSEMBLES[name]])
+                               for name in ("rooms-pair", "rooms-long-pcen")},
+                  "float_error": float(np.abs(np.asarray(ensemble(x)) - expected).max()),
+                  "int8_error": float(np.abs(runner.predict(x) - expected).max()),
+                  "spread": float(np.abs(expected).max()),
+                  "ops": sorted({op["op_name"] for op in runner.interpreter._get_ops_details()}),
+                  "refusals": refusals}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["views"] == [[16, 32], [0, 16]] and info["shape"] == [None, 100, 32, 1]
+    assert info["features"] == {"rooms-pair": "edge", "rooms-long-pcen": "edge-db-pcen"}
+    assert info["float_error"] < 1e-5  # exactly the mean of each member on its own block
+    assert info["int8_error"] < 0.1 * info["spread"]
+    assert "STRIDED_SLICE" in info["ops"] and "DEQUANTIZE" not in info["ops"]
+    not_a_block, wrong_order, one_view = info["refusals"]
+    assert "not a block" in not_a_block and "in this order" in wrong_order and "2 members" in one_view
+
 
 #: Shared by the graph checks below: one int8 conversion's ops and error, and a refused build.
 _GRAPH_CHECK = """
