@@ -138,12 +138,107 @@ def cmd_cv(args, argv) -> int:
     return 0
 
 
+def member_keras_path(path: Path, member: str) -> Path:
+    """Where an ensemble's member is saved beside ``--keras-out`` / looked for beside ``--from-keras``."""
+    return path.with_name(f"{path.stem}.{member}{path.suffix or '.keras'}")
+
+
+def _train_ensemble(args, argv) -> int:
+    """``train --recipe ENSEMBLE``: each member trained on all the data with its own features (or
+    loaded from an earlier run: a member saved beside ``--from-keras`` is not trained again, so an
+    interrupted ensemble resumes), their logits averaged in one int8 graph on both views."""
+    import copy
+    from dataclasses import replace
+
+    from edge_ser.features import preset
+
+    from .cache import Treatment
+    from .evaluate import int8_model
+    from .export import build_metadata, finish_tflite, load_cv, utc_now
+    from .model import count_params
+    from .protocol import ENSEMBLES, ensemble_features, ensemble_model
+    from .train import choose_val_speakers, load_clipset, train_model
+
+    name, members = args.recipe, ENSEMBLES[args.recipe]
+    if getattr(args, "features", None):
+        raise SystemExit(f"error: --features does not apply to the ensemble {name}: each member hears its own "
+                         "recipe's preset")
+    command, trained_at = _command(argv), utc_now()
+    recipes, models, infos, data = [], [], [], None
+    for member in members:
+        member_args = copy.copy(args)
+        member_args.recipe = member
+        recipe = _recipe(member_args)
+        data = _data(member_args, recipe)
+        val_ids = choose_val_speakers(data.speakers, args.val_speakers, recipe.seed)
+        train = data.subset(val_ids, keep=False) if val_ids else data
+        saved = member_keras_path(Path(args.from_keras), member) if args.from_keras else None
+        if saved is not None and saved.exists():
+            result, member_command, when = load_trained(saved, recipe)
+            _log(f"{name}: member {member} loaded from {saved} (trained {when}); no training")
+        else:
+            _log(f"{name}: member {member} trains on {len(set(train.speakers))} speakers ({len(train.items)} clips)")
+            result = train_model(train, data.subset(val_ids) if val_ids else None, recipe, log=_log,
+                                 stop_at=args.stop_at)
+            if args.keras_out:
+                save_trained(result, member_keras_path(Path(args.keras_out), member), recipe, command, trained_at)
+        recipes.append(recipe)
+        models.append(result.model)
+        infos.append({"member": member, "seconds": round(result.seconds, 1), "epochs": result.epochs_run,
+                      "steps": recipe.steps, "channels": list(recipe.channels), "head": recipe.head,
+                      "features": recipe.features})
+    features = ensemble_features(recipes)
+    temperature = args.temperature or protocol_temperature(Path(args.protocol), name)
+    for model in models:  # the mean of logits / T is the ensemble's logits / T
+        fold_temperature(model, temperature)
+    _log(f"logits divided by the temperature {temperature:.3f} (folded into each member's last layer)")
+    ensemble = ensemble_model(models, recipes)
+    recipe = replace(recipes[0], features=features)
+    val_ids = choose_val_speakers(data.speakers, args.val_speakers, recipe.seed)
+    treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
+    both = load_clipset(data.items, preset(features), 0, args.cache, seed=0, treatment=treatment)
+    train = both.subset(val_ids, keep=False) if val_ids else both
+    tfl = int8_model(ensemble, train, recipe)
+    spec = {"ensemble": list(members), "features": features,
+            "members": {m: r.to_dict() for m, r in zip(members, recipes)}}
+    cv = load_cv(Path(args.cv_results)) if args.cv_results else None
+    params = count_params(ensemble)
+    extra = {
+        "corpora": sorted({it.corpus for it in data.items}),
+        "train_speakers": sorted(set(train.speakers)),
+        "early_stopping_speakers": val_ids,
+        **evaluation_extras(cv, spec, name, Path(args.protocol)),
+        "command": command, "trained": trained_at, "params": params, "recipe": spec, "recipe_name": name,
+        "temperature": round(temperature, 4),
+    }
+    sanity = fixed_set_accuracy(tfl, both, recipe)
+    if sanity is not None:
+        extra["training_clip_check"] = sanity
+        _log(f"int8 top-1 on the fixed check set (training clips): {sanity['accuracy']:.3f}")
+    extra["card"] = {"date": trained_at, "speakers": len(set(train.speakers)), "clips": len(train.items),
+                     "seconds": round(sum(i["seconds"] for i in infos), 1), "corpora": extra["corpora"],
+                     "steps": recipes[0].steps, "channels": list(recipes[0].channels), "head": recipes[0].head,
+                     "members": infos, "check": sanity}
+    metadata = build_metadata(preset(features), recipe.window_frames, recipe.hop_frames, extra, output="logits")
+    out = Path(args.out)
+    report = finish_tflite(tfl, metadata, out)
+    _log(f"wrote {out}: {report['size_bytes']} bytes, {params} params, ops {report['ops']}, "
+         f"integer only: {report['integer_only']}")
+    if args.card:
+        Path(args.card).write_text(_rooms_card(out, metadata, report, Path(args.protocol)))
+        _log(f"wrote {args.card}")
+    return 0
+
+
 def cmd_train(args, argv) -> int:
     from .evaluate import int8_model
     from .export import build_metadata, finish_tflite, load_cv, model_card, utc_now
     from .model import count_params
+    from .protocol import ENSEMBLES
     from .train import choose_val_speakers, train_model
 
+    if args.recipe in ENSEMBLES:
+        return _train_ensemble(args, argv)
     recipe = _recipe(args)
     data = _data(args, recipe)
     cv = load_cv(Path(args.cv_results)) if args.cv_results else None
@@ -581,7 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", default=str(ROOT / "models" / "MODEL_CARD.md"), help="model card path ('' for none)")
     p.add_argument("--keras-out", default=str(ROOT / "runs" / "edge-ser.keras"),
                    help="also save the float Keras model (and FILE.json: how it was trained)")
-    p.add_argument("--from-keras", help="do not train: export this model saved by an earlier run's --keras-out")
+    p.add_argument("--from-keras", help="do not train: export this model saved by an earlier run's --keras-out "
+                                        "(an ensemble: its members saved beside it, FILE-STEM.MEMBER.keras; a "
+                                        "member not saved yet trains)")
     p.add_argument("--protocol", default=str(DEFAULT_RESULTS / "protocol"),
                    help="protocol results (their digest goes into the metadata; their median temperature is used)")
     p.add_argument("--temperature", type=float, help="logits models: divide logits by this (default: protocol median)")

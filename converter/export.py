@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from edge_ser.features import FeatureConfig, preset_name
+from edge_ser.features import PRESETS, FeatureConfig, preset_name
 from edge_ser.metadata import EMOTIONS, ModelMetadata
 
 from .quantize import graph_report
@@ -115,6 +115,24 @@ def balanced_training_text(recipe: Dict[str, object], corpora: Sequence[str]) ->
     ).strip()
 
 
+def _network_line(params: int, train_info: Dict[str, object], logits: bool) -> str:
+    """The card's network line: one compact CNN, or an ensemble of them and what each hears."""
+    def cnn(channels, head) -> str:
+        return (f"3x3 convolutions (widths {', '.join(map(str, channels or []))}; BatchNorm folded, ReLU; the first "
+                f"with stride 2, max pooling after the others); " + _HEAD_WORDS.get(str(head), "global average pooling, ")
+                + ("dropout, dense logits" if logits else "dropout, dense softmax"))
+
+    members = train_info.get("members")
+    if not members:
+        return (f"- Network: compact CNN, {params:,} parameters: a fixed time-difference filter adds deltas as a "
+                f"second input channel; " + cnn(train_info.get("channels"), train_info.get("head")) + ".")
+    parts = [f"`{m['member']}` on the {PRESETS[m['features']].kind} block ({m['steps']} batches): "
+             + cnn(m.get("channels"), m.get("head")) for m in members]
+    return (f"- Network: an ensemble of {len(members)} compact CNNs, {params:,} parameters in all, their logits "
+            "averaged inside the one graph; each reads its own block of the input (a slice, no arithmetic), adds "
+            "deltas as a second channel by a fixed time-difference filter, then: " + "; ".join(parts) + ".")
+
+
 def _header_lines(path: Path, metadata: ModelMetadata, report: Dict[str, object], params: int,
                   train_info: Dict[str, object]) -> List[str]:
     cfg = metadata.feature_config
@@ -128,11 +146,7 @@ def _header_lines(path: Path, metadata: ModelMetadata, report: Dict[str, object]
            "temperature; the device applies the softmax in float" if logits else
            "(int8 input and output, softmax inside the graph")
         + f"; ops: {', '.join(report['ops'])}).",
-        f"- Network: compact CNN, {params:,} parameters: a fixed time-difference filter adds deltas as a "
-        f"second input channel; 3x3 convolutions (widths {', '.join(map(str, train_info.get('channels', [])))}; "
-        f"BatchNorm folded, ReLU; the first with stride 2, max pooling after the others); "
-        + _HEAD_WORDS.get(str(train_info.get("head")), "global average pooling, ")
-        + ("dropout, dense logits." if logits else "dropout, dense softmax."),
+        _network_line(params, train_info, logits),
         f"- Input: one window of {metadata.window_frames} frames x {cfg.n_features} {cfg.kind} bands "
         f"({metadata.window_seconds:.1f} s), tensor `[1, {metadata.window_frames}, {cfg.n_features}, 1]`. "
         f"Longer clips are cut into windows every {metadata.hop_frames} frames and the window "
@@ -143,7 +157,8 @@ def _header_lines(path: Path, metadata: ModelMetadata, report: Dict[str, object]
         f"- Labels (output order): {', '.join(metadata.labels)}.",
         f"- Trained: {train_info.get('date')} on {train_info.get('speakers')} speakers of "
         f"{', '.join(corpora)} ({train_info.get('clips')} clips), "
-        + (f"{train_info.get('steps')} batches of balanced draws" if train_info.get("steps")
+        + ("each member by balanced draws" if train_info.get("members")
+           else f"{train_info.get('steps')} batches of balanced draws" if train_info.get("steps")
            else f"{train_info.get('epochs')} epochs")
         + f", {train_info.get('seconds', 0) / 60:.1f} min on a 2-core CPU.",
         "",
@@ -174,6 +189,15 @@ USE_LINES = [
 ]
 
 
+def _training_words(recipe: Dict[str, object], corpora: Sequence[str]) -> str:
+    members = recipe.get("members")
+    if not members:
+        return "Training: " + balanced_training_text(recipe, corpora)
+    first = next(iter(members.values()))
+    return ("Training, each member on its own (the number of batches per member is under Network): "
+            + balanced_training_text(first, corpora))
+
+
 def rooms_model_card(
     path: Path, metadata: ModelMetadata, report: Dict[str, object], protocol_md: str,
     params: int, command: str, train_info: Dict[str, object],
@@ -200,7 +224,7 @@ def rooms_model_card(
         "",
         ROOM_FACTS,
         "",
-        "Training: " + balanced_training_text(metadata.extra.get("recipe") or {}, corpora),
+        _training_words(metadata.extra.get("recipe") or {}, corpora),
         "",
     ]
     if temperature and abs(temperature - 1.0) > 1e-6:

@@ -67,7 +67,12 @@ def convert(model, representative: np.ndarray | None = None, variant: str = "int
 
 
 def graph_report(tflite_model: bytes) -> Dict[str, object]:
-    """Ops and tensor types of a TFLite model, and whether it is integer-only."""
+    """Ops and tensor types of a TFLite model, and whether it is integer-only.
+
+    Integer-only: no float tensor and no QUANTIZE/DEQUANTIZE between float and int. An int8 -> int8
+    QUANTIZE (requantizing to another scale: the converter puts one where an ensemble member's
+    slice of the input feeds a concatenation at another scale) is integer arithmetic.
+    """
     from tensorflow.lite.tools import flatbuffer_utils
 
     schema = flatbuffer_utils.schema_fb
@@ -75,13 +80,19 @@ def graph_report(tflite_model: bytes) -> Dict[str, object]:
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     ops: List[str] = []
+    float_ops: List[str] = []  # (DE)QUANTIZE between float and int; int8 -> int8 requantizing is integer
     float_tensors: List[str] = []
     tensor_types: Dict[str, int] = {}
     for graph in model.subgraphs:
         for op in graph.operators:
             code = model.operatorCodes[op.opcodeIndex]
             builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-            ops.append(op_names.get(builtin, str(builtin)))
+            name = op_names.get(builtin, str(builtin))
+            ops.append(name)
+            if name in ("QUANTIZE", "DEQUANTIZE"):
+                kinds = {type_names.get(graph.tensors[i].type) for i in list(op.inputs) + list(op.outputs)}
+                if not kinds <= {"INT8", "INT32"}:
+                    float_ops.append(name)
         for tensor in graph.tensors:
             tname = type_names.get(tensor.type, str(tensor.type))
             tensor_types[tname] = tensor_types.get(tname, 0) + 1
@@ -93,7 +104,7 @@ def graph_report(tflite_model: bytes) -> Dict[str, object]:
         "op_count": len(ops),
         "tensor_types": tensor_types,
         "non_int_tensors": float_tensors,
-        "integer_only": not float_tensors and "DEQUANTIZE" not in ops and "QUANTIZE" not in ops,
+        "integer_only": not float_tensors and not float_ops,
         "size_bytes": len(tflite_model),
     }
 

@@ -433,7 +433,7 @@ import numpy as np
 from converter.ensemble import average_logits, member_views
 from converter.model import build_model
 from converter.protocol import ENSEMBLES, RECIPES, ensemble_features
-from converter.quantize import TFLiteRunner, convert
+from converter.quantize import TFLiteRunner, convert, graph_report
 from converter.train import Recipe
 from edge_ser.features import preset
 
@@ -444,7 +444,8 @@ members = [build_model(100, 16, 8, channels, output="logits") for channels in ((
 x = np.random.default_rng(0).standard_normal((6, 100, 32, 1)).astype(np.float32)
 ensemble = average_logits(members, views=views)
 expected = (np.asarray(members[0](x[:, :, 16:])) + np.asarray(members[1](x[:, :, :16]))) / 2
-runner = TFLiteRunner(convert(ensemble, x, "int8"))
+graph = convert(ensemble, x, "int8")
+runner = TFLiteRunner(graph)
 refusals = []
 for attempt in (lambda: member_views(both, [db, preset("edge").replace(n_mels=16, fmin=0.0)]),
                 lambda: ensemble_features([Recipe(features="edge-pcen"), Recipe(features="edge")]),
@@ -461,7 +462,7 @@ print(json.dumps({"views": views, "shape": list(ensemble.input_shape),
                   "int8_error": float(np.abs(runner.predict(x) - expected).max()),
                   "spread": float(np.abs(expected).max()),
                   "ops": sorted({op["op_name"] for op in runner.interpreter._get_ops_details()}),
-                  "refusals": refusals}))
+                  "integer_only": graph_report(graph)["integer_only"], "refusals": refusals}))
 """
     proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
@@ -471,7 +472,7 @@ print(json.dumps({"views": views, "shape": list(ensemble.input_shape),
     assert info["features"] == {"rooms-pair": "edge", "rooms-long-pcen": "edge-db-pcen"}
     assert info["float_error"] < 1e-5  # exactly the mean of each member on its own block
     assert info["int8_error"] < 0.1 * info["spread"]
-    assert "STRIDED_SLICE" in info["ops"] and "DEQUANTIZE" not in info["ops"]
+    assert "STRIDED_SLICE" in info["ops"] and info["integer_only"]
     not_a_block, wrong_order, one_view = info["refusals"]
     assert "not a block" in not_a_block and "in this order" in wrong_order and "2 members" in one_view
 
@@ -790,6 +791,57 @@ def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(
     assert info["output"] == "logits" and abs(info["sum"] - 1.0) < 1e-4
     assert info["labels"] == list(EMOTIONS) and info["temperature"] == 1.5 and info["corpora"] == ["en", "pl"]
     assert info["stamped"] and info["same"]  # the re-export is the same model
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed; make test installs it")
+def test_a_log_mel_and_pcen_ensemble_trains_resumes_and_runs_on_the_device(tmp_path):
+    """train --recipe rooms-half-pcen: members saved beside --keras-out; an interrupted run resumes
+    (a saved member is loaded, the missing one trains); the device computes edge-db-pcen for it."""
+    datasets = _room_bank(tmp_path / "datasets")
+    en = _espeak_corpus(tmp_path, "en", ["neutral", "happy", "sad", "angry"], ["a", "b"], "en-us")
+    pl = _espeak_corpus(tmp_path, "pl", ["neutral", "sad", "surprised"], ["c", "d"], "pl")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", EDGE_SER_DATASETS=str(datasets))
+    keras_file = tmp_path / "ens.keras"
+    args = ["--recipe", "rooms-half-pcen", "--data", str(en), "--data", str(pl), "--steps", "3",
+            "--channels", "4,8,8", "--aug-variants", "1", "--cache", str(tmp_path / "cache"), "--cv-results", "",
+            "--protocol", str(tmp_path / "none"), "--temperature", "1.5", "--keras-out", str(keras_file)]
+
+    def train(*more: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([PY, "-m", "converter", "train", *args, *more], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc
+
+    first = train("--out", str(tmp_path / "first.tflite"), "--card", "")
+    saved = {p.name for p in tmp_path.glob("ens.*.keras")}
+    assert saved == {"ens.rooms-ravdess-half.keras", "ens.rooms-pcen.keras"}, first.stdout[-2000:]
+    (tmp_path / "ens.rooms-pcen.keras").unlink()  # as if the run had stopped after the first member
+    out = tmp_path / "ens.tflite"
+    again = train("--from-keras", str(keras_file), "--out", str(out), "--card", str(tmp_path / "CARD.md"))
+    assert "member rooms-ravdess-half loaded from" in again.stdout and "member rooms-pcen trains" in again.stdout
+    assert "integer only: True" in again.stdout
+    card = (tmp_path / "CARD.md").read_text()
+    assert "an ensemble of 2 compact CNNs" in card and "log-mel + PCEN mel" in card and "T = 1.50" in card
+    refused = subprocess.run([PY, "-m", "converter", "train", *args, "--features", "edge", "--out",
+                              str(tmp_path / "no.tflite"), "--card", ""], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert refused.returncode != 0 and "--features does not apply" in refused.stderr
+    check = subprocess.run([PY, "-c", (
+        "import json\n"
+        "from edge_ser.classify import Classifier\n"
+        "from edge_ser.features import preset\n"
+        f"clf = Classifier({str(out)!r}, backend='tflite-runtime')\n"
+        f"p = clf.classify_file({str(tmp_path / 'tmp' / 'en-a-happy.wav')!r})\n"
+        "m = clf.model.metadata\n"
+        "print(json.dumps({'features': m.feature_config == preset('edge-db-pcen'), 'output': m.output,"
+        " 'sum': sum(p.probabilities.values()), 'recipe': m.extra['recipe_name'],"
+        " 'members': list(m.extra['recipe']['ensemble'])}))\n")],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr[-2000:]
+    info = json.loads(check.stdout.strip().splitlines()[-1])
+    assert info["features"] and info["output"] == "logits" and abs(info["sum"] - 1.0) < 1e-4
+    assert info["recipe"] == "rooms-half-pcen" and info["members"] == ["rooms-ravdess-half", "rooms-pcen"]
 
 
 def _dev_corpora(root: Path) -> Path:
