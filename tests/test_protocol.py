@@ -723,6 +723,18 @@ def _room_bank(root: Path) -> Path:
     return root
 
 
+def _on_device(model: Path, wav: Path, report: str) -> dict:
+    """Classify ``wav`` with ``model`` through the device path (tflite-runtime) in a fresh interpreter;
+    ``report`` (code that sees ``clf``, ``p``, the result, and ``m``, the metadata) prints one JSON line."""
+    script = ("import json\nfrom edge_ser.classify import Classifier\n"
+              f"clf = Classifier({str(model)!r}, backend='tflite-runtime')\n"
+              f"p = clf.classify_file({str(wav)!r})\nm = clf.model.metadata\n" + report)
+    proc = subprocess.run([PY, "-c", script], env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed; make test installs it")
 def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(tmp_path):
@@ -775,19 +787,11 @@ def test_rooms_recipe_trains_on_opus_manifests_and_exports_an_int8_logits_model(
     restamp = stamp_model()
     assert "left as it is" in restamp.stdout + restamp.stderr
     assert out.read_bytes() == stamped and (tmp_path / "CARD2.md").read_text().startswith("# Model card")
-    check = subprocess.run([PY, "-c", (
-        "import json, sys\n"
-        "from edge_ser.classify import Classifier\n"
-        f"clf = Classifier({str(out)!r}, backend='tflite-runtime')\n"
-        f"p = clf.classify_file({str(tmp_path / 'tmp' / 'en-a-happy.wav')!r})\n"
+    info = _on_device(out, tmp_path / "tmp" / "en-a-happy.wav", (
         f"q = Classifier({str(again)!r}, backend='tflite-runtime').classify_file({str(tmp_path / 'tmp' / 'en-a-happy.wav')!r})\n"
-        "m = clf.model.metadata\n"
         "print(json.dumps({'output': m.output, 'sum': sum(p.probabilities.values()), 'labels': list(m.labels),"
         " 'temperature': m.extra.get('temperature'), 'corpora': m.extra.get('corpora'),"
-        " 'stamped': 'stamped' in m.extra, 'same': p.probabilities == q.probabilities}))\n")],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
-    assert check.returncode == 0, check.stderr[-2000:]
-    info = json.loads(check.stdout.strip().splitlines()[-1])
+        " 'stamped': 'stamped' in m.extra, 'same': p.probabilities == q.probabilities}))\n"))
     assert info["output"] == "logits" and abs(info["sum"] - 1.0) < 1e-4
     assert info["labels"] == list(EMOTIONS) and info["temperature"] == 1.5 and info["corpora"] == ["en", "pl"]
     assert info["stamped"] and info["same"]  # the re-export is the same model
@@ -827,19 +831,11 @@ def test_a_log_mel_and_pcen_ensemble_trains_resumes_and_runs_on_the_device(tmp_p
                               str(tmp_path / "no.tflite"), "--card", ""], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=600)
     assert refused.returncode != 0 and "--features does not apply" in refused.stderr
-    check = subprocess.run([PY, "-c", (
-        "import json\n"
-        "from edge_ser.classify import Classifier\n"
+    info = _on_device(out, tmp_path / "tmp" / "en-a-happy.wav", (
         "from edge_ser.features import preset\n"
-        f"clf = Classifier({str(out)!r}, backend='tflite-runtime')\n"
-        f"p = clf.classify_file({str(tmp_path / 'tmp' / 'en-a-happy.wav')!r})\n"
-        "m = clf.model.metadata\n"
         "print(json.dumps({'features': m.feature_config == preset('edge-db-pcen'), 'output': m.output,"
         " 'sum': sum(p.probabilities.values()), 'recipe': m.extra['recipe_name'],"
-        " 'members': list(m.extra['recipe']['ensemble'])}))\n")],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
-    assert check.returncode == 0, check.stderr[-2000:]
-    info = json.loads(check.stdout.strip().splitlines()[-1])
+        " 'members': list(m.extra['recipe']['ensemble'])}))\n"))
     assert info["features"] and info["output"] == "logits" and abs(info["sum"] - 1.0) < 1e-4
     assert info["recipe"] == "rooms-half-pcen" and info["members"] == ["rooms-ravdess-half", "rooms-pcen"]
 
