@@ -143,6 +143,28 @@ def member_keras_path(path: Path, member: str) -> Path:
     return path.with_name(f"{path.stem}.{member}{path.suffix or '.keras'}")
 
 
+def _write_model(tfl: bytes, data, recipe, extra: Dict[str, object], info: Dict[str, object], out: Path,
+                 params: int):
+    """The export both ``train`` paths end with: the fixed-set check, the metadata (with ``info``,
+    what `stamp` needs to rewrite the card without retraining), the file. ``(metadata, report)``."""
+    from .export import build_metadata, finish_tflite
+
+    sanity = fixed_set_accuracy(tfl, data, recipe)
+    if sanity is not None:
+        extra["training_clip_check"] = sanity
+        _log(f"int8 top-1 on the fixed check set (training clips): {sanity['accuracy']:.3f}")
+    info["check"] = sanity
+    extra["card"] = info
+    metadata = build_metadata(data_config(recipe), recipe.window_frames, recipe.hop_frames, extra,
+                              output="logits" if recipe.masked else "probabilities")
+    report = finish_tflite(tfl, metadata, out)
+    _log(f"wrote {out}: {report['size_bytes']} bytes, {params} params, ops {report['ops']}, "
+         f"integer only: {report['integer_only']}")
+    if not report["integer_only"]:
+        _log(f"WARNING: non-integer tensors: {report['non_int_tensors'][:5]}")
+    return metadata, report
+
+
 def _train_ensemble(args, argv) -> int:
     """``train --recipe ENSEMBLE``: each member trained on all the data with its own features (or
     loaded from an earlier run: a member saved beside ``--from-keras`` is not trained again, so an
@@ -154,7 +176,7 @@ def _train_ensemble(args, argv) -> int:
 
     from .cache import Treatment
     from .evaluate import int8_model
-    from .export import build_metadata, finish_tflite, load_cv, utc_now
+    from .export import load_cv, utc_now
     from .model import count_params
     from .protocol import ENSEMBLES, ensemble_features, ensemble_model
     from .train import choose_val_speakers, load_clipset, train_model
@@ -193,8 +215,7 @@ def _train_ensemble(args, argv) -> int:
         fold_temperature(model, temperature)
     _log(f"logits divided by the temperature {temperature:.3f} (folded into each member's last layer)")
     ensemble = ensemble_model(models, recipes)
-    recipe = replace(recipes[0], features=features)
-    val_ids = choose_val_speakers(data.speakers, args.val_speakers, recipe.seed)
+    recipe = replace(recipes[0], features=features)  # every member drew the same speakers (same items, seed)
     treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
     both = load_clipset(data.items, preset(features), 0, args.cache, seed=0, treatment=treatment)
     train = both.subset(val_ids, keep=False) if val_ids else both
@@ -211,19 +232,12 @@ def _train_ensemble(args, argv) -> int:
         "command": command, "trained": trained_at, "params": params, "recipe": spec, "recipe_name": name,
         "temperature": round(temperature, 4),
     }
-    sanity = fixed_set_accuracy(tfl, both, recipe)
-    if sanity is not None:
-        extra["training_clip_check"] = sanity
-        _log(f"int8 top-1 on the fixed check set (training clips): {sanity['accuracy']:.3f}")
-    extra["card"] = {"date": trained_at, "speakers": len(set(train.speakers)), "clips": len(train.items),
-                     "seconds": round(sum(i["seconds"] for i in infos), 1), "corpora": extra["corpora"],
-                     "steps": recipes[0].steps, "channels": list(recipes[0].channels), "head": recipes[0].head,
-                     "members": infos, "check": sanity}
-    metadata = build_metadata(preset(features), recipe.window_frames, recipe.hop_frames, extra, output="logits")
+    info = {"date": trained_at, "speakers": len(set(train.speakers)), "clips": len(train.items),
+            "seconds": round(sum(i["seconds"] for i in infos), 1), "corpora": extra["corpora"],
+            "steps": recipes[0].steps, "channels": list(recipes[0].channels), "head": recipes[0].head,
+            "members": infos}
     out = Path(args.out)
-    report = finish_tflite(tfl, metadata, out)
-    _log(f"wrote {out}: {report['size_bytes']} bytes, {params} params, ops {report['ops']}, "
-         f"integer only: {report['integer_only']}")
+    metadata, report = _write_model(tfl, both, recipe, extra, info, out, params)
     if args.card:
         Path(args.card).write_text(_rooms_card(out, metadata, report, Path(args.protocol)))
         _log(f"wrote {args.card}")
@@ -232,7 +246,7 @@ def _train_ensemble(args, argv) -> int:
 
 def cmd_train(args, argv) -> int:
     from .evaluate import int8_model
-    from .export import build_metadata, finish_tflite, load_cv, model_card, utc_now
+    from .export import load_cv, model_card, utc_now
     from .model import count_params
     from .protocol import ENSEMBLES
     from .train import choose_val_speakers, train_model
@@ -285,23 +299,12 @@ def cmd_train(args, argv) -> int:
     }
     if temperature is not None:
         extra["temperature"] = round(temperature, 4)
-    sanity = fixed_set_accuracy(tfl, data, recipe)
-    if sanity is not None:
-        extra["training_clip_check"] = sanity
-        _log(f"int8 top-1 on the fixed check set (training clips): {sanity['accuracy']:.3f}")
     info = {"date": extra["trained"], "speakers": len(set(train.speakers)), "clips": len(train.items),
             "epochs": result.epochs_run, "seconds": round(result.seconds, 1), "corpora": extra["corpora"],
             "steps": recipe.steps if recipe.sampling == "balanced" else None,
-            "channels": list(recipe.channels), "head": recipe.head, "check": sanity}
-    extra["card"] = info  # what `stamp` needs to rewrite the card without retraining
-    metadata = build_metadata(data_config(recipe), recipe.window_frames, recipe.hop_frames, extra,
-                              output="logits" if recipe.masked else "probabilities")
+            "channels": list(recipe.channels), "head": recipe.head}
     out = Path(args.out)
-    report = finish_tflite(tfl, metadata, out)
-    _log(f"wrote {out}: {report['size_bytes']} bytes, {params} params, ops {report['ops']}, "
-         f"integer only: {report['integer_only']}")
-    if not report["integer_only"]:
-        _log(f"WARNING: non-integer tensors: {report['non_int_tensors'][:5]}")
+    metadata, report = _write_model(tfl, data, recipe, extra, info, out, params)
     if args.card:
         if recipe.sampling == "balanced":
             card = _rooms_card(out, metadata, report, Path(args.protocol))

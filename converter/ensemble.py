@@ -33,15 +33,14 @@ def member_views(ensemble_config, member_configs: Sequence[object]) -> Optional[
     """
     if all(c == ensemble_config for c in member_configs):
         return None
-    blocks = ensemble_config.blocks()
-    width = ensemble_config.n_features // len(blocks)
+    blocks, columns = ensemble_config.blocks(), ensemble_config.block_columns()
     views = []
     for config in member_configs:
         if config not in blocks:
             raise ValueError(f"an ensemble member hears {config.kind} features ({config.hash()}), "
                              f"not a block of the ensemble's {ensemble_config.kind} ({ensemble_config.hash()})")
-        i = blocks.index(config)
-        views.append((i * width, (i + 1) * width))
+        cols = columns[blocks.index(config)]
+        views.append((cols.start, cols.stop))
     return views
 
 

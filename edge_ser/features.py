@@ -228,6 +228,11 @@ class FeatureConfig:
             return [self.replace(log="db"), self.replace(log="pcen")]
         return [self]
 
+    def block_columns(self) -> "list[slice]":
+        """The columns of each block (:meth:`blocks`), in order: per-block statistics and views."""
+        width = self.n_features // self.n_blocks
+        return [slice(i * width, (i + 1) * width) for i in range(self.n_blocks)]
+
     @property
     def kind(self) -> str:
         """What the columns are, in a word or two: ``MFCC``, ``PCEN mel`` or ``log-mel``."""
@@ -692,12 +697,6 @@ def frame_features(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
 # Utterance stage
 
 
-def _block_columns(config: FeatureConfig) -> "list[slice]":
-    """The column range of each block (:meth:`FeatureConfig.blocks`): global statistics are per block."""
-    width = config.n_features // config.n_blocks
-    return [slice(i * width, (i + 1) * width) for i in range(config.n_blocks)]
-
-
 def utterance_stage(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Clip-level steps: clip reference, ``top_db`` and per-utterance normalization.
 
@@ -718,7 +717,7 @@ def utterance_stage(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
     if config.normalize == "mean_var":
         axis = 0 if config.normalize_scope == "band" else None
         parts = []
-        for block in _block_columns(config):
+        for block in config.block_columns():  # global statistics are per block
             # one block at a time, contiguous, so each equals its single-block config's result
             part = np.ascontiguousarray(feats[:, block])
             # Statistics in float64: a float32 mean of a constant clip (silence) is off by
@@ -913,7 +912,7 @@ class UtteranceStats:
             mean = feats.mean(axis=0, keepdims=True, dtype=np.float64)
             m2 = np.square(feats - mean).sum(axis=0, keepdims=True, dtype=np.float64)
         else:  # one mean and spread per block (each as its single-block config takes them)
-            blocks = [np.ascontiguousarray(feats[:, cols]) for cols in _block_columns(self.config)]
+            blocks = [np.ascontiguousarray(feats[:, cols]) for cols in self.config.block_columns()]
             n = blocks[0].size
             means = [b.mean(keepdims=True, dtype=np.float64) for b in blocks]
             m2s = [np.square(b - m).sum(keepdims=True, dtype=np.float64) for b, m in zip(blocks, means)]
@@ -960,8 +959,8 @@ class UtteranceStats:
         if cfg.normalize == "mean_var":
             mean, std = self._mean, np.sqrt(self._m2 / max(self._count, 1))
             if cfg.n_blocks > 1 and cfg.normalize_scope != "band":  # one value per block -> per column
-                width = cfg.n_features // cfg.n_blocks
-                mean, std = np.repeat(mean, width, axis=1), np.repeat(std, width, axis=1)
+                widths = [cols.stop - cols.start for cols in cfg.block_columns()]
+                mean, std = np.repeat(mean, widths, axis=1), np.repeat(std, widths, axis=1)
             feats = ((feats - mean) / np.maximum(std, cfg.normalize_eps)).astype(np.float32)
         elif cfg.normalize == "min_max":
             lo, hi = self._db_steps(self._lo[None, :]), self._db_steps(self._hi[None, :])
