@@ -612,6 +612,49 @@ def cmd_farfield_parts(args, argv) -> int:
     return 0
 
 
+def cmd_window_restart(args, argv) -> int:
+    """Continuous mode on a PCEN model: smoother restarted per window vs carried (converter.window_restart)."""
+    import numpy as np
+    from edge_ser.features import preset
+
+    from .protocol import LOCO_CORPORA, plan_run
+    from .quantize import TFLiteRunner
+    from .rooms import load_bank
+    from .train import Recipe
+    from .window_restart import DAEMON_HOP_S, DAEMON_WINDOW_S, build_stream, compare, markdown, window_features
+
+    config = preset(args.features)
+    items = _protocol_items(args)
+    bank = load_bank("test", sample_rate=config.sample_rate)
+    recipe = Recipe()  # every protocol recipe's 300-frame windows, 100-frame hop
+    result = {"features": args.features, "window_s": DAEMON_WINDOW_S, "hop_s": DAEMON_HOP_S, "runs": {}}
+    for pair in args.pairs:
+        run, _, model = pair.partition("=")
+        predict = TFLiteRunner(Path(model).read_bytes()).predict
+        test = [it for it in plan_run(run, items, LOCO_CORPORA).test if it.corpus == "ravdess"]
+        rows = {}
+        for condition in ("clean", "farfield"):
+            restart, carried, labels = [], [], []
+            for speaker in sorted({it.speaker for it in test}):
+                stream = build_stream([it for it in test if it.speaker == speaker], config,
+                                      bank if condition == "farfield" else None)
+                r, c, y = window_features(stream, config)
+                restart += r
+                carried += c
+                labels.append(y)
+            rows[condition] = compare(predict, restart, carried, np.concatenate(labels), recipe.window_frames,
+                                      recipe.hop_frames, config.n_blocks)
+            _log(f"{run} {condition}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[condition].items()))
+        result["runs"][run] = {"model": model, "speakers": sorted({it.speaker for it in test}), **rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+    _log(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
 def cmd_protocol(args, argv) -> int:
     from .protocol import ENSEMBLES, RECIPES, recipe_corpora, run_protocol
 
@@ -723,6 +766,15 @@ def build_parser() -> argparse.ArgumentParser:
                                  "models/results/farfield-parts-SPEAKERS.json")
     p.add_argument("--datasets")
     p.set_defaults(func=cmd_farfield_parts)
+
+    p = sub.add_parser("window-restart", help="continuous mode on a PCEN model: the daemon's per-window "
+                                              "smoother restart against a smoother carried along the stream")
+    p.add_argument("pairs", nargs="+", metavar="RUN=MODEL", help="e.g. cv5=runs/protocol-models/rooms-long-pcen/cv5.tflite"
+                                                                 " (the run's unseen RAVDESS actors are streamed)")
+    p.add_argument("--features", default="edge-db-pcen", help="the models' feature preset")
+    p.add_argument("--out", default=str(DEFAULT_RESULTS / "window-restart.json"))
+    p.add_argument("--datasets")
+    p.set_defaults(func=cmd_window_restart)
 
     p = sub.add_parser("stamp", help="refresh a model's embedded protocol figures and its card (no retraining)")
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))

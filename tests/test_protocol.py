@@ -682,6 +682,31 @@ def test_room_sim_shares_its_copies_between_measured_simulated_and_no_room(monke
     assert first["simulated-room"] == 0 and abs(first["rir"] / 300 - 0.6) < 0.07
 
 
+def test_window_restart_differs_only_in_pcen_and_only_after_the_stream_has_run():
+    """The continuous-mode diagnosis: a window classified alone (the daemon) and the same
+    frames cut from the whole stream share the log-mel block always, the PCEN block in the
+    stream's first window, and not after a quiet stretch followed by loud speech-like sound."""
+    from converter.window_restart import Stream, window_features
+    from edge_ser.features import preset
+
+    config = preset("edge-db-pcen")
+    rng = np.random.default_rng(3)
+    t = np.arange(4 * 16000) / 16000
+    quiet = (0.005 * rng.standard_normal(t.size)).astype(np.float32)
+    loud = (0.3 * np.sin(2 * np.pi * (150 + 60 * t) * t) + quiet).astype(np.float32)
+    stream = Stream("s", np.concatenate([quiet, loud]), np.array([t.size, 2 * t.size]), np.array([0, 4]))
+    restart, carried, labels = window_features(stream, config)
+    db, pcen = config.block_columns()
+    assert len(restart) == len(carried) == 6 and labels.tolist() == [0, 0, 0, 4, 4, 4]  # centres 1.5 .. 6.5 s
+    assert all(r.shape == (298, 128) for r in restart)
+    np.testing.assert_array_equal(restart[0], carried[0])
+    for r, c in zip(restart, carried):
+        np.testing.assert_allclose(r[:, db], c[:, db], atol=1e-4)
+    # window 4 starts on the loud sound: alone, its smoother starts there; in the stream it
+    # has settled on the quiet stretch, so the first frames come out far louder
+    assert np.abs(restart[4][:, pcen] - carried[4][:, pcen]).max() > 0.5
+
+
 # -- smoke training through Opus manifests ----------------------------------------------------------
 
 
