@@ -490,6 +490,21 @@ def data_config(recipe=None):
     return preset(recipe.features if recipe is not None else "edge")
 
 
+def quantize_features(keras_path: Path, named: Optional[str]) -> str:
+    """The feature preset a Keras model to quantize heard: ``--features`` if given, else the
+    recipe in its training record (``--keras-out`` writes one beside it), else ``edge``.
+
+    Why: the preset goes into the model file and the device computes exactly it, so a
+    model trained on PCEN must not be labelled log-mel because it was quantized later.
+    """
+    if named:
+        return named
+    try:
+        return json.loads(_training_record(keras_path).read_text())["recipe"].get("features") or "edge"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "edge"
+
+
 def cmd_quantize(args, argv) -> int:
     import keras
 
@@ -502,17 +517,23 @@ def cmd_quantize(args, argv) -> int:
     from .train import Recipe, load_clipset
 
     model = keras.models.load_model(args.model, compile=False)
-    recipe = Recipe()
+    features = quantize_features(Path(args.model), args.features)
+    config = preset(features)
+    width = int(model.input_shape[2])
+    if width != config.n_features:
+        raise SystemExit(f"error: {args.model}: the model takes {width} feature columns, preset {features!r} "
+                         f"gives {config.n_features}; name the model's preset with --features")
+    recipe = Recipe(features=features)
     recipe.window_frames = int(model.input_shape[1])
     if args.hop_frames:
         recipe.hop_frames = args.hop_frames
     if args.variant == "int8":
         items = read_corpus(Path(args.data) if args.data else default_data_dir())
-        data = load_clipset(items, preset("edge"), 0, args.cache)
+        data = load_clipset(items, config, 0, args.cache)
         tfl = int8_model(model, data, recipe, count=args.calibration_windows)
     else:
         tfl = convert(model, None, args.variant)
-    metadata = build_metadata(preset("edge"), recipe.window_frames, recipe.hop_frames,
+    metadata = build_metadata(config, recipe.window_frames, recipe.hop_frames,
                               {"command": _command(argv), "variant": args.variant})
     report = finish_tflite(tfl, metadata, Path(args.out))
     print(json.dumps({k: v for k, v in report.items() if k != "non_int_tensors"}, indent=1))
@@ -808,12 +829,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default=str(DEFAULT_RESULTS / "protocol"), help="per-run results folder")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("quantize", help="convert a Keras model trained on edge features to TFLite")
+    p = sub.add_parser("quantize", help="convert a Keras model trained on edge_ser features to TFLite (its "
+                                        "feature preset goes into the file)")
     p.add_argument("model", help="the .keras/.h5 model (e.g. runs/edge-ser.keras)")
     p.add_argument("--variant", choices=("int8", "float16", "dynamic"), default="int8")
     p.add_argument("--data", help="corpus for calibration windows (int8)")
     p.add_argument("--cache")
     p.add_argument("--calibration-windows", type=int, default=300)
+    p.add_argument("--features", choices=sorted(PRESETS), help="the feature preset the model was trained on "
+                                                             "(default: its training record's, else edge)")
     p.add_argument("--hop-frames", type=int)
     p.add_argument("--out", default=str(ROOT / "runs" / "edge-ser-quantized.tflite"))
     p.set_defaults(func=cmd_quantize)

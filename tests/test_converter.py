@@ -295,14 +295,21 @@ def test_train_one_epoch_quantize_and_run_on_device_runtime(tmp_path, features):
     assert result["classifier_gap"] < 1e-5, result
     assert {"corpora", "protocol", "command", "trained", "params"} <= set(result["extra_keys"])
     assert result["hash"] == preset(features).hash()
-    if features != "edge":
-        return
 
-    # the saved Keras model re-quantizes through the quantize command (float16 variant too)
+    # the saved Keras model re-quantizes through the quantize command (float16 variant too),
+    # labelled with the preset its training record names, never silently with edge's
     q = run_converter(["quantize", str(tmp_path / "tiny.keras"), "--variant", "float16",
                        "--out", str(tmp_path / "f16.tflite")])
     assert q.returncode == 0, q.stderr[-2000:]
     assert json.loads(q.stdout)["size_bytes"] > 0
+    from edge_ser.metadata import load_metadata
+
+    assert load_metadata(str(tmp_path / "f16.tflite")).feature_hash == preset(features).hash()
+    if preset(features).n_features != preset("edge").n_features:
+        wrong = run_converter(["quantize", str(tmp_path / "tiny.keras"), "--variant", "float16", "--features",
+                               "edge", "--out", str(tmp_path / "wrong.tflite")])
+        assert wrong.returncode != 0 and not (tmp_path / "wrong.tflite").exists()
+        assert "tiny.keras" in wrong.stderr and "128 feature columns" in wrong.stderr, wrong.stderr[-2000:]
 
 
 @pytest.mark.slow
