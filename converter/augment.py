@@ -225,16 +225,20 @@ def prepare_augmentation(name: str, sample_rate: int) -> None:
 
 def spec_augment(
     window: np.ndarray, rng: np.random.Generator, time_masks: int = 2, time_width: int = 30,
-    freq_masks: int = 2, freq_width: int = 8,
+    freq_masks: int = 2, freq_width: int = 8, blocks: int = 1,
 ) -> np.ndarray:
     """SpecAugment masks on a ``(frames, features)`` window, filled with the window minimum.
 
     The minimum is what padding uses too, so a mask looks like a silent stretch or a
-    missing band rather than an impossible value.
+    missing band rather than an impossible value. With ``blocks`` > 1 (two views of one mel
+    spectrogram side by side), each block is filled with its own minimum, as padding does,
+    and a band mask takes the same bands out of every block: a band missing from the
+    spectrogram is missing from both of its views. One block draws exactly as before.
     """
     out = window.copy()
-    fill = pad_value(window)
+    fill = pad_value(window, blocks)
     n_t, n_f = out.shape
+    band_count = n_f // blocks
     for _ in range(time_masks):
         width = int(rng.integers(0, time_width + 1))
         if width:
@@ -243,8 +247,10 @@ def spec_augment(
     for _ in range(freq_masks):
         width = int(rng.integers(0, freq_width + 1))
         if width:
-            start = int(rng.integers(0, max(1, n_f - width)))
-            out[:, start:start + width] = fill
+            start = int(rng.integers(0, max(1, band_count - width)))
+            for block in range(blocks):
+                columns = slice(block * band_count + start, block * band_count + start + width)
+                out[:, columns] = fill if blocks == 1 else fill[columns]
     return out
 
 
@@ -256,7 +262,7 @@ def training_window(
     use_min = min_frames if rng.random() < short_fraction else None
     window = random_window(features, window_frames, rng, min_frames=use_min, blocks=blocks)
     if specaugment:
-        window = spec_augment(window, rng)
+        window = spec_augment(window, rng, blocks=blocks)
     return window
 
 

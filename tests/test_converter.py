@@ -146,6 +146,27 @@ def test_augmentation_is_deterministic_and_keeps_length_plausible():
     assert masked.shape == w.shape and np.sum(masked == w.min()) > 1
 
 
+def test_spec_augment_on_two_views_masks_the_same_bands_in_each_with_its_own_minimum():
+    """log-mel + PCEN windows (edge-db-pcen): a missing band is missing from both views, each
+    filled with its block's minimum (as padding does); one block draws exactly as before."""
+    from converter.augment import spec_augment
+
+    rng = np.random.default_rng(0)
+    db, pcen = rng.normal(-40, 10, (300, 16)), rng.normal(1, 0.2, (300, 16))
+    both = np.concatenate([db, pcen], axis=1).astype(np.float32)
+    masked = spec_augment(both, np.random.default_rng(4), time_masks=0, freq_masks=1, freq_width=6, blocks=2)
+    hit_db = np.flatnonzero((masked[:, :16] == both[:, :16].min()).all(axis=0))
+    hit_pcen = np.flatnonzero((masked[:, 16:] == both[:, 16:].min()).all(axis=0))
+    assert hit_db.size and hit_db.tolist() == hit_pcen.tolist()
+    timed = spec_augment(both, np.random.default_rng(4), time_masks=1, time_width=40, freq_masks=0, blocks=2)
+    rows = np.flatnonzero((timed != both).any(axis=1))
+    assert rows.size and (timed[rows, :16] == both[:, :16].min()).all() and (timed[rows, 16:] == both[:, 16:].min()).all()
+    one = both[:, :16].copy()
+    a = spec_augment(one, np.random.default_rng(9))
+    b = spec_augment(one, np.random.default_rng(9), blocks=1)
+    assert np.array_equal(a, b) and np.sum(a == one.min()) > 1
+
+
 def test_feature_cache_reuses_entries(tmp_path):
     from converter.cache import FeatureCache
     from edge_ser.features import log_mel, preset
