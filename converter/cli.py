@@ -624,25 +624,29 @@ def cmd_farfield_parts(args, argv) -> int:
                           "by_corpus": {c: v["ua"] for c, v in s["by_corpus"].items()}}
         result["models"][label] = rows
         _log(f"{label}: " + ", ".join(f"{p} {100 * rows[p]['ua']:.1f}" for p in PARTS))
-    out = Path(args.out or DEFAULT_RESULTS / f"farfield-parts-{args.speakers}.json")
+    _write_results(Path(args.out or DEFAULT_RESULTS / f"farfield-parts-{args.speakers}.json"), result,
+                   markdown(result))
+    return 0
+
+
+def _write_results(out: Path, result: dict, table: str) -> None:
+    """A diagnosis's results: JSON at ``out``, its markdown table beside it and on stdout."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    out.with_suffix(".md").write_text(table)
+    print(table)
     _log(f"wrote {out} and {out.with_suffix('.md')}")
-    return 0
 
 
 def cmd_window_restart(args, argv) -> int:
     """Continuous mode on a PCEN model: smoother restarted per window vs carried (converter.window_restart)."""
-    import numpy as np
     from edge_ser.features import preset
 
     from .protocol import LOCO_CORPORA, plan_run
     from .quantize import TFLiteRunner
     from .rooms import load_bank
     from .train import Recipe
-    from .window_restart import DAEMON_HOP_S, DAEMON_WINDOW_S, build_stream, compare, markdown, window_features
+    from .window_restart import DAEMON_HOP_S, DAEMON_WINDOW_S, markdown, measure_run
 
     config = preset(args.features)
     items = _protocol_items(args)
@@ -651,28 +655,13 @@ def cmd_window_restart(args, argv) -> int:
     result = {"features": args.features, "window_s": DAEMON_WINDOW_S, "hop_s": DAEMON_HOP_S, "runs": {}}
     for pair in args.pairs:
         run, _, model = pair.partition("=")
-        predict = TFLiteRunner(Path(model).read_bytes()).predict
         test = [it for it in plan_run(run, items, LOCO_CORPORA).test if it.corpus == "ravdess"]
-        rows = {}
-        for condition in ("clean", "farfield"):
-            restart, carried, labels = [], [], []
-            for speaker in sorted({it.speaker for it in test}):
-                stream = build_stream([it for it in test if it.speaker == speaker], config,
-                                      bank if condition == "farfield" else None)
-                r, c, y = window_features(stream, config)
-                restart += r
-                carried += c
-                labels.append(y)
-            rows[condition] = compare(predict, restart, carried, np.concatenate(labels), recipe.window_frames,
-                                      recipe.hop_frames, config.n_blocks)
-            _log(f"{run} {condition}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[condition].items()))
+        rows = measure_run(TFLiteRunner(Path(model).read_bytes()).predict, test, config, bank,
+                           recipe.window_frames, recipe.hop_frames)
+        for condition, row in rows.items():
+            _log(f"{run} {condition}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
         result["runs"][run] = {"model": model, "speakers": sorted({it.speaker for it in test}), **rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
-    _log(f"wrote {out} and {out.with_suffix('.md')}")
+    _write_results(Path(args.out), result, markdown(result))
     return 0
 
 

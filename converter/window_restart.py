@@ -109,6 +109,26 @@ def compare(predict: Callable[[np.ndarray], np.ndarray], restart: List[np.ndarra
             "restart_ua": ua_wa(confusion(labels, a))[0], "carried_ua": ua_wa(confusion(labels, b))[0]}
 
 
+def measure_run(predict: Callable[[np.ndarray], np.ndarray], test: Sequence[Item], config: FeatureConfig,
+                bank: RoomBank, window_frames: int, hop_frames: int) -> Dict[str, Dict[str, object]]:
+    """Both ways on one run's unseen actors (one stream each), clean and through ``bank``'s rooms and noise."""
+    rows = {}
+    for condition in ("clean", "farfield"):
+        restart: List[np.ndarray] = []
+        carried: List[np.ndarray] = []
+        labels = []
+        for speaker in sorted({it.speaker for it in test}):
+            stream = build_stream([it for it in test if it.speaker == speaker], config,
+                                  bank if condition == "farfield" else None)
+            r, c, y = window_features(stream, config)
+            restart += r
+            carried += c
+            labels.append(y)
+        rows[condition] = compare(predict, restart, carried, np.concatenate(labels), window_frames, hop_frames,
+                                  config.n_blocks)
+    return rows
+
+
 def markdown(result: Dict[str, object]) -> str:
     """The results as a table: per run and condition, agreement and the UA both ways, then the means."""
     lines = [f"Continuous mode ({result['window_s']:g} s windows every {result['hop_s']:g} s) on "
