@@ -136,14 +136,17 @@ def _assert_close(reference: Dict, other: Dict, clips: List[str], tolerance: flo
 def test_builtin_kernels_identical_on_identical_windows(model, clips, tmp_path):
     """The kernels alone: the same float windows through both backends, XNNPACK off."""
     from edge_ser.audio import load_audio
-    from edge_ser.features import log_mel, preset
+    from edge_ser.features import log_mel
+    from edge_ser.metadata import load_metadata
     from edge_ser.windows import split_windows
 
-    config = preset("edge")  # both models use it; the model refuses windows of another shape
+    meta = load_metadata(str(model))  # each model's own features: it refuses windows of another shape
+    config = meta.feature_config
     windows = []
     for clip in clips[:6]:
         samples, _ = load_audio(clip, config.sample_rate)
-        windows.append(split_windows(log_mel(samples, config), 300, 100)[0])
+        windows.append(split_windows(log_mel(samples, config), meta.window_frames, meta.hop_frames,
+                                     config.n_blocks)[0])
     path = tmp_path / "windows.npy"
     np.save(path, np.concatenate(windows))
     a = _run(Path(sys.executable), _WINDOWS, str(model), "tflite-runtime", str(path))

@@ -25,7 +25,8 @@ MODEL = ROOT / "models" / "edge-ser-int8.tflite"
 ACTORS = ("01", "02", "03", "04")
 PER_CLASS = 2
 #: Measured top-1 accuracy of the shipped model on this set: see models/MODEL_CARD.md.
-#: It measured 0.875 here (56 of 64; 55 with tf.lite in the training run); the floor sits
+#: The model before (rooms-ravdess-half) measured 0.875 here; rooms-long-pcen 0.953 with tf.lite in
+#: its training run (61 of 64); the floor sits
 #: more than 10 points below it, leaving room for runtime differences and a retrain, while a
 #: broken export (wrong label order or features: about chance, 12.5 %) fails.
 ACCURACY_FLOOR = 0.75
@@ -72,8 +73,12 @@ def described() -> dict:
     return probe()
 
 
+#: The device budget of issue 12: a full-int8 file of at most 1 MB.
+SIZE_LIMIT = 1_000_000
+
+
 def test_size_limit():
-    assert MODEL.stat().st_size <= 250 * 1024
+    assert MODEL.stat().st_size <= SIZE_LIMIT
 
 
 def test_metadata_matches_tensors(described):
@@ -82,21 +87,22 @@ def test_metadata_matches_tensors(described):
 
     assert described["labels"] == list(EMOTIONS)
     assert described["input_shape"] == [1, described["window_frames"], described["n_features"], 1]
-    assert described["window_frames"] == 300 and described["n_features"] == 64
+    # log-mel and PCEN side by side (64 + 64 columns), for an ensemble whose members read a block each
+    assert described["window_frames"] == 300 and described["n_features"] == 128
     assert described["output_shape"] == [1, len(EMOTIONS)]
     assert described["input_dtype"] == "int8" and described["output_dtype"] == "int8"
     assert described["output"] == "logits"  # the device applies the softmax in float
-    assert described["feature_hash"] == preset("edge").hash()
+    assert described["feature_hash"] == preset("edge-db-pcen").hash()
     assert 0 < described["hop_frames"] <= described["window_frames"]
 
 
 def test_metadata_records_provenance(described):
-    from converter.protocol import RECIPES
+    from converter.protocol import ENSEMBLES, RECIPES
 
     extra = described["extra"]
     assert extra["corpora"] == ["ased", "nemo", "ravdess"]
     assert "python -m converter train" in extra["command"] and "--recipe" in extra["command"]
-    assert extra["recipe_name"] in RECIPES and extra["params"] > 10_000
+    assert (extra["recipe_name"] in RECIPES or extra["recipe_name"] in ENSEMBLES) and extra["params"] > 10_000
     # another recipe's cross-validation is not this model's: only the protocol results are carried
     assert extra["cv"] is None and extra["cv_recipe_matches"] is False
     results = extra["protocol_results"]
@@ -109,7 +115,9 @@ def test_metadata_records_provenance(described):
 
 def test_graph_is_integer_only(described):
     assert set(described["tensor_dtypes"]) <= {"int8", "int32"}, described["tensor_dtypes"]
-    assert "DEQUANTIZE" not in described["ops"] and "QUANTIZE" not in described["ops"]
+    # no float tensors (above), so a QUANTIZE op can only requantize int8 to int8 (an ensemble's
+    # members meet at their averaged logits, each on its own scale); no DEQUANTIZE back to float
+    assert "DEQUANTIZE" not in described["ops"]
     assert "SOFTMAX" not in described["ops"]  # a logits model: no int8 softmax steps of 1/256
 
 
