@@ -26,12 +26,12 @@ from typing import Callable, Dict, List, Sequence
 import numpy as np
 
 from edge_ser.features import FeatureConfig, frame_features, num_frames, utterance_stage
-from edge_ser.windows import split_windows
 
 from .audio_io import load_clip
 from .corpora import Item
+from .protocol import clip_probabilities
 from .rooms import RoomBank, clip_seed, far_field
-from .train import confusion, softmax, ua_wa
+from .train import confusion, ua_wa, window_outputs
 
 #: The daemon's continuous-mode defaults (edge_ser/daemon/config.py, ``[continuous]``).
 DAEMON_WINDOW_S = 3.0
@@ -95,37 +95,36 @@ def window_features(stream: Stream, config: FeatureConfig, window_s: float = DAE
     return restart, carried, np.asarray(labels)
 
 
-def compare(predict: Callable[[np.ndarray], np.ndarray], restart: List[np.ndarray], carried: List[np.ndarray],
-            labels: np.ndarray, window_frames: int, hop_frames: int, blocks: int) -> Dict[str, object]:
-    """Agreement of the two ways and the UA of each (window output = mean of its model windows' softmax)."""
-    def answers(feats: List[np.ndarray]) -> np.ndarray:
-        per = [split_windows(f, window_frames, hop_frames, blocks)[0] for f in feats]
-        flat = predict(np.concatenate(per)[..., None])
-        out = np.split(flat, np.cumsum([p.shape[0] for p in per])[:-1])
-        return np.stack([softmax(o).mean(axis=0) for o in out]).argmax(axis=1)
+def answers(predict: Callable[[np.ndarray], np.ndarray], feats: List[np.ndarray], window_frames: int,
+            hop_frames: int, blocks: int) -> np.ndarray:
+    """Top class of each daemon window: the mean softmax of its model windows, as the device computes it."""
+    return clip_probabilities(window_outputs(predict, feats, window_frames, hop_frames, blocks), logits=True).argmax(1)
 
-    a, b = answers(restart), answers(carried)
-    return {"windows": int(labels.size), "agreement": float(np.mean(a == b)),
-            "restart_ua": ua_wa(confusion(labels, a))[0], "carried_ua": ua_wa(confusion(labels, b))[0]}
+
+def compare(labels: np.ndarray, restart: np.ndarray, carried: np.ndarray) -> Dict[str, object]:
+    """Agreement of the two ways' answers and the UA of each."""
+    return {"windows": int(labels.size), "agreement": float(np.mean(restart == carried)),
+            "restart_ua": ua_wa(confusion(labels, restart))[0], "carried_ua": ua_wa(confusion(labels, carried))[0]}
 
 
 def measure_run(predict: Callable[[np.ndarray], np.ndarray], test: Sequence[Item], config: FeatureConfig,
                 bank: RoomBank, window_frames: int, hop_frames: int) -> Dict[str, Dict[str, object]]:
-    """Both ways on one run's unseen actors (one stream each), clean and through ``bank``'s rooms and noise."""
+    """Both ways on one run's unseen actors, clean and through ``bank``'s rooms and noise.
+
+    One actor's stream at a time: its windows' features are classified and dropped before
+    the next stream is built, so memory holds one stream, not the run's every window.
+    """
     rows = {}
     for condition in ("clean", "farfield"):
-        restart: List[np.ndarray] = []
-        carried: List[np.ndarray] = []
-        labels = []
+        restart, carried, labels = [], [], []
         for speaker in sorted({it.speaker for it in test}):
             stream = build_stream([it for it in test if it.speaker == speaker], config,
                                   bank if condition == "farfield" else None)
-            r, c, y = window_features(stream, config)
-            restart += r
-            carried += c
+            alone, cut, y = window_features(stream, config)
+            restart.append(answers(predict, alone, window_frames, hop_frames, config.n_blocks))
+            carried.append(answers(predict, cut, window_frames, hop_frames, config.n_blocks))
             labels.append(y)
-        rows[condition] = compare(predict, restart, carried, np.concatenate(labels), window_frames, hop_frames,
-                                  config.n_blocks)
+        rows[condition] = compare(np.concatenate(labels), np.concatenate(restart), np.concatenate(carried))
     return rows
 
 
