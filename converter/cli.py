@@ -178,7 +178,7 @@ def _train_ensemble(args, argv) -> int:
     from .evaluate import int8_model
     from .export import load_cv, utc_now
     from .model import count_params
-    from .protocol import ENSEMBLES, ensemble_features, ensemble_model
+    from .protocol import ENSEMBLES, ensemble_features, ensemble_model, ensemble_spec, ensemble_weights
     from .train import choose_val_speakers, load_clipset, train_model
 
     name, members = args.recipe, ENSEMBLES[args.recipe]
@@ -214,14 +214,13 @@ def _train_ensemble(args, argv) -> int:
     for model in models:  # the mean of logits / T is the ensemble's logits / T
         fold_temperature(model, temperature)
     _log(f"logits divided by the temperature {temperature:.3f} (folded into each member's last layer)")
-    ensemble = ensemble_model(models, recipes)
+    ensemble = ensemble_model(models, recipes, ensemble_weights(name))
     recipe = replace(recipes[0], features=features)  # every member drew the same speakers (same items, seed)
     treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
     both = load_clipset(data.items, preset(features), 0, args.cache, seed=0, treatment=treatment)
     train = both.subset(val_ids, keep=False) if val_ids else both
     tfl = int8_model(ensemble, train, recipe)
-    spec = {"ensemble": list(members), "features": features,
-            "members": {m: r.to_dict() for m, r in zip(members, recipes)}}
+    spec = ensemble_spec(name, recipes)
     cv = load_cv(Path(args.cv_results)) if args.cv_results else None
     params = count_params(ensemble)
     extra = {

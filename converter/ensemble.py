@@ -13,6 +13,8 @@ views side by side from one mel spectrogram, and each member reads its own block
 Logits, not probabilities, are averaged: the masked multi-corpus recipes output logits
 (the device applies the softmax in float), and the mean of logits is the geometric mean of
 the members' probabilities, which keeps one over-confident member from swamping the other.
+A recipe may weight its members (``converter.protocol.ENSEMBLE_WEIGHTS``): a weighted mean of
+logits, the weights chosen on the development split like any other recipe choice.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def member_views(ensemble_config, member_configs: Sequence[object]) -> Optional[
 
 
 def average_logits(members: Sequence[object], name: str = "edge_ser_ensemble",
-                   views: Optional[Sequence[Tuple[int, int]]] = None):
+                   views: Optional[Sequence[Tuple[int, int]]] = None,
+                   weights: Optional[Sequence[float]] = None):
     """One Keras model whose output is the mean of ``members``' outputs on the same input.
 
     Every member must map its input to the same output shape (logits). Each is wrapped
@@ -55,6 +58,11 @@ def average_logits(members: Sequence[object], name: str = "edge_ser_ensemble",
     ``views`` (from :func:`member_views`) gives each member a range of feature columns:
     the ensemble's input is then as wide as the ranges reach, and a crop (a strided slice
     in the int8 graph, no arithmetic) hands each member its block.
+
+    ``weights`` (positive, summing to one) makes it a weighted mean: each branch is scaled by
+    its weight and the branches are added (the converter folds the constant scale into the
+    member's last layer, so the int8 graph gains an ADD, not a MUL). Equal
+    weights, or none, keep the plain mean, so an equal-weight ensemble's graph is unchanged.
     """
     import keras
     from keras import layers
@@ -82,5 +90,28 @@ def average_logits(members: Sequence[object], name: str = "edge_ser_ensemble",
                  for i, (start, stop) in enumerate(views)]
     branches = [keras.Model(m.inputs, m.outputs[0], name=f"member{i}")(x)
                 for i, (m, x) in enumerate(zip(members, heard))]
-    outputs = layers.Average(name=OUTPUT_LAYER)(branches)
+    weights = check_weights(weights, len(members))
+    if weights is None:
+        outputs = layers.Average(name=OUTPUT_LAYER)(branches)
+    else:
+        scaled = [layers.Rescaling(w, name=f"weight{i}")(b) for i, (w, b) in enumerate(zip(weights, branches))]
+        outputs = layers.Add(name=OUTPUT_LAYER)(scaled)
     return keras.Model(inputs, outputs, name=name)
+
+
+def check_weights(weights: Optional[Sequence[float]], members: int) -> Optional[Tuple[float, ...]]:
+    """``weights`` as a tuple, or None when they are absent or all equal (the plain mean).
+
+    Why refuse rather than normalize: a weight is part of a recipe's name and record, and a
+    record that says 0.7 must be the weight the graph applies.
+    """
+    if weights is None:
+        return None
+    weights = tuple(float(w) for w in weights)
+    if len(weights) != members:
+        raise ValueError(f"{len(weights)} weights for {members} ensemble members")
+    if min(weights) <= 0 or abs(sum(weights) - 1.0) > 1e-6:
+        raise ValueError(f"ensemble weights must be positive and sum to 1, got {weights}")
+    if max(weights) - min(weights) < 1e-9:
+        return None
+    return weights

@@ -477,6 +477,58 @@ print(json.dumps({"views": views, "shape": list(ensemble.input_shape),
     assert "not a block" in not_a_block and "in this order" in wrong_order and "2 members" in one_view
 
 
+@pytest.mark.slow
+def test_a_weighted_ensemble_scales_each_member_and_equal_weights_keep_the_plain_mean():
+    """rooms-long-pcen-w70: 0.7 of the log-mel member's logits plus 0.3 of the PCEN member's, in
+    the float model and the int8 graph; equal weights build the very graph of the plain mean, and
+    weights that are not a convex combination are refused rather than rescaled."""
+    script = """
+import json
+import numpy as np
+from converter.ensemble import average_logits
+from converter.model import build_model
+from converter.protocol import ENSEMBLES, ensemble_spec, ensemble_weights
+from converter.quantize import TFLiteRunner, convert
+from converter.train import Recipe
+
+members = [build_model(100, 16, 8, channels, output="logits") for channels in ((4, 8, 8), (8, 8, 16))]
+x = np.random.default_rng(1).standard_normal((6, 100, 16, 1)).astype(np.float32)
+a, b = (np.asarray(m(x)) for m in members)
+weights = ensemble_weights("rooms-long-pcen-w70")
+weighted = average_logits(members, weights=weights)
+expected = weights[0] * a + weights[1] * b
+runner = TFLiteRunner(convert(weighted, x, "int8"))
+refusals = []
+for bad in ((0.7, 0.4), (1.2, -0.2), (0.5, 0.3, 0.2)):
+    try:
+        average_logits(members, weights=bad)
+        refusals.append("")
+    except ValueError as exc:
+        refusals.append(str(exc))
+equal = average_logits(members, weights=(0.5, 0.5))
+spec = ensemble_spec("rooms-long-pcen-w70", [Recipe(features="edge"), Recipe(features="edge-pcen")])
+print(json.dumps({"float_error": float(np.abs(np.asarray(weighted(x)) - expected).max()),
+                  "mean_gap": float(np.abs(expected - (a + b) / 2).max()),
+                  "int8_error": float(np.abs(runner.predict(x) - expected).max()),
+                  "spread": float(np.abs(expected).max()),
+                  "ops": sorted({op["op_name"] for op in runner.interpreter._get_ops_details()}),
+                  "equal_layers": [layer.__class__.__name__ for layer in equal.layers],
+                  "plain": ensemble_weights("rooms-long-pcen"), "spec_weights": spec.get("weights"),
+                  "members": list(ENSEMBLES["rooms-long-pcen-w70"]), "refusals": refusals}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["float_error"] < 1e-5 and info["mean_gap"] > 100 * info["float_error"]  # not the plain mean
+    assert info["int8_error"] < 0.1 * info["spread"] and "ADD" in info["ops"]
+    assert "Average" in info["equal_layers"] and "Rescaling" not in info["equal_layers"]
+    assert info["plain"] is None and info["spec_weights"] == [0.7, 0.3]
+    assert info["members"] == ["rooms-long", "rooms-pcen"]
+    not_one, negative, three = info["refusals"]
+    assert "sum to 1" in not_one and "positive" in negative and "3 weights for 2" in three
+
+
 #: Shared by the graph checks below: one int8 conversion's ops and error, and a refused build.
 _GRAPH_CHECK = """
 import json
@@ -1025,3 +1077,27 @@ def test_report_compares_recipes_by_the_mean_of_two_seeds_on_the_far_field_over_
     text = markdown(results)
     assert "| rooms-good | rooms-good, rooms-good-seed2 | 63.0 % | 57.0 % | 53.0 % | +2.0 / +0.0 / +0.0 | passes |" in text
     assert "| rooms-lonely | rooms-lonely | 70.0 % | 60.0 % | 60.0 % | +9.0 / +7.0 / +3.0 | - |" in text  # one seed: no verdict
+
+
+def test_report_judges_members_weights_against_the_equal_weights_on_the_same_member_files():
+    from converter.report import markdown, weight_grid
+
+    def dev(ravdess: float, pooled: float, far_all: float, sources=("long/dev.keras", "pcen/dev.keras")) -> dict:
+        scores = dict(_scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7}), farfield_all={"ua": far_all})
+        members = {"rooms-long": {"source": sources[0]}, "rooms-pcen": {"source": sources[1]}}
+        return {"dev": {"float": scores, "members": members}}
+
+    results = {
+        "rooms-long-pcen-w50": dev(0.60, 0.58, 0.55),
+        "rooms-long-pcen-w60": dev(0.61, 0.58, 0.55),  # +1.0 clean: qualifies
+        "rooms-long-pcen-w70": dev(0.63, 0.565, 0.54),  # +3.0 clean but pooled -1.5: does not
+        "rooms-long-pcen-w80": dev(0.64, 0.58, 0.55, sources=("other.keras", "pcen/dev.keras")),  # other members
+    }
+    grid = {e["label"]: e for e in weight_grid(results)}
+    assert grid["rooms-long-pcen-w60"]["qualifies"] and grid["rooms-long-pcen-w60"]["change"]["ravdess"] == 1.0
+    assert not grid["rooms-long-pcen-w70"]["qualifies"] and grid["rooms-long-pcen-w70"]["change"]["pooled"] == -1.5
+    assert "change" not in grid["rooms-long-pcen-w80"] and "change" not in grid["rooms-long-pcen-w50"]
+    text = markdown(results)
+    assert "| rooms-long-pcen-w60 | 0.6 / 0.4 | 61.0 % | 58.0 % | 55.0 % | 50.0 % | +1.0 / +0.0 / +0.0 | qualifies |" in text
+    assert "| rooms-long-pcen-w70 | 0.7 / 0.3 |" in text and "does not qualify" in text
+    assert "| rooms-long-pcen-w50 | 0.5 / 0.5 | 60.0 % | 58.0 % | 55.0 % | 50.0 % | (reference) | - |" in text
