@@ -722,10 +722,11 @@ def run_protocol(
             for member, model in zip(members, models):
                 own = Scorer(plan, recipe, preset(recipes[member].features), cache_dir)
                 info[member]["float"] = own.evaluate(keras_predictor(model), recipe.masked, calibrate=False)
-            model = ensemble_model(models, [recipes[m] for m in members], ensemble_weights(recipe_name))
+            member_recipes = [recipes[m] for m in members]
+            model = ensemble_model(models, member_recipes, ensemble_weights(recipe_name))
             # the int8 graph is calibrated on clean training windows, as a single recipe's is
             train = load_clipset(plan.train, config, 0, cache_dir)
-            row.update(recipe=ensemble_spec(recipe_name, [recipes[m] for m in members]), members=info)
+            row.update(recipe=ensemble_spec(recipe_name, member_recipes), members=info)
         else:
             model, train, seconds = _train_run(recipe, plan, config, cache_dir, log)
             row.update(recipe=recipe.to_dict(), train_seconds=round(seconds, 1))

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .ensemble import check_weights
 from .protocol import DESCRIPTIONS, ENSEMBLE_WEIGHTS, ENSEMBLES
 
 Results = Dict[str, Dict[str, dict]]  # recipe label -> run -> row
@@ -69,21 +70,29 @@ def weight_grid(results: Results) -> List[dict]:
         if not row or "farfield_all" not in row.get("float", {}):
             continue
         family = [n for n, w in ENSEMBLE_WEIGHTS.items()
-                  if ENSEMBLES[n] == ENSEMBLES[label] and max(w) - min(w) < 1e-9]
-        ref = results.get(family[0], {}).get("dev") if family else None
-        same = ref is not None and _member_sources(ref) == _member_sources(row)
-        scores, entry = row["float"], {"label": label, "weights": list(weights), "reference": family[0] if family else None}
-        entry.update(ravdess=_ravdess_pair(scores)[0], pooled=scores["clean"]["ua"],
-                     farfield=scores["farfield_all"]["ua"], ravdess_far=scores.get("farfield", {}).get("ua"))
-        if same and label != family[0]:
-            r = ref["float"]
-            d = {"ravdess": round(100 * (entry["ravdess"] - _ravdess_pair(r)[0]), 1) + 0.0,
-                 "pooled": round(100 * (entry["pooled"] - r["clean"]["ua"]), 1) + 0.0,
-                 "farfield": round(100 * (entry["farfield"] - r["farfield_all"]["ua"]), 1) + 0.0}
+                  if ENSEMBLES[n] == ENSEMBLES[label] and check_weights(w, len(w)) is None]
+        reference = family[0] if family else None
+        entry = {"label": label, "weights": list(weights), "reference": reference, **_dev_scores(row["float"])}
+        ref = results.get(reference, {}).get("dev") if reference else None
+        if ref is not None and label != reference and _member_sources(ref) == _member_sources(row):
+            base = _dev_scores(ref["float"])
+            d = {k: _points(entry[k] - base[k]) for k in ("ravdess", "pooled", "farfield")}
             entry["change"] = d
             entry["qualifies"] = d["ravdess"] >= 1 and d["pooled"] >= -1 and d["farfield"] >= -1
         out.append(entry)
     return out
+
+
+def _dev_scores(scores: dict) -> Dict[str, Optional[float]]:
+    """A dev row's float block as the weight grid compares it."""
+    return {"ravdess": _ravdess_pair(scores)[0], "pooled": scores["clean"]["ua"],
+            "farfield": scores["farfield_all"]["ua"], "ravdess_far": scores.get("farfield", {}).get("ua")}
+
+
+def _points(change: float) -> float:
+    """A change in UA as the report prints it, in points to a tenth: rules judge that figure, not float
+    residue (+ 0.0 turns -0.0 into 0.0)."""
+    return round(100 * change, 1) + 0.0
 
 
 def _member_sources(row: dict) -> Dict[str, Optional[str]]:
@@ -245,8 +254,7 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
         for recipe, group in sorted(groups.items()):
             change, verdict = "-", "-"
             if shipped and recipe != SHIPPED_RECIPE:
-                # judged on the figures as printed (a tenth of a point), not on float residue; + 0.0 turns -0.0 into 0.0
-                d = {k: round(100 * (group[k] - shipped[k]), 1) + 0.0 for k in ("farfield", "ravdess", "pooled")}
+                d = {k: _points(group[k] - shipped[k]) for k in ("farfield", "ravdess", "pooled")}
                 change = f"{d['farfield']:+.1f} / {d['ravdess']:+.1f} / {d['pooled']:+.1f}"
                 if len(group["labels"]) >= 2 and len(shipped["labels"]) >= 2:
                     passes = d["farfield"] >= 2 and d["ravdess"] >= -1 and d["pooled"] >= -1
