@@ -30,6 +30,7 @@ on the test clips before and after it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import zlib
@@ -228,6 +229,20 @@ def _rooms_pcen_recipe() -> Recipe:
     return replace(_rooms_ravdess_half_recipe(), features="edge-pcen")
 
 
+def _rooms_pcen_long_recipe() -> Recipe:
+    """rooms-pcen trained for 12000 batches instead of 8000: the PCEN member as long as the log-mel one.
+
+    Why: the shipped ensemble (rooms-long-pcen) misses one criterion, clean RAVDESS on the
+    folds (66.2 % against the 66.9 % asked), and its PCEN member is the weak one there (58.1 %
+    clean over four folds, against 64.8 % for its log-mel member, which already trains for
+    12000 batches). On log-mel, 12000 batches instead of 8000 gained 2.1 points of RAVDESS
+    clean on two dev seeds; tilting the mean towards the log-mel member lost on the dev split,
+    so the views complement each other and the weaker view has to get better instead. The same
+    device cost; 1.5x rooms-pcen's training time.
+    """
+    return replace(_rooms_pcen_recipe(), steps=12000)
+
+
 #: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
 RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "baseline": (Recipe, ("ravdess",)),
@@ -245,6 +260,7 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-attention": (_rooms_attention_recipe, ("ravdess", "nemo", "ased")),
     "rooms-wide-long": (_rooms_wide_long_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen": (_rooms_pcen_recipe, ("ravdess", "nemo", "ased")),
+    "rooms-pcen-long": (_rooms_pcen_long_recipe, ("ravdess", "nemo", "ased")),
 }
 #: Ensemble name -> member recipes: each member's model of the same run, logits averaged in one
 #: graph (:mod:`converter.ensemble`).
@@ -261,6 +277,8 @@ ENSEMBLES: Dict[str, Tuple[str, ...]] = {
     "rooms-long-pcen-w60": ("rooms-long", "rooms-pcen"),
     "rooms-long-pcen-w70": ("rooms-long", "rooms-pcen"),
     "rooms-long-pcen-w80": ("rooms-long", "rooms-pcen"),
+    # rooms-long-pcen with its weaker member, PCEN, trained as long as the log-mel one
+    "rooms-long-pcen-long": ("rooms-long", "rooms-pcen-long"),
 }
 #: Ensemble name -> its members' weights in the mean of logits (in ENSEMBLES' order); an
 #: ensemble not listed takes the plain mean.
@@ -310,6 +328,8 @@ DESCRIPTIONS: Dict[str, str] = {
     "rooms-long-pcen-w80": "rooms-long-pcen with the members' logits weighted 0.8 (log-mel) and 0.2 (PCEN)",
     "rooms-pcen": "rooms-ravdess-half on PCEN features (per-channel energy normalization: 0.4 s smoother, gain "
                   "0.98, bias 2, root 1/2) in place of log-mel",
+    "rooms-pcen-long": "rooms-pcen trained for 12000 batches instead of 8000",
+    "rooms-long-pcen-long": "rooms-long (log-mel) and rooms-pcen-long (PCEN), logits averaged as in rooms-half-pcen",
 }
 
 
@@ -662,17 +682,24 @@ def _member_models(
         if saved is not None and saved.exists():
             log(f"{ensemble}/{plan.name}: member {member} loaded from {saved}")
             models.append(keras.models.load_model(saved, compile=False))
-            info[member] = {"source": str(saved)}
+            info[member] = {"source": str(saved), "sha256": _file_digest(saved)}
             continue
         log(f"{ensemble}/{plan.name}: member {member} trains")
         recipe = _make_recipe(member, steps, seed)
         model, _, seconds = _train_run(recipe, plan, preset(recipe.features), cache_dir, log)
+        info[member] = {"source": "trained", "train_seconds": round(seconds, 1)}
         if saved is not None:
             saved.parent.mkdir(parents=True, exist_ok=True)
             model.save(saved)
+            info[member]["sha256"] = _file_digest(saved)
         models.append(model)
-        info[member] = {"source": "trained", "train_seconds": round(seconds, 1)}
     return models, info
+
+
+def _file_digest(path: Path) -> str:
+    """The first 16 hex digits of a file's SHA-256: which member file a row scored, since a path is
+    reused when a member is trained again."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def run_protocol(

@@ -407,7 +407,10 @@ try:
     refused = ""
 except ValueError as exc:
     refused = str(exc)
+import hashlib
 print(json.dumps({{"sources": [v["source"] for v in info.values()],
+                  "digests_match": [v["sha256"] == hashlib.sha256(Path(v["source"]).read_bytes()).hexdigest()[:16]
+                                    for v in info.values()],
                   "float_error": float(np.abs(np.asarray(ensemble(x)) - expected).max()),
                   "int8_error": float(np.abs(runner.predict(x) - expected).max()),
                   "spread": float(np.abs(expected).max()),
@@ -419,6 +422,7 @@ print(json.dumps({{"sources": [v["source"] for v in info.values()],
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert all(src.endswith("cv1.keras") for src in info["sources"]) and len(info["sources"]) == 2
+    assert info["digests_match"] == [True, True]  # rows say which file, not only which path, they scored
     assert info["float_error"] < 1e-5  # exactly the mean of the two members' logits
     assert info["int8_error"] < 0.1 * info["spread"]  # one int8 graph reproduces it to a few steps
     assert info["inputs"] == 1 and "disagree" in info["refused"]
@@ -1101,3 +1105,39 @@ def test_report_judges_members_weights_against_the_equal_weights_on_the_same_mem
     assert "| rooms-long-pcen-w60 | 0.6 / 0.4 | 61.0 % | 58.0 % | 55.0 % | 50.0 % | +1.0 / +0.0 / +0.0 | qualifies |" in text
     assert "| rooms-long-pcen-w70 | 0.7 / 0.3 |" in text and "does not qualify" in text
     assert "| rooms-long-pcen-w50 | 0.5 / 0.5 | 60.0 % | 58.0 % | 55.0 % | 50.0 % | (reference) | - |" in text
+
+
+def test_report_judges_a_new_member_by_its_seed_means_and_the_ensemble_on_the_kept_member_file():
+    from converter.report import markdown, member_candidates
+
+    def dev(ravdess: float, pooled: float, far_all: float, members=None, **extra) -> dict:
+        scores = dict(_scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7}), farfield_all={"ua": far_all})
+        return {"dev": dict(extra, float=scores, **({"members": members} if members else {}))}
+
+    def ensemble(ravdess, pooled, far_all, long_file):
+        return dev(ravdess, pooled, far_all, members={"rooms-long": long_file, "rooms-pcen": {"source": "x"}})
+
+    kept = {"source": "runs/rooms-long/dev.keras"}
+    results = {
+        "rooms-pcen": dev(0.61, 0.58, 0.51), "rooms-pcen-seed2": dev(0.60, 0.58, 0.51, seed_of="rooms-pcen"),
+        "rooms-pcen-long": dev(0.62, 0.58, 0.505),
+        "rooms-long-pcen-w50": ensemble(0.70, 0.62, 0.55, kept),
+        "rooms-long-pcen-long": ensemble(0.68, 0.615, 0.548, dict(kept, sha256="ab12")),
+    }
+    (entry,) = member_candidates(results)
+    assert (entry["old"], entry["new"]) == ("rooms-pcen", "rooms-pcen-long")
+    assert entry["member_change"] == {"ravdess": 1.5, "pooled": 0.0, "farfield": -0.5}
+    assert entry["ensemble_change"] == {"ravdess": -2.0, "pooled": -0.5, "farfield": -0.2}
+    assert entry["verdict"] == "-"  # one training of the new member: no verdict yet
+    results["rooms-pcen-long-seed2"] = dev(0.62, 0.58, 0.505, seed_of="rooms-pcen-long")
+    (entry,) = member_candidates(results)
+    assert entry["member_change"]["ravdess"] == 1.5 and entry["verdict"] == "goes to the folds"
+    text = markdown(results)
+    assert ("| rooms-long-pcen-long (against rooms-long-pcen-w50) | rooms-pcen (2) -> rooms-pcen-long (2) | "
+            "+1.5 / +0.0 / -0.5 | -2.0 / -0.5 / -0.2 | goes to the folds |") in text
+    results["rooms-long-pcen-long"] = ensemble(0.72, 0.605, 0.55, dict(kept, sha256="ab12"))
+    assert member_candidates(results)[0]["verdict"] == "stops here"  # pooled -1.5 on the ensemble
+    # the shared member scored from another file (both digests known): the ensembles are not compared
+    results["rooms-long-pcen-w50"] = ensemble(0.70, 0.62, 0.55, dict(kept, sha256="cd34"))
+    (entry,) = member_candidates(results)
+    assert "ensemble_change" not in entry and entry["verdict"] == "-"
