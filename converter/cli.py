@@ -178,6 +178,7 @@ def _train_ensemble(args, argv) -> int:
     from .evaluate import int8_model
     from .export import load_cv, utc_now
     from .model import count_params
+    from .checkpoint import checkpoint_for
     from .protocol import ENSEMBLES, ensemble_features, ensemble_model, ensemble_spec, ensemble_weights
     from .train import choose_val_speakers, load_clipset, train_model
 
@@ -200,10 +201,12 @@ def _train_ensemble(args, argv) -> int:
             _log(f"{name}: member {member} loaded from {saved} (trained {when}); no training")
         else:
             _log(f"{name}: member {member} trains on {len(set(train.speakers))} speakers ({len(train.items)} clips)")
+            target = member_keras_path(Path(args.keras_out), member) if args.keras_out else None
             result = train_model(train, data.subset(val_ids) if val_ids else None, recipe, log=_log,
-                                 stop_at=args.stop_at)
-            if args.keras_out:
-                save_trained(result, member_keras_path(Path(args.keras_out), member), recipe, command, trained_at)
+                                 stop_at=args.stop_at, checkpoint=checkpoint_for(target) if target else None)
+            if target is not None:
+                save_trained(result, target, recipe, command, trained_at)
+                checkpoint_for(target).unlink(missing_ok=True)
         recipes.append(recipe)
         models.append(result.model)
         infos.append({"member": member, "seconds": round(result.seconds, 1), "epochs": result.epochs_run,
@@ -244,6 +247,7 @@ def _train_ensemble(args, argv) -> int:
 
 
 def cmd_train(args, argv) -> int:
+    from .checkpoint import checkpoint_for
     from .evaluate import int8_model
     from .export import load_cv, model_card, utc_now
     from .model import count_params
@@ -272,10 +276,13 @@ def cmd_train(args, argv) -> int:
         _log(f"exporting {args.from_keras} (trained {result.epochs_run} epochs in {result.seconds / 60:.1f} min); "
              "no training")
     else:
-        result = train_model(train, val, recipe, log=_log, stop_at=stop_at)
+        target = Path(args.keras_out) if args.keras_out else None
+        result = train_model(train, val, recipe, log=_log, stop_at=stop_at,
+                             checkpoint=checkpoint_for(target) if target else None)
         _log(f"trained {result.epochs_run} epochs in {result.seconds / 60:.1f} min (kept epoch {result.best_epoch})")
-        if args.keras_out:
-            save_trained(result, Path(args.keras_out), recipe, command, utc_now())
+        if target is not None:
+            save_trained(result, target, recipe, command, utc_now())
+            checkpoint_for(target).unlink(missing_ok=True)
             _log(f"saved Keras model {args.keras_out}")
     temperature = None
     if recipe.masked:

@@ -43,6 +43,7 @@ import numpy as np
 from edge_ser.metadata import EMOTIONS
 
 from .cache import Treatment
+from .checkpoint import checkpoint_for
 from .corpora import EMOBOX_FOLDS, Item, corpus_classes
 from .train import ClipSet, Recipe, confusion, feature_blocks, load_clipset, softmax, ua_wa
 from .train import window_outputs as clip_window_outputs
@@ -609,13 +610,18 @@ def seeded_label(name: str, seed: Optional[int]) -> str:
     return name if seed is None else f"{name}-seed{seed}"
 
 
-def _train_run(recipe: Recipe, plan: RunPlan, config, cache_dir: Optional[Path], log) -> Tuple[object, ClipSet, float]:
-    """Train ``recipe`` on a run's training clips: (model, its training clips, seconds)."""
+def _train_run(recipe: Recipe, plan: RunPlan, config, cache_dir: Optional[Path], log,
+               checkpoint: Optional[Path] = None) -> Tuple[object, ClipSet, float]:
+    """Train ``recipe`` on a run's training clips: (model, its training clips, seconds).
+
+    ``checkpoint``: where the training's state is kept after every round, so a process ended
+    midway resumes this run's training, not only the runs after it.
+    """
     from .train import train_model
 
     treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
     train = load_clipset(plan.train, config, recipe.aug_variants, cache_dir, treatment=treatment)
-    result = train_model(train, None, recipe, log=log)
+    result = train_model(train, None, recipe, log=log, checkpoint=checkpoint)
     return result.model, train, result.seconds
 
 
@@ -686,12 +692,14 @@ def _member_models(
             continue
         log(f"{ensemble}/{plan.name}: member {member} trains")
         recipe = _make_recipe(member, steps, seed)
-        model, _, seconds = _train_run(recipe, plan, preset(recipe.features), cache_dir, log)
+        checkpoint = checkpoint_for(saved) if saved is not None else None
+        model, _, seconds = _train_run(recipe, plan, preset(recipe.features), cache_dir, log, checkpoint)
         info[member] = {"source": "trained", "train_seconds": round(seconds, 1)}
         if saved is not None:
             saved.parent.mkdir(parents=True, exist_ok=True)
             model.save(saved)
             info[member]["sha256"] = _file_digest(saved)
+            checkpoint.unlink(missing_ok=True)
         models.append(model)
     return models, info
 
@@ -755,7 +763,8 @@ def run_protocol(
             train = load_clipset(plan.train, config, 0, cache_dir)
             row.update(recipe=ensemble_spec(recipe_name, member_recipes), members=info)
         else:
-            model, train, seconds = _train_run(recipe, plan, config, cache_dir, log)
+            checkpoint = checkpoint_for(models_dir / label / f"{name}.keras") if models_dir is not None else None
+            model, train, seconds = _train_run(recipe, plan, config, cache_dir, log, checkpoint)
             row.update(recipe=recipe.to_dict(), train_seconds=round(seconds, 1))
             if models_dir is not None:
                 (models_dir / label).mkdir(parents=True, exist_ok=True)
@@ -781,6 +790,8 @@ def run_protocol(
         row["seconds"] = round(time.time() - t0, 1)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(row, indent=1) + "\n")
+        if models_dir is not None and not members:
+            checkpoint_for(models_dir / label / f"{name}.keras").unlink(missing_ok=True)  # the results stand for it
         written.append(target)
         log(f"{label}/{name}: {summary_line(row)} [{row['seconds']:.0f}s] -> {target}")
     return written

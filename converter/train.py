@@ -25,9 +25,11 @@ corpus's classes, by the same rule.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -477,17 +479,32 @@ def set_seeds(recipe: Recipe) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def training_key(train: ClipSet, val: Optional[ClipSet], recipe: Recipe, last_epoch: int) -> Dict[str, object]:
+    """What a checkpoint must match to be resumed: the recipe, its length and the clips it draws from."""
+    def digest(data: Optional[ClipSet]) -> Optional[str]:
+        if data is None:
+            return None
+        text = "\n".join(f"{i.path}\t{i.label}\t{i.corpus}\t{len(f)}" for i, f in zip(data.items, data.feats))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    return {"recipe": recipe.to_dict(), "epochs": last_epoch, "train": digest(train), "val": digest(val)}
+
+
 def train_model(
     train: ClipSet, val: Optional[ClipSet], recipe: Recipe, log=print, stop_at: Optional[int] = None,
-    n_features: Optional[int] = None,
+    n_features: Optional[int] = None, checkpoint: Optional[Path] = None,
 ) -> TrainResult:
     """Train one model. With ``val``, keep the best epoch by val UA (early stopping).
 
     ``stop_at`` ends training after that many epochs of the ``recipe.epochs``-long schedule
-    (used for the final model, at the epoch count cross-validation found).
+    (used for the final model, at the epoch count cross-validation found). ``checkpoint``: a
+    file the training's state is written to after every epoch and resumed from when it
+    exists for this very training (:mod:`converter.checkpoint`); the caller removes it once
+    the model it protected is saved.
     """
     import keras
 
+    from .checkpoint import TrainingCheckpoint, TrainingState
     from .model import build_model, emotion_only
 
     set_seeds(recipe)
@@ -535,9 +552,19 @@ def train_model(
     last_epoch = min(recipe_epochs, stop_at or recipe_epochs)
     best = (-1.0, 0, None)  # (val UA, epoch, weights)
     history: List[Dict[str, float]] = []
-    start = time.time()
-    epoch = 0
-    for epoch in range(1, last_epoch + 1):
+    start, earlier_seconds = time.time(), 0.0
+    saver = TrainingCheckpoint(checkpoint, training_key(train, val, recipe, last_epoch)) if checkpoint else None
+    state = None
+    if saver is not None:
+        model.optimizer.build(model.trainable_variables)  # its variables must exist to be restored
+        state = saver.restore(model, rng, log)
+    if state is not None:
+        history, best = state.history, (state.best_ua, state.best_epoch, state.best_weights)
+        earlier_seconds = sum(row.get("seconds", 0.0) for row in history)
+        log(f"  resumed from {checkpoint} after epoch {state.epoch}/{last_epoch}")
+    epoch = state.epoch if state is not None else 0
+    finished = state is not None and state.finished
+    for epoch in range(epoch + 1, 1 if finished else last_epoch + 1):
         t0 = time.time()
         if balanced:
             batches = (balanced_batch(train, sampler, recipe, rng) for _ in range(steps))
@@ -559,9 +586,12 @@ def train_model(
                 best = (ua, epoch, model.get_weights())
         row["seconds"] = time.time() - t0
         history.append(row)
+        finished = val is not None and bool(recipe.patience) and epoch - best[1] >= recipe.patience
+        if saver is not None:  # before the round is logged: a logged round is a saved round
+            saver.save(TrainingState(epoch, history, best[0], best[1], best[2], finished), model, rng)
         extra = f" val UA {row['val_ua']:.3f} WA {row['val_wa']:.3f} (best {best[0]:.3f} @ {best[1]})" if "val_ua" in row else ""
         log(f"  epoch {epoch:3d}/{last_epoch} loss {row['loss']:.4f}{extra} [{row['seconds']:.1f}s]")
-        if val is not None and recipe.patience and epoch - best[1] >= recipe.patience:
+        if finished:
             log(f"  early stop: no val UA gain for {recipe.patience} epochs")
             break
     if recipe.ema > 0:
@@ -572,7 +602,7 @@ def train_model(
         model.set_weights(best[2])
     # an arousal head is training material only: the model handed on has the emotion output alone
     return TrainResult(emotions, best[1] if best[2] is not None else epoch, best[0] if best[2] is not None else None,
-                       epoch, time.time() - start, history, last_weights)
+                       epoch, earlier_seconds + time.time() - start, history, last_weights)
 
 
 def choose_val_speakers(speakers: Sequence[str], count: int, seed: int) -> List[str]:

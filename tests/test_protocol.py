@@ -901,6 +901,7 @@ def test_a_log_mel_and_pcen_ensemble_trains_resumes_and_runs_on_the_device(tmp_p
     first = train("--out", str(tmp_path / "first.tflite"), "--card", "")
     saved = {p.name for p in tmp_path.glob("ens.*.keras")}
     assert saved == {"ens.rooms-ravdess-half.keras", "ens.rooms-pcen.keras"}, first.stdout[-2000:]
+    assert not list(tmp_path.glob("*.checkpoint.npz"))  # each member's checkpoint went once it was saved
     (tmp_path / "ens.rooms-pcen.keras").unlink()  # as if the run had stopped after the first member
     out = tmp_path / "ens.tflite"
     again = train("--from-keras", str(keras_file), "--out", str(out), "--card", str(tmp_path / "CARD.md"))
@@ -1008,6 +1009,30 @@ def test_rescore_adds_the_far_field_over_every_corpus_to_a_dev_row_from_its_save
     refused = subprocess.run([PY, "-m", "converter", "rescore", str(path), str(model), "--datasets", str(datasets),
                               "--cache", str(cache)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "dev speakers differ" in refused.stderr
+
+
+
+@pytest.mark.slow
+def test_a_protocol_run_keeps_its_training_checkpoint_only_until_its_results_exist(tmp_path):
+    """converter protocol: the run trains with a checkpoint beside its model (a damaged one is not
+    resumed), writes its results and model, removes the checkpoint, and is not run twice."""
+    datasets = _dev_corpora(tmp_path / "datasets")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    models, results = tmp_path / "models", tmp_path / "results"
+    stale = models / "rooms-pcen-long" / "dev.checkpoint.npz"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"not a checkpoint")
+    args = [PY, "-m", "converter", "protocol", "--recipe", "rooms-pcen-long", "--runs", "dev", "--steps", "2",
+            "--models", str(models), "--results", str(results), "--datasets", str(datasets),
+            "--cache", str(tmp_path / "cache")]
+    first = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    assert f"checkpoint {stale} unreadable" in first.stdout
+    row = json.loads((results / "rooms-pcen-long" / "dev.json").read_text())
+    assert row["recipe"]["features"] == "edge-pcen" and "farfield_all" in row["float"]
+    assert (models / "rooms-pcen-long" / "dev.keras").exists() and not stale.exists()
+    again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "rooms-pcen-long/dev: done already" in again.stdout
 
 
 # -- report -----------------------------------------------------------------------------------------
@@ -1141,3 +1166,63 @@ def test_report_judges_a_new_member_by_its_seed_means_and_the_ensemble_on_the_ke
     results["rooms-long-pcen-w50"] = ensemble(0.70, 0.62, 0.55, dict(kept, sha256="cd34"))
     (entry,) = member_candidates(results)
     assert "ensemble_change" not in entry and entry["verdict"] == "-"
+
+
+_RESUMABLE_TRAINING = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import converter.train as T
+from converter.corpora import Item
+from converter.train import ClipSet, Recipe, train_model
+
+T.ROUND_STEPS = 3  # four rounds of three batches: the checkpoint is written after each
+rng = np.random.default_rng(0)
+items = [Item(f"e{i}", ("sad", "angry", "happy")[i % 3], f"s{i % 4}", "emo") for i in range(12)]
+data = ClipSet(items, [[f, f + rng.normal(0, 0.5, f.shape).astype(np.float32)]
+                       for f in (rng.standard_normal((120, 16)).astype(np.float32) for _ in items)])
+seed = int(sys.argv[3]) if len(sys.argv) > 3 else 1234
+recipe = Recipe(window_frames=100, min_frames=50, batch_size=8, sampling="balanced", masked=True, steps=12,
+                warmup_epochs=1, channels=(4, 8, 8), aug_variants=1, ema=0.9, seed=seed)
+lines = []
+
+def log(line):
+    lines.append(line)
+    if sys.argv[1] == "cut" and "epoch   2/" in line:
+        raise SystemExit(3)  # the process ends after round 2, as a session's end would end it
+
+checkpoint = None if sys.argv[2] == "-" else Path(sys.argv[2])
+result = train_model(data, None, recipe, log=log, checkpoint=checkpoint)
+print(json.dumps({"weights": [w.tolist() for w in result.model.get_weights()], "epochs": result.epochs_run,
+                  "history": len(result.history), "log": lines}))
+"""
+
+
+def test_a_training_stopped_midway_resumes_from_its_checkpoint_to_the_same_model(tmp_path):
+    """Model and optimizer variables (EMA, dropout seeds) and the batch generator are restored, so the
+    resumed training ends with the weights of an uninterrupted one; another training's checkpoint is
+    not resumed."""
+    script, checkpoint = tmp_path / "train.py", tmp_path / "run.checkpoint.npz"
+    script.write_text(_RESUMABLE_TRAINING)
+
+    def run(*args):
+        return subprocess.run([PY, str(script), *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+
+    whole = run("whole", "-")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    cut = run("cut", str(checkpoint))
+    assert cut.returncode == 3 and checkpoint.exists(), cut.stderr[-3000:]
+    resumed = run("whole", str(checkpoint))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (json.loads(p.stdout.strip().splitlines()[-1]) for p in (whole, resumed))
+    assert any("resumed from" in line and "after epoch 2/4" in line for line in b["log"])
+    assert sum("epoch " in line and "loss" in line for line in b["log"]) == 2  # rounds 3 and 4 only
+    assert a["epochs"] == b["epochs"] == 4 and a["history"] == b["history"] == 4
+    gaps = [float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(a["weights"], b["weights"])]
+    assert max(gaps) < 1e-6, gaps
+    other = run("whole", str(checkpoint), "7")  # another seed: another training
+    assert other.returncode == 0, other.stderr[-3000:]
+    c = json.loads(other.stdout.strip().splitlines()[-1])
+    assert any("belongs to another training" in line for line in c["log"]) and c["history"] == 4
+    assert max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(a["weights"], c["weights"])) > 1e-3
