@@ -244,6 +244,20 @@ def _rooms_pcen_long_recipe() -> Recipe:
     return replace(_rooms_pcen_recipe(), steps=12000)
 
 
+def _rooms_long_ravdess_more_recipe() -> Recipe:
+    """rooms-long with RAVDESS drawn for two thirds of the batches (4 : 1 : 1) instead of half.
+
+    Why: clean RAVDESS on the folds is the shipped ensemble's one missed criterion. Training
+    the PCEN member longer (rooms-pcen-long) bought nEMO, ASED and far-field, not RAVDESS
+    clean, and tilting the mean towards the log-mel member lost on the development split.
+    The lever that moved RAVDESS clean most so far is its share of the draws: from a third
+    (rooms, uniform over corpora) to half (rooms-ravdess-half) it rose by about ten points.
+    Here the log-mel member hears RAVDESS in two thirds of its batches; nEMO and ASED keep a
+    sixth each. Same training time and device cost as rooms-long.
+    """
+    return replace(_rooms_long_recipe(), corpus_weights={"ravdess": 4.0, "nemo": 1.0, "ased": 1.0})
+
+
 #: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
 RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "baseline": (Recipe, ("ravdess",)),
@@ -262,6 +276,7 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-wide-long": (_rooms_wide_long_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen": (_rooms_pcen_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen-long": (_rooms_pcen_long_recipe, ("ravdess", "nemo", "ased")),
+    "rooms-long-ravdess-more": (_rooms_long_ravdess_more_recipe, ("ravdess", "nemo", "ased")),
 }
 #: Ensemble name -> member recipes: each member's model of the same run, logits averaged in one
 #: graph (:mod:`converter.ensemble`).
@@ -280,6 +295,8 @@ ENSEMBLES: Dict[str, Tuple[str, ...]] = {
     "rooms-long-pcen-w80": ("rooms-long", "rooms-pcen"),
     # rooms-long-pcen with its weaker member, PCEN, trained as long as the log-mel one
     "rooms-long-pcen-long": ("rooms-long", "rooms-pcen-long"),
+    # rooms-long-pcen with a log-mel member that hears more RAVDESS
+    "rooms-long-ravdess-more-pcen": ("rooms-long-ravdess-more", "rooms-pcen"),
 }
 #: Ensemble name -> its members' weights in the mean of logits (in ENSEMBLES' order); an
 #: ensemble not listed takes the plain mean.
@@ -331,6 +348,10 @@ DESCRIPTIONS: Dict[str, str] = {
                   "0.98, bias 2, root 1/2) in place of log-mel",
     "rooms-pcen-long": "rooms-pcen trained for 12000 batches instead of 8000",
     "rooms-long-pcen-long": "rooms-long (log-mel) and rooms-pcen-long (PCEN), logits averaged as in rooms-half-pcen",
+    "rooms-long-ravdess-more": "rooms-long with RAVDESS drawn for two thirds of the batches (4 : 1 : 1) instead of "
+                               "half",
+    "rooms-long-ravdess-more-pcen": "rooms-long-ravdess-more (log-mel) and rooms-pcen (PCEN), logits averaged as in "
+                                    "rooms-half-pcen",
 }
 
 
