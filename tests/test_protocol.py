@@ -1149,23 +1149,29 @@ def test_report_judges_a_new_member_by_its_seed_means_and_the_ensemble_on_the_ke
         "rooms-long-pcen-w50": ensemble(0.70, 0.62, 0.55, kept),
         "rooms-long-pcen-long": ensemble(0.68, 0.615, 0.548, dict(kept, sha256="ab12")),
     }
-    (entry,) = member_candidates(results)
+    entry = _candidate(member_candidates(results))
     assert (entry["old"], entry["new"]) == ("rooms-pcen", "rooms-pcen-long")
+    other = _candidate(member_candidates(results), "rooms-long-ravdess-more-pcen")
+    assert (other["old"], other["new"], other["verdict"]) == ("rooms-long", "rooms-long-ravdess-more", "-")
     assert entry["member_change"] == {"ravdess": 1.5, "pooled": 0.0, "farfield": -0.5}
     assert entry["ensemble_change"] == {"ravdess": -2.0, "pooled": -0.5, "farfield": -0.2}
     assert entry["verdict"] == "-"  # one training of the new member: no verdict yet
     results["rooms-pcen-long-seed2"] = dev(0.62, 0.58, 0.505, seed_of="rooms-pcen-long")
-    (entry,) = member_candidates(results)
+    entry = _candidate(member_candidates(results))
     assert entry["member_change"]["ravdess"] == 1.5 and entry["verdict"] == "goes to the folds"
     text = markdown(results)
     assert ("| rooms-long-pcen-long (against rooms-long-pcen-w50) | rooms-pcen (2) -> rooms-pcen-long (2) | "
             "+1.5 / +0.0 / -0.5 | -2.0 / -0.5 / -0.2 | goes to the folds |") in text
     results["rooms-long-pcen-long"] = ensemble(0.72, 0.605, 0.55, dict(kept, sha256="ab12"))
-    assert member_candidates(results)[0]["verdict"] == "stops here"  # pooled -1.5 on the ensemble
+    assert _candidate(member_candidates(results))["verdict"] == "stops here"  # pooled -1.5 on the ensemble
     # the shared member scored from another file (both digests known): the ensembles are not compared
     results["rooms-long-pcen-w50"] = ensemble(0.70, 0.62, 0.55, dict(kept, sha256="cd34"))
-    (entry,) = member_candidates(results)
+    entry = _candidate(member_candidates(results))
     assert "ensemble_change" not in entry and entry["verdict"] == "-"
+
+
+def _candidate(entries: list, label: str = "rooms-long-pcen-long") -> dict:
+    return next(e for e in entries if e["label"] == label)
 
 
 _RESUMABLE_TRAINING = """
