@@ -175,10 +175,10 @@ def _train_ensemble(args, argv) -> int:
     from edge_ser.features import preset
 
     from .cache import Treatment
+    from .checkpoint import checkpoint_for
     from .evaluate import int8_model
     from .export import load_cv, utc_now
     from .model import count_params
-    from .checkpoint import checkpoint_for
     from .protocol import ENSEMBLES, ensemble_features, ensemble_model, ensemble_spec, ensemble_weights
     from .train import choose_val_speakers, load_clipset, train_model
 

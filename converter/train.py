@@ -562,9 +562,10 @@ def train_model(
         history, best = state.history, (state.best_ua, state.best_epoch, state.best_weights)
         earlier_seconds = sum(row.get("seconds", 0.0) for row in history)
         log(f"  resumed from {checkpoint} after epoch {state.epoch}/{last_epoch}")
-    epoch = state.epoch if state is not None else 0
-    finished = state is not None and state.finished
-    for epoch in range(epoch + 1, 1 if finished else last_epoch + 1):
+    done = state.epoch if state is not None else 0
+    stop = done if state is not None and state.finished else last_epoch  # stopped early: train no further
+    epoch = done
+    for epoch in range(done + 1, stop + 1):
         t0 = time.time()
         if balanced:
             batches = (balanced_batch(train, sampler, recipe, rng) for _ in range(steps))
