@@ -953,7 +953,8 @@ def _dev_corpora(root: Path) -> Path:
     recordings = [str(100 + i) for i in range(200)]
     rng = np.random.default_rng(0)
     for kind, names in (("rirs", [p for p in places if is_held_out(p)][:2] + [p for p in places if not is_held_out(p)][:1]),
-                        ("noise", [r for r in recordings if is_held_out(f"us8k-{r}")][:2])):
+                        ("noise", [r for r in recordings if is_held_out(f"us8k-{r}")][:2]
+                         + [r for r in recordings if not is_held_out(f"us8k-{r}")][:1])):
         rows = ["path,source"]
         for n in names:
             if kind == "rirs":
@@ -1017,7 +1018,8 @@ def test_a_protocol_run_keeps_its_training_checkpoint_only_until_its_results_exi
     """converter protocol: the run trains with a checkpoint beside its model (a damaged one is not
     resumed), writes its results and model, removes the checkpoint, and is not run twice."""
     datasets = _dev_corpora(tmp_path / "datasets")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    # the room bank too comes from the stand-ins, never from ../shared (a clean clone has none)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", EDGE_SER_DATASETS=str(datasets))
     models, results = tmp_path / "models", tmp_path / "results"
     stale = models / "rooms-pcen-long" / "dev.checkpoint.npz"
     stale.parent.mkdir(parents=True)
