@@ -353,12 +353,14 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
 
     candidates = member_candidates(results)
     if candidates:
+        def change(d: Optional[dict]) -> str:
+            return "-" if not d else f"{d['ravdess']:+.1f} / {d['pooled']:+.1f} / {d['farfield']:+.1f}"
+
         lines += ["", "### A stronger member", "", SELECTION_RULE_MEMBER, "", SELECTION_RULE_MEMBER_AGAIN, "",
                   "| candidate | member replaced -> new (trainings) | member change RAVDESS clean / pooled / "
-                  "far-field | ensemble change against the reference, same | rule |", "|---|---|---|---|---|"]
+                  "far-field (points) | ensemble change against the reference (the same three) | rule |",
+                  "|---|---|---|---|---|"]
         for e in candidates:
-            def change(d: Optional[dict]) -> str:
-                return "-" if not d else f"{d['ravdess']:+.1f} / {d['pooled']:+.1f} / {d['farfield']:+.1f}"
             trainings = e.get("trainings")
             who = (f"{e['old']} ({len(trainings[1])}) -> {e['new']} ({len(trainings[0])})" if trainings
                    else f"{e['old']} -> {e['new']}")
