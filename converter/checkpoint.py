@@ -92,7 +92,3 @@ class TrainingCheckpoint:
         rng.bit_generator.state = meta["rng"]
         return TrainingState(meta["epoch"], meta["history"], meta["best_ua"], meta["best_epoch"], best,
                              meta["finished"])
-
-    def remove(self) -> None:
-        """Drop the checkpoint once what it protected (a saved model, a results file) exists."""
-        self.path.unlink(missing_ok=True)

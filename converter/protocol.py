@@ -773,6 +773,7 @@ def run_protocol(
         if seed is not None:
             row["seed_of"] = recipe_name
         scorer = Scorer(plan, recipe, config, cache_dir)
+        checkpoint = None  # a single recipe's training state, kept until this run's results exist
         if members:
             models, info = _member_models(recipe_name, plan, cache_dir, models_dir, steps, log, seed)
             for member, model in zip(members, models):
@@ -811,8 +812,8 @@ def run_protocol(
         row["seconds"] = round(time.time() - t0, 1)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(row, indent=1) + "\n")
-        if models_dir is not None and not members:
-            checkpoint_for(models_dir / label / f"{name}.keras").unlink(missing_ok=True)  # the results stand for it
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
         written.append(target)
         log(f"{label}/{name}: {summary_line(row)} [{row['seconds']:.0f}s] -> {target}")
     return written
