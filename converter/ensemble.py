@@ -29,20 +29,22 @@ def member_views(ensemble_config, member_configs: Sequence[object]) -> Optional[
     """Which columns of the ensemble's features each member hears, or None when all hear all.
 
     Members that hear the same features share the ensemble's input. Members that hear
-    different presets (log-mel and PCEN) each get one block of a multi-block config
-    (:meth:`edge_ser.features.FeatureConfig.blocks`), whose blocks must be exactly the
-    members' configs, in any order.
+    different presets (log-mel and PCEN) each get the blocks of a multi-block config
+    (:meth:`edge_ser.features.FeatureConfig.blocks`) their own config is made of: one block
+    for a log-mel or PCEN member, a run of neighbouring blocks for a member that hears
+    several views itself (``edge-db-pcen`` beside ``edge``).
     """
     if all(c == ensemble_config for c in member_configs):
         return None
     blocks, columns = ensemble_config.blocks(), ensemble_config.block_columns()
     views = []
     for config in member_configs:
-        if config not in blocks:
-            raise ValueError(f"an ensemble member hears {config.kind} features ({config.hash()}), "
-                             f"not a block of the ensemble's {ensemble_config.kind} ({ensemble_config.hash()})")
-        cols = columns[blocks.index(config)]
-        views.append((cols.start, cols.stop))
+        mine = config.blocks()
+        first = next((i for i in range(len(blocks) - len(mine) + 1) if blocks[i:i + len(mine)] == mine), None)
+        if first is None:
+            raise ValueError(f"an ensemble member hears {config.kind} features ({config.hash()}), not a block "
+                             f"or a run of blocks of the ensemble's {ensemble_config.kind} ({ensemble_config.hash()})")
+        views.append((columns[first].start, columns[first + len(mine) - 1].stop))
     return views
 
 

@@ -16,6 +16,13 @@ Why a fixed time-difference filter: the feature config cannot carry delta featur
 (it is fixed for the device), but a Conv2D with frozen weights ``[-1, 0, 1]`` along
 time (scaled by 1/2) computes them inside the graph. It is stacked with the plain features as a
 second input channel.
+
+Why blocks become channels: features of several blocks side by side (log-mel and PCEN of one
+mel spectrogram, ``log="db+pcen"``) describe the same bands twice. A network that hears both
+should see them aligned, band on band, as two channels of one image (what a colour image is
+to a convolution), not as one image twice as tall whose upper half is another view: so the
+blocks are cropped apart (a strided slice) and concatenated on the channel axis, and every
+block gets its own time difference.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ def build_model(
     output: str = "probabilities",
     arousal_levels: int = 0,
     input_norm: str = "none",
+    blocks: int = 1,
 ):
     """Return an uncompiled Keras model mapping a feature window to class probabilities.
 
@@ -62,13 +70,18 @@ def build_model(
     adds a constant per band in the log domain, and the subtraction removes it. What it
     costs: the window's average spectral shape, which carries some vocal effort; the time
     differences and every within-window contrast stay.
+
+    ``blocks > 1``: ``n_features`` holds that many blocks of columns (views of the same bands,
+    :meth:`edge_ser.features.FeatureConfig.blocks`), which the network stacks as channels
+    (``(frames, n_features / blocks, blocks)``) before anything else; the model's input stays
+    the features as the device computes them.
     """
     import keras
     from keras import layers
 
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None
     inputs = keras.Input(shape=(window_frames, n_features, 1), name="features")
-    x = inputs
+    x = _blocks_as_channels(inputs, n_features, blocks, layers) if blocks > 1 else inputs
     if input_norm == "band_mean":
         # the mean over time per band, broadcast back over the frames: two int8 ops, AveragePool2D and Sub
         band_mean = layers.AveragePooling2D((window_frames, 1), name="band_mean")(x)
@@ -76,9 +89,15 @@ def build_model(
     elif input_norm != "none":
         raise ValueError(f"input_norm must be 'none' or 'band_mean', got {input_norm!r}")
     if deltas:
-        delta = layers.Conv2D(1, (3, 1), padding="same", use_bias=False, trainable=False, name="time_delta")
+        # one output channel per input channel, each the time difference of its own channel only
+        # (a diagonal kernel: still a plain CONV_2D in the int8 graph)
+        depth = int(x.shape[-1])
+        delta = layers.Conv2D(depth, (3, 1), padding="same", use_bias=False, trainable=False, name="time_delta")
         d = delta(x)
-        delta.set_weights([np.array([-0.5, 0.0, 0.5], dtype=np.float32).reshape(3, 1, 1, 1)])
+        kernel = np.zeros((3, 1, depth, depth), dtype=np.float32)
+        for c in range(depth):
+            kernel[:, 0, c, c] = (-0.5, 0.0, 0.5)
+        delta.set_weights([kernel])
         x = layers.Concatenate(axis=-1, name="with_delta")([x, d])
 
     def conv_bn_relu(x, filters: int, label: str, strides=(1, 1), kernel=(3, 3)):
@@ -122,6 +141,17 @@ def build_model(
         arousal = layers.Dense(arousal_levels, kernel_regularizer=reg, name=AROUSAL_LAYER)(x)
         outputs = layers.Concatenate(axis=-1, name="emotion_and_arousal")([outputs, arousal])
     return keras.Model(inputs, outputs, name=name)
+
+
+def _blocks_as_channels(inputs, n_features: int, blocks: int, layers):
+    """``(T, blocks * F, 1) -> (T, F, blocks)``: each block of columns cropped out (a strided
+    slice) and the blocks concatenated as channels, band aligned with band."""
+    if n_features % blocks:
+        raise ValueError(f"{n_features} feature columns do not split into {blocks} blocks")
+    width = n_features // blocks
+    views = [layers.Cropping2D(((0, 0), (i * width, n_features - (i + 1) * width)), name=f"feature_block{i}")(inputs)
+             for i in range(blocks)]
+    return layers.Concatenate(axis=-1, name="blocks_as_channels")(views)
 
 
 def _attention_over_time(x, layers):

@@ -59,7 +59,8 @@ SELECTION_RULE_WEIGHTS = ("The members' weights (`rooms-long-pcen-w50` to `-w80`
 #: A candidate ensemble that keeps one member of a reference ensemble and replaces the other
 #: with a new member recipe -> that reference (its dev row scored the member kept, same file).
 MEMBER_CANDIDATES: Dict[str, str] = {"rooms-long-pcen-long": "rooms-long-pcen-w50",
-                                     "rooms-long-ravdess-more-pcen": "rooms-long-pcen-w50"}
+                                     "rooms-long-ravdess-more-pcen": "rooms-long-pcen-w50",
+                                     "rooms-long-pcen-db": "rooms-long-pcen-w50"}
 #: The rule for :data:`MEMBER_CANDIDATES`, written before any of their dev rows was read.
 SELECTION_RULE_MEMBER = ("A stronger member (`rooms-long-pcen-long`: the PCEN member of the shipped ensemble "
                          "trained for 12000 batches, `rooms-pcen-long`) is judged on this split only; the idea came "
@@ -89,6 +90,19 @@ SELECTION_RULE_MEMBER_AGAIN = ("The same rule judges `rooms-long-ravdess-more-pc
                                "share of the draws moved its clean UA most); no fold or corpus left out is read "
                                "for it.")
 
+
+#: The same rule for the third candidate, written after the second stopped and before any of this
+#: one's rows existed.
+SELECTION_RULE_MEMBER_VIEWS = ("The same rule, margins and reference judge `rooms-long-pcen-db`: its PCEN member "
+                               "hears log-mel too, as a second input channel aligned band on band "
+                               "(`rooms-pcen-db`, rooms-pcen on edge-db-pcen), against `rooms-pcen`'s three "
+                               "trainings, two seeds; the ensemble against `rooms-long-pcen-w50` on the same "
+                               "log-mel member file. A member that hears log-mel should gain RAVDESS clean by "
+                               "construction, so here the member's and the ensemble's pooled and far-field "
+                               "margins carry the test, and the folds decide by the criteria above. The idea "
+                               "came from the folds (the shipped ensemble's clean RAVDESS is below its log-mel "
+                               "member's, its far-field above it), as the first candidate's did; no fold or "
+                               "corpus left out is read for it before the rule's verdict.")
 
 def weight_grid(results: Results) -> List[dict]:
     """The dev rows of weighted ensembles against their family's equal-weight row (same members).
@@ -357,6 +371,7 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
             return "-" if not d else f"{d['ravdess']:+.1f} / {d['pooled']:+.1f} / {d['farfield']:+.1f}"
 
         lines += ["", "### A stronger member", "", SELECTION_RULE_MEMBER, "", SELECTION_RULE_MEMBER_AGAIN, "",
+                  SELECTION_RULE_MEMBER_VIEWS, "",
                   "| candidate | member replaced -> new (trainings) | member change RAVDESS clean / pooled / "
                   "far-field (points) | ensemble change against the reference (the same three) | rule |",
                   "|---|---|---|---|---|"]

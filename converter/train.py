@@ -520,7 +520,8 @@ def train_model(
     model = build_model(recipe.window_frames, n_features, len(EMOTIONS), recipe.channels,
                         recipe.dropout, recipe.deltas, head=recipe.head,
                         output="logits" if recipe.masked else "probabilities",
-                        arousal_levels=len(AROUSAL_LEVELS) if arousal else 0, input_norm=recipe.input_norm)
+                        arousal_levels=len(AROUSAL_LEVELS) if arousal else 0, input_norm=recipe.input_norm,
+                        blocks=feature_blocks(recipe))
     # the emotion output alone (the same layers and weights): what is validated and exported
     emotions = emotion_only(model) if arousal else model
     balanced = recipe.sampling == "balanced"

@@ -482,6 +482,62 @@ print(json.dumps({"views": views, "shape": list(ensemble.input_shape),
 
 
 @pytest.mark.slow
+def test_a_member_that_hears_two_views_stacks_them_as_channels_beside_a_one_view_member():
+    """rooms-long-pcen-db: a member trained on edge-db-pcen sees log-mel and PCEN as two channels,
+    band on band, each with its own time difference; in the ensemble it reads both blocks while
+    the log-mel member reads its own, and the int8 graph follows the float mean."""
+    script = """
+import json
+import numpy as np
+from converter.ensemble import average_logits, member_views
+from converter.model import build_model
+from converter.protocol import ENSEMBLES, RECIPES, ensemble_features
+from converter.quantize import TFLiteRunner, convert, graph_report
+from edge_ser.features import preset
+
+import keras
+
+both = preset("edge-db-pcen").replace(n_mels=16)
+db, pcen = both.blocks()
+x = np.random.default_rng(0).standard_normal((6, 100, 32, 1)).astype(np.float32)
+fused = build_model(100, 32, 8, (4, 8, 8), output="logits", blocks=2)
+probe = keras.Model(fused.inputs, [fused.get_layer("blocks_as_channels").output, fused.get_layer("with_delta").output])
+stacked, with_delta = (np.asarray(t) for t in probe(x))
+planes = np.stack([x[..., :16, 0], x[..., 16:, 0]], axis=-1)
+padded = np.pad(planes, ((0, 0), (1, 1), (0, 0), (0, 0)))
+deltas = 0.5 * (padded[:, 2:] - padded[:, :-2])
+views = member_views(both, [db, both])
+plain = build_model(100, 16, 8, (4, 8, 8), output="logits")
+ensemble = average_logits([plain, fused], views=views)
+expected = (np.asarray(plain(x[:, :, :16])) + np.asarray(fused(x))) / 2
+graph = convert(ensemble, x, "int8")
+runner = TFLiteRunner(graph)
+try:
+    build_model(100, 33, 8, (4, 8, 8), blocks=2)
+    refused = ""
+except ValueError as exc:
+    refused = str(exc)
+print(json.dumps({"stack_error": float(np.abs(stacked - planes).max()),
+                  "delta_error": float(np.abs(with_delta[..., 2:] - deltas).max()),
+                  "channels": int(with_delta.shape[-1]), "views": views,
+                  "features": ensemble_features([RECIPES[m][0]() for m in ENSEMBLES["rooms-long-pcen-db"]]),
+                  "float_error": float(np.abs(np.asarray(ensemble(x)) - expected).max()),
+                  "int8_error": float(np.abs(runner.predict(x) - expected).max()),
+                  "spread": float(np.abs(expected).max()),
+                  "integer_only": graph_report(graph)["integer_only"], "refused": refused}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["stack_error"] == 0.0  # log-mel band k beside PCEN band k, nothing mixed
+    assert info["delta_error"] < 1e-6 and info["channels"] == 4  # each view's own time difference
+    assert info["views"] == [[0, 16], [0, 32]] and info["features"] == "edge-db-pcen"
+    assert info["float_error"] < 1e-5
+    assert info["int8_error"] < 0.1 * info["spread"] and info["integer_only"]
+    assert "do not split into 2 blocks" in info["refused"]
+
+@pytest.mark.slow
 def test_a_weighted_ensemble_scales_each_member_and_equal_weights_keep_the_plain_mean():
     """rooms-long-pcen-w70: 0.7 of the log-mel member's logits plus 0.3 of the PCEN member's, in
     the float model and the int8 graph; equal weights build the very graph of the plain mean, and
