@@ -687,21 +687,14 @@ def cmd_protocol(args, argv) -> int:
 
 def cmd_score(args, argv) -> int:
     """Score existing int8 files on protocol runs (baseline rows that need no training)."""
-    from edge_ser.metadata import ModelMetadata
-
     from .protocol import LOCO_CORPORA, score_model_file, summary_line
 
     items = _protocol_items(args)
     corpora = tuple(args.corpora.split(",")) if args.corpora else LOCO_CORPORA
     for spec in args.pairs:
         run, _, path = spec.partition("=")
-        data = Path(path).read_bytes()
-        try:
-            logits = ModelMetadata.from_tflite(data, path).output == "logits"
-        except Exception:  # a bare fold model without metadata outputs probabilities
-            logits = False
-        target = score_model_file(data, run, args.label, items, Path(args.results), corpora, logits,
-                                  Path(args.cache) if args.cache else None, note=args.note or path)
+        target = score_model_file(Path(path).read_bytes(), run, args.label, items, Path(args.results), corpora,
+                                  Path(args.cache) if args.cache else None, note=args.note or path, source=path)
         _log(f"{args.label}/{run}: {summary_line(json.loads(target.read_text()))} -> {target}")
     return 0
 

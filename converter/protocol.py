@@ -625,6 +625,19 @@ class Scorer:
         return result
 
 
+def member_scorer(plan: RunPlan, recipe: Recipe, member: Recipe, cache_dir: Optional[Path] = None) -> Scorer:
+    """A :class:`Scorer` of one ensemble member alone, on its own features (``recipe``: the ensemble's).
+
+    Why not the ensemble's recipe: windows of a clip shorter than the window are padded block by
+    block of the features the recipe names, and a log-mel member's 64 columns are one block, not
+    two halves of the ensemble's log-mel + PCEN. With the ensemble's recipe, such a clip's window
+    was padded with two minima, one per half of its bands: not what its own protocol run scores.
+    """
+    from edge_ser.features import preset
+
+    return Scorer(plan, replace(recipe, features=member.features), preset(member.features), cache_dir)
+
+
 def recipe_corpora(name: str) -> Tuple[str, ...]:
     """The corpora a recipe, or an ensemble's members, train on."""
     if name in ENSEMBLES:
@@ -801,7 +814,7 @@ def run_protocol(
         if members:
             models, info = _member_models(recipe_name, plan, cache_dir, models_dir, steps, log, seed)
             for member, model in zip(members, models):
-                own = Scorer(plan, recipe, preset(recipes[member].features), cache_dir)
+                own = member_scorer(plan, recipe, recipes[member], cache_dir)
                 info[member]["float"] = own.evaluate(keras_predictor(model), recipe.masked, calibrate=False)
             member_recipes = [recipes[m] for m in members]
             model = ensemble_model(models, member_recipes, ensemble_weights(recipe_name))
@@ -845,16 +858,36 @@ def run_protocol(
 
 def score_model_file(
     tflite_bytes: bytes, run: str, label: str, items: Sequence[Item], out_dir: Path, corpora: Sequence[str],
-    logits: bool, cache_dir: Optional[Path] = None, note: str = "",
+    cache_dir: Optional[Path] = None, note: str = "", source: str = "model",
 ) -> Path:
-    """Score an existing int8 file on a run's test clips (baseline rows: fold models, the shipped model)."""
-    from edge_ser.features import preset
+    """Score an existing int8 file on a run's test clips (baseline rows: fold models, the shipped model).
+
+    A file with edge-ser metadata is scored as the device runs it: on the features, windows and
+    output (probabilities or logits) its metadata names, so an ensemble on log-mel and PCEN is
+    scored on both. A bare file (the first recipe's fold models have no metadata) hears
+    ``edge`` log-mel in the default windows and outputs probabilities.
+    """
+    from edge_ser.errors import ModelError
+    from edge_ser.features import preset, preset_name
+    from edge_ser.metadata import ModelMetadata
+    from edge_ser.tflite_file import METADATA_NAME, read_metadata
 
     from .quantize import TFLiteRunner
 
+    # a file that is no TFLite model is refused here, in one line naming it
+    bare = METADATA_NAME not in read_metadata(tflite_bytes, source)
+    meta = None if bare else ModelMetadata.from_tflite(tflite_bytes, source)
+    if meta is None:
+        recipe, logits = Recipe(), False
+    else:
+        features = preset_name(meta.feature_config)
+        if features is None:
+            raise ModelError(f"{source}: its features ({meta.feature_config.hash()}) are no named preset, "
+                             "which protocol scoring needs")
+        recipe = Recipe(window_frames=meta.window_frames, hop_frames=meta.hop_frames, features=features)
+        logits = meta.output == "logits"
     plan = plan_run(run, items, corpora)
-    recipe = Recipe()
-    scorer = Scorer(plan, recipe, preset("edge"), cache_dir)
+    scorer = Scorer(plan, recipe, preset(recipe.features), cache_dir)
     row = {"run": run, "recipe_name": label, "note": note, "corpora": list(corpora),
            "test_speakers": sorted({i.speaker for i in plan.test}),
            "int8": scorer.evaluate(TFLiteRunner(tflite_bytes).predict, logits, calibrate=False)}

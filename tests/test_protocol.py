@@ -481,6 +481,26 @@ print(json.dumps({"views": views, "shape": list(ensemble.input_shape),
     assert "not a block" in not_a_block and "in this order" in wrong_order and "2 members" in one_view
 
 
+def test_an_ensemble_member_is_scored_on_windows_cut_from_its_own_features():
+    """The float score beside an ensemble's is the member's own: a clip shorter than a window is
+    padded as the member's protocol run pads it (one minimum for log-mel's 64 bands), not as the
+    ensemble's two blocks would (a minimum per half of those bands)."""
+    from dataclasses import replace
+
+    from converter.protocol import ENSEMBLES, RECIPES, RunPlan, ensemble_features, member_scorer, window_outputs
+
+    recipes = [RECIPES[m][0]() for m in ENSEMBLES["rooms-long-pcen"]]
+    ensemble = replace(recipes[0], features=ensemble_features(recipes))
+    plan = RunPlan("cv1", [Item("x", "sad", "s", "ravdess")], [], [], {}, farfield=True)
+    short = np.random.default_rng(0).standard_normal((120, 64)).astype(np.float32)
+    short[:, 32:] += 5.0  # the upper bands' minimum is not the clip's
+    windows = lambda w: w.reshape(len(w), -1)  # noqa: E731 -- the windows themselves, as the model gets them
+    [scored] = window_outputs(windows, [short], member_scorer(plan, ensemble, recipes[0]).recipe)
+    [own] = window_outputs(windows, [short], recipes[0])
+    [halves] = window_outputs(windows, [short], ensemble)
+    assert np.array_equal(scored, own)
+    assert not np.array_equal(scored, halves)
+
 @pytest.mark.slow
 def test_a_member_that_hears_two_views_stacks_them_as_channels_beside_a_one_view_member():
     """rooms-long-pcen-db: a member trained on edge-db-pcen sees log-mel and PCEN as two channels,
@@ -1068,6 +1088,30 @@ def test_rescore_adds_the_far_field_over_every_corpus_to_a_dev_row_from_its_save
     assert refused.returncode != 0 and "dev speakers differ" in refused.stderr
 
 
+
+@pytest.mark.slow
+def test_score_runs_a_model_file_on_the_features_and_output_its_metadata_names(tmp_path):
+    """converter score on the shipped ensemble (log-mel + PCEN, logits): it hears edge-db-pcen, as
+    the device does; a file that is no model is refused in one line naming it."""
+    datasets = _dev_corpora(tmp_path / "datasets")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    shipped = ROOT / "models" / "edge-ser-int8.tflite"
+    common = ["--label", "shipped", "--results", str(tmp_path / "results"), "--datasets", str(datasets),
+              "--cache", str(tmp_path / "cache")]
+    proc = subprocess.run([PY, "-m", "converter", "score", f"loco-nemo={shipped}", *common],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    row = json.loads((tmp_path / "results" / "shipped" / "loco-nemo.json").read_text())
+    clean = row["int8"]["clean"]
+    assert clean["clips"] == 6 and row["test_speakers"] == ["nemo-EB0", "nemo-XX1"]
+    assert 0.0 <= clean["ua"] <= 1.0 and row["note"] == str(shipped)
+    # both views, log-mel and PCEN, were computed (a cache entry per block and clip), as the device does
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 * clean["clips"]
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"RIFF" + bytes(100))
+    bad = subprocess.run([PY, "-m", "converter", "score", f"loco-nemo={junk}", *common],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and str(junk) in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 @pytest.mark.slow
 def test_a_protocol_run_keeps_its_training_checkpoint_only_until_its_results_exist(tmp_path):
