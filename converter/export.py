@@ -124,13 +124,32 @@ def _network_line(params: int, train_info: Dict[str, object], logits: bool) -> s
 
     members = train_info.get("members")
     if not members:
-        return (f"- Network: compact CNN, {params:,} parameters: a fixed time-difference filter adds deltas as a "
-                f"second input channel; " + cnn(train_info.get("channels"), train_info.get("head")) + ".")
-    parts = [f"`{m['member']}` on the {PRESETS[m['features']].kind} block ({m['steps']} batches): "
-             + cnn(m.get("channels"), m.get("head")) for m in members]
+        config = PRESETS.get(str(train_info.get("features")))
+        front = ("a fixed time-difference filter adds deltas as a second input channel" if not _stacked(config) else
+                 f"it stacks {_heard_words(config)}, and a fixed time-difference filter adds each channel's deltas")
+        return (f"- Network: compact CNN, {params:,} parameters: {front}; "
+                + cnn(train_info.get("channels"), train_info.get("head")) + ".")
+    configs = [PRESETS.get(m["features"]) for m in members]
+    parts = [f"`{m['member']}` on {_heard_words(c) if c else m['features']} ({m['steps']} batches): "
+             + cnn(m.get("channels"), m.get("head")) for m, c in zip(members, configs)]
+    reads = ("its own block of the input (a slice, no arithmetic), adds deltas as a second channel"
+             if not any(_stacked(c) for c in configs) else
+             "its own part of the input (a slice, no arithmetic), adds each channel's deltas as further channels")
     return (f"- Network: an ensemble of {len(members)} compact CNNs, {params:,} parameters in all, their logits "
-            "averaged inside the one graph; each reads its own block of the input (a slice, no arithmetic), adds "
-            "deltas as a second channel by a fixed time-difference filter, then: " + "; ".join(parts) + ".")
+            f"averaged inside the one graph; each reads {reads} by a fixed time-difference filter, then: "
+            + "; ".join(parts) + ".")
+
+
+def _stacked(config: Optional[FeatureConfig]) -> bool:
+    """Whether a network on ``config`` stacks its blocks as channels (:func:`converter.model.build_model`)."""
+    return config is not None and config.n_blocks > 1
+
+
+def _heard_words(config: FeatureConfig) -> str:
+    """What a network hears, for the card: one block, or several stacked as channels band on band."""
+    if not _stacked(config):
+        return f"the {config.kind} block"
+    return f"the {config.kind} blocks as {config.n_blocks} channels, band on band"
 
 
 def _header_lines(path: Path, metadata: ModelMetadata, report: Dict[str, object], params: int,

@@ -501,6 +501,21 @@ def test_an_ensemble_member_is_scored_on_windows_cut_from_its_own_features():
     assert np.array_equal(scored, own)
     assert not np.array_equal(scored, halves)
 
+def test_the_card_says_which_member_hears_one_block_and_which_hears_both_as_channels():
+    from converter.export import _network_line
+
+    member = {"steps": 8000, "channels": [24, 32], "head": "time_pool"}
+    plain = _network_line(1000, {"members": [dict(member, member="rooms-long", features="edge"),
+                                             dict(member, member="rooms-pcen", features="edge-pcen")]}, True)
+    stacked = _network_line(1000, {"members": [dict(member, member="rooms-long", features="edge"),
+                                               dict(member, member="rooms-pcen-db", features="edge-db-pcen")]}, True)
+    single = _network_line(1000, {"features": "edge-db-pcen", "channels": [24, 32], "head": "time_pool"}, True)
+    assert "its own block of the input" in plain and "as a second channel" in plain and "band on band" not in plain
+    assert "`rooms-long` on the log-mel block" in stacked
+    assert "`rooms-pcen-db` on the log-mel + PCEN mel blocks as 2 channels, band on band" in stacked
+    assert "as a second channel" not in stacked and "each channel's deltas" in stacked
+    assert "stacks the log-mel + PCEN mel blocks as 2 channels" in single
+
 @pytest.mark.slow
 def test_a_member_that_hears_two_views_stacks_them_as_channels_beside_a_one_view_member():
     """rooms-long-pcen-db: a member trained on edge-db-pcen sees log-mel and PCEN as two channels,
