@@ -315,6 +315,9 @@ ENSEMBLES: Dict[str, Tuple[str, ...]] = {
     "rooms-long-ravdess-more-pcen": ("rooms-long-ravdess-more", "rooms-pcen"),
     # rooms-long-pcen with its PCEN member hearing log-mel too, as a second channel
     "rooms-long-pcen-db": ("rooms-long", "rooms-pcen-db"),
+    # the shipped ensemble's two members and the member that hears both views, all three kept:
+    # no new training, one more branch in the graph
+    "rooms-long-pcen-trio": ("rooms-long", "rooms-pcen", "rooms-pcen-db"),
 }
 #: Ensemble name -> its members' weights in the mean of logits (in ENSEMBLES' order); an
 #: ensemble not listed takes the plain mean.
@@ -374,6 +377,8 @@ DESCRIPTIONS: Dict[str, str] = {
                      "(edge-db-pcen)",
     "rooms-long-pcen-db": "rooms-long (log-mel) and rooms-pcen-db (PCEN and log-mel), logits averaged as in "
                           "rooms-half-pcen",
+    "rooms-long-pcen-trio": "rooms-long (log-mel), rooms-pcen (PCEN) and rooms-pcen-db (PCEN and log-mel), the "
+                            "three members' logits averaged in one graph",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -103,6 +103,58 @@ SELECTION_RULE_MEMBER_VIEWS = ("The same rule, margins and reference judge `room
                                "came from the folds (the shipped ensemble's clean RAVDESS is below its log-mel "
                                "member's, its far-field above it), as the first candidate's did; no fold or "
                                "corpus left out is read for it before the rule's verdict.")
+
+#: A candidate ensemble that adds a member to two-member ensembles -> those references; each
+#: reference's members are members of the candidate, scored from the same files.
+THIRD_MEMBER_CANDIDATES: Dict[str, Tuple[str, ...]] = {
+    "rooms-long-pcen-trio": ("rooms-long-pcen-w50", "rooms-long-pcen-db")}
+#: The rule for :data:`THIRD_MEMBER_CANDIDATES`, written before any of their dev rows existed.
+SELECTION_RULE_TRIO = ("`rooms-long-pcen-trio` averages three kept members: the shipped ensemble's log-mel "
+                       "and PCEN members and the member that hears both views (`rooms-pcen-db`). It needs no "
+                       "new training but costs the device half as many multiply-adds again. The idea came from "
+                       "the folds of `rooms-long-pcen-db` (its two-view member bought clean RAVDESS, the PCEN "
+                       "member far-field), which were read before this rule was written; so this split alone "
+                       "decides whether it goes to the folds. On the dev split, with the members' kept files, "
+                       "it is compared with both two-member ensembles it contains, each on the same files "
+                       "(`rooms-long-pcen-w50`, `rooms-long-pcen-db`): against each, its pooled clean UA and "
+                       "its far-field UA over every corpus at least 0.5 points higher (a third branch must buy "
+                       "something where this split has thousands of clips), and its RAVDESS clean UA no lower "
+                       "than the lower of the two's (this split's RAVDESS clean moves by several points "
+                       "between trainings). If both hold, the full protocol is run on the members the two "
+                       "ensembles' protocols kept (fold 1's PCEN member trained again), and it replaces the "
+                       "shipped model only if it meets the fold criteria above (five-fold clean UA at least "
+                       "0.5 points higher than `rooms-long-pcen`'s, far-field drop at most 10 points, "
+                       "five-fold far-field UA and leave-one-corpus-out mean each at most 1 point lower) and "
+                       "the issue's device budget (int8 file at most 1 MB; per 3 s window at most 5 ms scaled "
+                       "to the issue's machine; cold classify at most 0.25 s and 70 MB).")
+
+
+def third_member_candidates(results: Results) -> List[dict]:
+    """Each :data:`THIRD_MEMBER_CANDIDATES` ensemble judged by :data:`SELECTION_RULE_TRIO` on the dev split.
+
+    A reference is compared only when the candidate's row scored the reference's members from
+    the same files (:func:`_same_member_files`), so a change is the added member's alone.
+    """
+    out = []
+    for label, references in sorted(THIRD_MEMBER_CANDIDATES.items()):
+        entry: dict = {"label": label, "references": list(references), "changes": {}, "verdict": "-"}
+        row = results.get(label, {}).get("dev")
+        for reference in references:
+            if not set(ENSEMBLES[reference]) < set(ENSEMBLES[label]):
+                raise ValueError(f"{label} must hold every member of {reference} and one more")
+            ref = results.get(reference, {}).get("dev")
+            if (row and ref and "farfield_all" in row["float"] and "farfield_all" in ref["float"]
+                    and _same_member_files(row, ref, ENSEMBLES[reference])):
+                a, b = _dev_scores(row["float"]), _dev_scores(ref["float"])
+                entry["changes"][reference] = {k: _points(a[k] - b[k]) for k in ("ravdess", "pooled", "farfield")}
+        changes = list(entry["changes"].values())
+        if len(changes) == len(references):
+            passes = (all(d["pooled"] >= 0.5 and d["farfield"] >= 0.5 for d in changes)
+                      and max(d["ravdess"] for d in changes) >= 0)
+            entry["verdict"] = "goes to the folds" if passes else "stops here"
+        out.append(entry)
+    return out
+
 
 def weight_grid(results: Results) -> List[dict]:
     """The dev rows of weighted ensembles against their family's equal-weight row (same members).
@@ -381,6 +433,17 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
                    else f"{e['old']} -> {e['new']}")
             lines.append(f"| {e['label']} (against {e['reference']}) | {who} | {change(e.get('member_change'))} | "
                          f"{change(e.get('ensemble_change'))} | {e['verdict']} |")
+
+    trios = third_member_candidates(results)
+    if trios:
+        lines += ["", "### A third member", "", SELECTION_RULE_TRIO, "",
+                  "| candidate | against | change RAVDESS clean / pooled / far-field (points) | rule |",
+                  "|---|---|---|---|"]
+        for e in trios:
+            for reference in e["references"]:
+                d = e["changes"].get(reference)
+                change = "-" if not d else f"{d['ravdess']:+.1f} / {d['pooled']:+.1f} / {d['farfield']:+.1f}"
+                lines.append(f"| {e['label']} | {reference} | {change} | {e['verdict']} |")
 
     again = trained_again(results)
     if again:

@@ -1287,6 +1287,37 @@ def test_report_judges_a_new_member_by_its_seed_means_and_the_ensemble_on_the_ke
     assert "ensemble_change" not in entry and entry["verdict"] == "-"
 
 
+def test_report_judges_a_third_member_against_both_pairs_it_contains_on_the_same_files():
+    from converter.report import markdown, third_member_candidates
+
+    files = {"rooms-long": {"source": "long/dev.keras"}, "rooms-pcen": {"source": "pcen/dev.keras"},
+             "rooms-pcen-db": {"source": "db/dev.keras"}}
+
+    def dev(ravdess: float, pooled: float, far_all: float, *members: str) -> dict:
+        scores = dict(_scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7}), farfield_all={"ua": far_all})
+        return {"dev": {"float": scores, "members": {m: dict(files[m]) for m in members}}}
+
+    trio = ("rooms-long", "rooms-pcen", "rooms-pcen-db")
+    results = {"rooms-long-pcen-w50": dev(0.71, 0.62, 0.55, "rooms-long", "rooms-pcen"),
+               "rooms-long-pcen-db": dev(0.67, 0.61, 0.56, "rooms-long", "rooms-pcen-db")}
+    assert third_member_candidates(results)[0]["verdict"] == "-"  # no row of its own yet
+    results["rooms-long-pcen-trio"] = dev(0.68, 0.63, 0.57, *trio)
+    entry = third_member_candidates(results)[0]
+    assert entry["changes"]["rooms-long-pcen-w50"] == {"ravdess": -3.0, "pooled": 1.0, "farfield": 2.0}
+    assert entry["changes"]["rooms-long-pcen-db"] == {"ravdess": 1.0, "pooled": 2.0, "farfield": 1.0}
+    assert entry["verdict"] == "goes to the folds"  # RAVDESS clean above the lower pair's
+    assert "| rooms-long-pcen-trio | rooms-long-pcen-db | +1.0 / +2.0 / +1.0 | goes to the folds |" in markdown(results)
+    results["rooms-long-pcen-trio"] = dev(0.66, 0.63, 0.57, *trio)  # below both pairs on RAVDESS clean
+    assert third_member_candidates(results)[0]["verdict"] == "stops here"
+    results["rooms-long-pcen-trio"] = dev(0.68, 0.63, 0.564, *trio)  # far-field +0.4 against one pair
+    assert third_member_candidates(results)[0]["verdict"] == "stops here"
+    # a member scored from another file than the pair's: that pair is not compared, so no verdict
+    results["rooms-long-pcen-trio"] = dev(0.68, 0.63, 0.57, *trio)
+    results["rooms-long-pcen-trio"]["dev"]["members"]["rooms-pcen"]["source"] = "pcen/other.keras"
+    entry = third_member_candidates(results)[0]
+    assert list(entry["changes"]) == ["rooms-long-pcen-db"] and entry["verdict"] == "-"
+
+
 def _candidate(entries: list, label: str = "rooms-long-pcen-long") -> dict:
     return next(e for e in entries if e["label"] == label)
 
