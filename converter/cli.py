@@ -126,8 +126,9 @@ def cmd_cv(args, argv) -> int:
     data = _data(args, recipe)
     only = [int(f) for f in args.folds.split(",")] if args.folds else None
     start = time.time()
+    work = Path(args.work) if args.work else ROOT / "runs" / "cv" / args.recipe
     summary = run_cv(data, recipe, val_speakers=args.val_speakers, only=only, log=_log,
-                     save_models=Path(args.save_models) if args.save_models else None)
+                     save_models=Path(args.save_models) if args.save_models else None, work=work)
     summary["wall_seconds"] = round(time.time() - start, 1)
     out = Path(args.results)
     write_results(summary, out, _command(argv))
@@ -747,6 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "non-test speakers for the whole schedule, exactly like the shipped model)")
     p.add_argument("--results", default=str(DEFAULT_RESULTS), help="folder for cv.json, cv.md, confusion.png")
     p.add_argument("--save-models", help="folder to keep each fold's int8 model in (foldN.tflite)")
+    p.add_argument("--work", help="folder for each fold's training checkpoint and finished result, so a run "
+                                  "stopped midway resumes (default: runs/cv/RECIPE)")
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("protocol", help="the room-ready evaluation protocol: dev split, RAVDESS folds "

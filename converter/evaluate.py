@@ -17,10 +17,11 @@ import numpy as np
 
 from edge_ser.metadata import EMOTIONS
 
+from .checkpoint import checkpoint_for
 from .corpora import EMOBOX_FOLDS, cv_folds
 from .quantize import TFLiteRunner, convert, graph_report, representative_windows
-from .train import (ClipSet, Recipe, choose_val_speakers, clip_windows, confusion, feature_blocks, keras_predictor,
-                    predict_clips, train_model, ua_wa)
+from .train import (ClipSet, Recipe, choose_val_speakers, clip_windows, clipset_digest, confusion, feature_blocks,
+                    keras_predictor, predict_clips, train_model, training_key, ua_wa)
 
 
 def int8_model(model, train: ClipSet, recipe: Recipe, count: int = 300) -> bytes:
@@ -55,11 +56,47 @@ def score(model, tflite_bytes: bytes, test: ClipSet, recipe: Recipe) -> Dict[str
     }
 
 
+def fold_key(train: ClipSet, val: Optional[ClipSet], test: ClipSet, recipe: Recipe) -> Dict[str, object]:
+    """What a finished fold's result must match to be reused: its training and its test clips."""
+    return dict(training_key(train, val, recipe, recipe.epochs), test=clipset_digest(test))
+
+
+def finished_fold(work: Path, number: int, key: Dict[str, object], log=print) -> Optional[Dict[str, object]]:
+    """Fold ``number``'s result from an earlier run in ``work``, or None when there is none, it
+    belongs to another training (recipe, clips) or its int8 model is gone."""
+    path, model = work / f"fold{number}.json", work / f"fold{number}.tflite"
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        log(f"fold {number}: {path} unreadable ({e}): trained again")
+        return None
+    if stored.get("key") != json.loads(json.dumps(key)) or not model.exists():
+        log(f"fold {number}: {path} is another training's (or its int8 model is gone): trained again")
+        return None
+    return stored["fold"]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
 def run_cv(
     data: ClipSet, recipe: Recipe, val_speakers: int = 2, folds: Sequence[Sequence[str]] = EMOBOX_FOLDS,
     only: Optional[Sequence[int]] = None, log=print, save_models: Optional[Path] = None,
+    work: Optional[Path] = None,
 ) -> Dict[str, object]:
-    """Train and score one model per fold; ``save_models`` keeps each fold's int8 file (for later evaluations)."""
+    """Train and score one model per fold; ``save_models`` keeps each fold's int8 file (for later evaluations).
+
+    ``work``: a folder where each fold's training keeps a checkpoint after every epoch and each
+    finished fold its result and int8 model. Why: five folds of a full schedule take hours, and
+    a process ended midway (a working session that stops) lost all of them. Run again with the
+    same folder, finished folds are read back and an unfinished one resumes from its last epoch;
+    a fold whose recipe or clips differ is trained afresh.
+    """
     present = cv_folds(data.items, folds)
     if not present:
         # not RAVDESS actors: split the speakers themselves into (up to 5) folds
@@ -80,8 +117,18 @@ def run_cv(
         train = rest.subset(val_ids, keep=False) if val_ids else rest
         log(f"fold {number}: test {','.join(test_speakers)} ({len(test.items)} clips), val "
             f"{','.join(val_ids) or '-'}, train {len(set(train.speakers))} speakers ({len(train.items)} clips)")
+        key = fold_key(train, val, test, recipe)
+        done = finished_fold(work, number, key, log) if work is not None else None
+        if done is not None:
+            log(f"fold {number}: done already ({work / f'fold{number}.json'})")
+            if save_models is not None:
+                save_models.mkdir(parents=True, exist_ok=True)
+                (save_models / f"fold{number}.tflite").write_bytes((work / f"fold{number}.tflite").read_bytes())
+            results.append(done)
+            continue
+        checkpoint = checkpoint_for(work / f"fold{number}.keras") if work is not None else None
         t0 = time.time()
-        result = train_model(train, val, recipe, log=log)
+        result = train_model(train, val, recipe, log=log, checkpoint=checkpoint)
         tfl = int8_model(result.model, train, recipe)
         if save_models is not None:
             save_models.mkdir(parents=True, exist_ok=True)
@@ -103,6 +150,11 @@ def run_cv(
         else:
             fold["last_epoch_float_ua"], fold["last_epoch_float_wa"] = fold["float"]["ua"], fold["float"]["wa"]
         fold["seconds"] = round(time.time() - t0, 1)
+        if work is not None:  # the model first: a result without its model is not a finished fold
+            work.mkdir(parents=True, exist_ok=True)
+            _write_atomically(work / f"fold{number}.tflite", tfl)
+            _write_atomically(work / f"fold{number}.json", json.dumps({"key": key, "fold": fold}, indent=1).encode())
+            checkpoint.unlink(missing_ok=True)
         results.append(fold)
         log(f"fold {number}: float UA {fold['float']['ua']:.3f} WA {fold['float']['wa']:.3f} | int8 UA "
             f"{fold['int8']['ua']:.3f} WA {fold['int8']['wa']:.3f} | agreement {fold['agreement']:.3f} "

@@ -479,15 +479,18 @@ def set_seeds(recipe: Recipe) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def clipset_digest(data: Optional[ClipSet]) -> Optional[str]:
+    """Which clips a set holds (path, label, corpus, copies per clip), as 16 hex digits."""
+    if data is None:
+        return None
+    text = "\n".join(f"{i.path}\t{i.label}\t{i.corpus}\t{len(f)}" for i, f in zip(data.items, data.feats))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def training_key(train: ClipSet, val: Optional[ClipSet], recipe: Recipe, last_epoch: int) -> Dict[str, object]:
     """What a checkpoint must match to be resumed: the recipe, its length and the clips it draws from."""
-    def digest(data: Optional[ClipSet]) -> Optional[str]:
-        if data is None:
-            return None
-        text = "\n".join(f"{i.path}\t{i.label}\t{i.corpus}\t{len(f)}" for i, f in zip(data.items, data.feats))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    return {"recipe": recipe.to_dict(), "epochs": last_epoch, "train": digest(train), "val": digest(val)}
+    return {"recipe": recipe.to_dict(), "epochs": last_epoch, "train": clipset_digest(train),
+            "val": clipset_digest(val)}
 
 
 def train_model(

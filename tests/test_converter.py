@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import wave
 from pathlib import Path
 
@@ -338,7 +339,8 @@ def test_cv_on_a_corpus_without_ravdess_actors_folds_by_speaker(tmp_path):
     data = _synth_corpus(tmp_path / "corpus")
     results = tmp_path / "results"
     proc = run_converter(["cv", "--data", str(data), "--cache", str(tmp_path / "cache"), "--epochs", "1",
-                          "--channels", "4,8,8", "--aug-variants", "1", "--results", str(results)])
+                          "--channels", "4,8,8", "--aug-variants", "1", "--results", str(results),
+                          "--work", str(tmp_path / "work")])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "3 folds by speaker" in proc.stdout
     summary = json.loads((results / "cv.json").read_text())
@@ -351,6 +353,42 @@ def test_cv_on_a_corpus_without_ravdess_actors_folds_by_speaker(tmp_path):
         assert 0.0 <= fold["agreement"] <= 1.0
     assert "| **mean** |" in (results / "cv.md").read_text()
     assert (results / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_cv_stopped_midway_resumes_its_fold_and_reads_finished_folds_back(tmp_path):
+    data = _synth_corpus(tmp_path / "corpus")
+    work, results = tmp_path / "work", tmp_path / "results"
+    args = ["cv", "--data", str(data), "--cache", str(tmp_path / "cache"), "--epochs", "6", "--channels", "4,8,8",
+            "--aug-variants", "1", "--results", str(results), "--work", str(work)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    first = subprocess.Popen([PY, "-m", "converter", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    checkpoint = work / "fold1.checkpoint.npz"
+    try:
+        while not checkpoint.exists() and first.poll() is None:
+            time.sleep(0.02)
+    finally:
+        first.kill()
+        first.wait()
+    # stopped after fold 1's first epoch: five more epochs and a conversion were still to come
+    assert checkpoint.exists() and not (work / "fold1.json").exists()
+
+    again = run_converter(args)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert f"resumed from {checkpoint}" in again.stdout
+    assert sorted(p.name for p in work.iterdir()) == [f"fold{n}.{ext}" for n in (1, 2, 3) for ext in ("json", "tflite")]
+    folds = json.loads((results / "cv.json").read_text())["folds"]
+    assert [f["fold"] for f in folds] == [1, 2, 3]
+
+    third = run_converter(args + ["--save-models", str(tmp_path / "kept")])
+    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-3000:]
+    assert third.stdout.count("done already") == 3 and " loss " not in third.stdout  # no epoch trained
+    assert json.loads((results / "cv.json").read_text())["folds"] == folds
+    assert (tmp_path / "kept" / "fold2.tflite").read_bytes() == (work / "fold2.tflite").read_bytes()
+    # another recipe (a longer schedule) does not reuse them
+    fourth = run_converter([a if a != "6" else "2" for a in args] + ["--folds", "1"])
+    assert fourth.returncode == 0 and "another training's" in fourth.stdout, fourth.stdout[-2000:]
 
 
 TINY_SEED_MODEL = """
