@@ -879,9 +879,9 @@ def score_model_file(
 
     from .quantize import TFLiteRunner
 
-    # a file that is no TFLite model is refused here, in one line naming it
-    bare = METADATA_NAME not in read_metadata(tflite_bytes, source)
-    meta = None if bare else ModelMetadata.from_tflite(tflite_bytes, source)
+    entries = read_metadata(tflite_bytes, source)  # a file that is no TFLite model is refused here, in one line
+    meta = (ModelMetadata.from_json(entries[METADATA_NAME].decode("utf-8", errors="replace"), source)
+            if METADATA_NAME in entries else None)
     if meta is None:
         recipe, logits = Recipe(), False
     else:
