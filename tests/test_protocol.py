@@ -220,6 +220,18 @@ def _arousal_data():
     return items, ClipSet(items, [[np.zeros((50, 4), dtype=np.float32)] for _ in items])
 
 
+def test_an_ensemble_member_may_train_on_arousal_material_besides_but_not_on_other_scored_corpora(monkeypatch):
+    from converter import protocol
+    from converter.protocol import ENSEMBLES, recipe_corpora, run_names
+
+    corpora = recipe_corpora("rooms-long-pcen-arousal")
+    assert corpora == ("ravdess", "nemo", "ased", "baved")  # BAVED joins the arousal member's training only
+    assert run_names(corpora) == run_names(recipe_corpora("rooms-long-pcen"))  # no run scores BAVED
+    monkeypatch.setitem(ENSEMBLES, "mixed", ("rooms-long", "baseline"))  # RAVDESS only beside three corpora
+    with pytest.raises(ValueError, match="members train on different corpora"):
+        protocol.recipe_corpora("mixed")
+
+
 def test_balanced_sampler_draws_arousal_only_corpora_by_level_only_for_an_arousal_head():
     items, data = _arousal_data()
     assert BalancedSampler(data).corpora == ["emo"]  # without a head they take no part
