@@ -170,7 +170,12 @@ SELECTION_RULE_MEMBER_AROUSAL = ("The same rule, margins and reference judge `ro
                                  "level cues of arousal), as the earlier candidates' did. What it should buy most, "
                                  "languages never heard, this split cannot show (its nEMO and ASED speakers are of "
                                  "languages the members heard), so the leave-one-corpus-out criterion on the folds "
-                                 "carries that.")
+                                 "carries that. On the folds the criteria above compare with fold 1 paired: the "
+                                 "reference's fold 1 is `rooms-long-pcen-w50`'s (the shipped recipe on the fold-1 "
+                                 "log-mel member the candidate uses, its PCEN member trained again), folds 2-5 "
+                                 "`rooms-long-pcen`'s, which share the candidate's log-mel files (this sentence was "
+                                 "added after that fold-1 row and `rooms-long-pcen-db`'s folds were read, before any "
+                                 "row of this candidate existed).")
 
 
 def weight_grid(results: Results) -> List[dict]:
