@@ -143,11 +143,9 @@ def third_member_candidates(results: Results) -> List[dict]:
         for reference in references:
             if not set(ENSEMBLES[reference]) < set(ENSEMBLES[label]):
                 raise ValueError(f"{label} must hold every member of {reference} and one more")
-            ref = results.get(reference, {}).get("dev")
-            if (row and ref and "farfield_all" in row["float"] and "farfield_all" in ref["float"]
-                    and _same_member_files(row, ref, ENSEMBLES[reference])):
-                a, b = _dev_scores(row["float"]), _dev_scores(ref["float"])
-                entry["changes"][reference] = {k: _points(a[k] - b[k]) for k in ("ravdess", "pooled", "farfield")}
+            change = _paired_dev_change(row, results.get(reference, {}).get("dev"), ENSEMBLES[reference])
+            if change is not None:
+                entry["changes"][reference] = change
         changes = list(entry["changes"].values())
         if len(changes) == len(references):
             passes = (all(d["pooled"] >= 0.5 and d["farfield"] >= 0.5 for d in changes)
@@ -196,8 +194,7 @@ def weight_grid(results: Results) -> List[dict]:
         entry = {"label": label, "weights": list(weights), "reference": reference, **_dev_scores(row["float"])}
         ref = results.get(reference, {}).get("dev") if reference else None
         if ref is not None and label != reference and _same_member_files(ref, row, ENSEMBLES[label]):
-            base = _dev_scores(ref["float"])
-            d = {k: _points(entry[k] - base[k]) for k in ("ravdess", "pooled", "farfield")}
+            d = _change(entry, _dev_scores(ref["float"]))
             entry["change"] = d
             entry["qualifies"] = d["ravdess"] >= 1 and d["pooled"] >= -1 and d["farfield"] >= -1
         out.append(entry)
@@ -220,14 +217,11 @@ def member_candidates(results: Results) -> List[dict]:
         (new,), (old,), kept = ours - theirs, theirs - ours, ours & theirs
         entry: dict = {"label": label, "reference": reference, "new": new, "old": old, "verdict": "-"}
         if new in groups and old in groups:
-            entry["member_change"] = {k: _points(groups[new][k] - groups[old][k])
-                                      for k in ("ravdess", "pooled", "farfield")}
+            entry["member_change"] = _change(groups[new], groups[old])
             entry["trainings"] = (groups[new]["labels"], groups[old]["labels"])
-        row, ref = results.get(label, {}).get("dev"), results.get(reference, {}).get("dev")
-        if row and ref and "farfield_all" in row["float"] and "farfield_all" in ref["float"]:
-            if _same_member_files(row, ref, kept):
-                a, b = _dev_scores(row["float"]), _dev_scores(ref["float"])
-                entry["ensemble_change"] = {k: _points(a[k] - b[k]) for k in ("ravdess", "pooled", "farfield")}
+        change = _paired_dev_change(results.get(label, {}).get("dev"), results.get(reference, {}).get("dev"), kept)
+        if change is not None:
+            entry["ensemble_change"] = change
         member, ensemble = entry.get("member_change"), entry.get("ensemble_change")
         if member and ensemble and len(entry["trainings"][0]) >= 2:
             passes = (member["ravdess"] >= 1 and member["pooled"] >= -1 and member["farfield"] >= -1
@@ -258,6 +252,29 @@ def _points(change: float) -> float:
     """A change in UA as the report prints it, in points to a tenth: rules judge that figure, not float
     residue (+ 0.0 turns -0.0 into 0.0)."""
     return round(100 * change, 1) + 0.0
+
+
+#: The dev scores the rules compare, in the order the report prints their changes.
+DEV_CHANGE_KEYS = ("ravdess", "pooled", "farfield")
+
+
+def _change(a: dict, b: dict, keys: Tuple[str, ...] = DEV_CHANGE_KEYS) -> Dict[str, float]:
+    """``a`` minus ``b`` on each of ``keys``, in points to a tenth (:func:`_points`)."""
+    return {k: _points(a[k] - b[k]) for k in keys}
+
+
+def _change_cell(d: Optional[dict], keys: Tuple[str, ...] = DEV_CHANGE_KEYS) -> str:
+    """A change as a table cell (``+1.0 / -0.5 / +2.3`` in ``keys``' order), ``-`` when there is none."""
+    return "-" if not d else " / ".join(f"{d[k]:+.1f}" for k in keys)
+
+
+def _paired_dev_change(row: Optional[dict], ref: Optional[dict], members) -> Optional[Dict[str, float]]:
+    """Dev row ``row`` against ``ref`` when both were scored far-field over every corpus and scored
+    ``members`` from the same files (:func:`_same_member_files`), else None."""
+    if not (row and ref and "farfield_all" in row["float"] and "farfield_all" in ref["float"]
+            and _same_member_files(row, ref, members)):
+        return None
+    return _change(_dev_scores(row["float"]), _dev_scores(ref["float"]))
 
 
 def load_results(directory: Path) -> Results:
@@ -415,8 +432,9 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
         for recipe, group in sorted(groups.items()):
             change, verdict = "-", "-"
             if shipped and recipe != SHIPPED_RECIPE:
-                d = {k: _points(group[k] - shipped[k]) for k in ("farfield", "ravdess", "pooled")}
-                change = f"{d['farfield']:+.1f} / {d['ravdess']:+.1f} / {d['pooled']:+.1f}"
+                order = ("farfield", "ravdess", "pooled")
+                d = _change(group, shipped, order)
+                change = _change_cell(d, order)
                 if len(group["labels"]) >= 2 and len(shipped["labels"]) >= 2:
                     passes = d["farfield"] >= 2 and d["ravdess"] >= -1 and d["pooled"] >= -1
                     verdict = "passes" if passes else "fails"
@@ -432,8 +450,7 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
         for e in grid:
             change, verdict = "(reference)" if e["label"] == e["reference"] else "-", "-"
             if "change" in e:
-                d = e["change"]
-                change = f"{d['ravdess']:+.1f} / {d['pooled']:+.1f} / {d['farfield']:+.1f}"
+                change = _change_cell(e["change"])
                 verdict = "qualifies" if e["qualifies"] else "does not qualify"
             lines.append(f"| {e['label']} | {' / '.join(f'{w:g}' for w in e['weights'])} | {_pct(e['ravdess'])} | "
                          f"{_pct(e['pooled'])} | {_pct(e['farfield'])} | {_pct(e['ravdess_far'])} | {change} | "
@@ -441,9 +458,6 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
 
     candidates = member_candidates(results)
     if candidates:
-        def change(d: Optional[dict]) -> str:
-            return "-" if not d else f"{d['ravdess']:+.1f} / {d['pooled']:+.1f} / {d['farfield']:+.1f}"
-
         lines += ["", "### A stronger member", "", SELECTION_RULE_MEMBER, "", SELECTION_RULE_MEMBER_AGAIN, "",
                   SELECTION_RULE_MEMBER_VIEWS, "", SELECTION_RULE_MEMBER_AROUSAL, "",
                   "| candidate | member replaced -> new (trainings) | member change RAVDESS clean / pooled / "
@@ -453,8 +467,8 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
             trainings = e.get("trainings")
             who = (f"{e['old']} ({len(trainings[1])}) -> {e['new']} ({len(trainings[0])})" if trainings
                    else f"{e['old']} -> {e['new']}")
-            lines.append(f"| {e['label']} (against {e['reference']}) | {who} | {change(e.get('member_change'))} | "
-                         f"{change(e.get('ensemble_change'))} | {e['verdict']} |")
+            lines.append(f"| {e['label']} (against {e['reference']}) | {who} | {_change_cell(e.get('member_change'))} | "
+                         f"{_change_cell(e.get('ensemble_change'))} | {e['verdict']} |")
 
     trios = third_member_candidates(results)
     if trios:
@@ -463,9 +477,8 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
                   "|---|---|---|---|"]
         for e in trios:
             for reference in e["references"]:
-                d = e["changes"].get(reference)
-                change = "-" if not d else f"{d['ravdess']:+.1f} / {d['pooled']:+.1f} / {d['farfield']:+.1f}"
-                lines.append(f"| {e['label']} | {reference} | {change} | {e['verdict']} |")
+                lines.append(f"| {e['label']} | {reference} | {_change_cell(e['changes'].get(reference))} | "
+                             f"{e['verdict']} |")
 
     again = trained_again(results)
     if again:
