@@ -78,6 +78,12 @@ def finished_fold(work: Path, number: int, key: Dict[str, object], log=print) ->
     return stored["fold"]
 
 
+def _keep_model(folder: Path, number: int, tflite_bytes: bytes) -> None:
+    """Fold ``number``'s int8 model into ``--save-models``' folder, as ``foldN.tflite``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"fold{number}.tflite").write_bytes(tflite_bytes)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
@@ -122,8 +128,7 @@ def run_cv(
         if done is not None:
             log(f"fold {number}: done already ({work / f'fold{number}.json'})")
             if save_models is not None:
-                save_models.mkdir(parents=True, exist_ok=True)
-                (save_models / f"fold{number}.tflite").write_bytes((work / f"fold{number}.tflite").read_bytes())
+                _keep_model(save_models, number, (work / f"fold{number}.tflite").read_bytes())
             results.append(done)
             continue
         checkpoint = checkpoint_for(work / f"fold{number}.keras") if work is not None else None
@@ -131,8 +136,7 @@ def run_cv(
         result = train_model(train, val, recipe, log=log, checkpoint=checkpoint)
         tfl = int8_model(result.model, train, recipe)
         if save_models is not None:
-            save_models.mkdir(parents=True, exist_ok=True)
-            (save_models / f"fold{number}.tflite").write_bytes(tfl)
+            _keep_model(save_models, number, tfl)
         fold = {"fold": number, "test_speakers": list(test_speakers), "val_speakers": val_ids,
                 "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "best_val_ua": result.best_val_ua, "train_seconds": round(result.seconds, 1),

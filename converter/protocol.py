@@ -912,8 +912,7 @@ def score_model_file(
     from .quantize import TFLiteRunner
 
     entries = read_metadata(tflite_bytes, source)  # a file that is no TFLite model is refused here, in one line
-    meta = (ModelMetadata.from_json(entries[METADATA_NAME].decode("utf-8", errors="replace"), source)
-            if METADATA_NAME in entries else None)
+    meta = ModelMetadata.from_entries(entries, source) if METADATA_NAME in entries else None
     if meta is None:
         recipe, logits = Recipe(), False
     else:

@@ -145,7 +145,11 @@ class ModelMetadata:
     @classmethod
     def from_tflite(cls, model_bytes: bytes, source: str = "model") -> "ModelMetadata":
         """Parse the ``edge_ser`` entry of a ``.tflite`` file's metadata table."""
-        entries = read_metadata(model_bytes, source)
+        return cls.from_entries(read_metadata(model_bytes, source), source)
+
+    @classmethod
+    def from_entries(cls, entries: Dict[str, bytes], source: str = "model") -> "ModelMetadata":
+        """Parse the ``edge_ser`` entry of a metadata table already read (:func:`read_metadata`)."""
         if METADATA_NAME not in entries:
             raise ModelError(
                 f"{source}: this .tflite file has no edge-ser metadata; convert it with "
