@@ -45,6 +45,7 @@ from edge_ser.metadata import EMOTIONS
 from .cache import Treatment
 from .checkpoint import checkpoint_for
 from .corpora import EMOBOX_FOLDS, Item, corpus_classes
+from .run_outputs import ScoredSet, member_key, outputs_path, save_outputs
 from .train import ClipSet, Recipe, confusion, feature_blocks, load_clipset, softmax, ua_wa
 from .train import window_outputs as clip_window_outputs
 
@@ -615,28 +616,40 @@ class Scorer:
         return [f[0] for f in data.feats]
 
     def farfield_every_corpus(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
-                              draws: int = DEV_FARFIELD_DRAWS) -> Dict[str, object]:
+                              draws: int = DEV_FARFIELD_DRAWS, keep: Optional[Dict[str, ScoredSet]] = None
+                              ) -> Dict[str, object]:
         """Far-field scores of every test clip, ``draws`` rooms, noises and levels each, pooled.
 
-        Each (clip, draw) counts as one clip; per corpus, as for the clean clips.
+        Each (clip, draw) counts as one clip; per corpus, as for the clean clips. ``keep``
+        receives the window outputs (set ``farfield_all``, the draws one after the other).
         """
         items, outputs = [], []
         for draw in range(draws):
             outputs += window_outputs(predict, self.features(self.plan.test, farfield=True, draw=draw), self.recipe)
             items += list(self.plan.test)
+        if keep is not None:
+            keep["farfield_all"] = ScoredSet.of(items, outputs)
         return {"draws": draws, **score(outputs, items, self.plan.classes, logits)}
 
     def evaluate(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
-                 calibrate: bool = True) -> Dict[str, object]:
+                 calibrate: bool = True, keep: Optional[Dict[str, ScoredSet]] = None) -> Dict[str, object]:
+        """Scores of one model on the run's clean test clips, their far-field copies (RAVDESS; on
+        the dev run every corpus too) and, with ``calibrate``, a temperature fitted on the
+        calibration speakers. ``keep`` receives the window outputs of each scored set
+        (:mod:`converter.run_outputs`), so the run's results file can keep them."""
         plan = self.plan
         test_out = window_outputs(predict, self.features(plan.test), self.recipe)
         result: Dict[str, object] = {"clean": score(test_out, plan.test, plan.classes, logits)}
         far_items = [it for it in plan.test if it.corpus == "ravdess"] if plan.farfield else []
         far_out = window_outputs(predict, self.features(far_items, farfield=True), self.recipe) if far_items else []
+        if keep is not None:
+            keep["clean"] = ScoredSet.of(plan.test, test_out)
+            if far_items:
+                keep["farfield"] = ScoredSet.of(far_items, far_out)
         if far_items:
             result["farfield"] = score(far_out, far_items, {"ravdess": plan.classes["ravdess"]}, logits)
         if plan.name == "dev":
-            result["farfield_all"] = self.farfield_every_corpus(predict, logits)
+            result["farfield_all"] = self.farfield_every_corpus(predict, logits, keep=keep)
         if calibrate and plan.calibration:
             cal_out = window_outputs(predict, self.features(plan.calibration), self.recipe)
             t = fit_temperature(cal_out, plan.calibration, logits)
@@ -847,12 +860,14 @@ def run_protocol(
         if seed is not None:
             row["seed_of"] = recipe_name
         scorer = Scorer(plan, recipe, config, cache_dir)
+        kept: Dict[str, Dict[str, ScoredSet]] = {}  # window outputs per scored model, beside the results
         checkpoint = None  # a single recipe's training state, kept until this run's results exist
         if members:
             models, info = _member_models(recipe_name, plan, cache_dir, models_dir, steps, log, seed)
             for member, model in zip(members, models):
                 own = member_scorer(plan, recipe, recipes[member], cache_dir)
-                info[member]["float"] = own.evaluate(keras_predictor(model), recipe.masked, calibrate=False)
+                info[member]["float"] = own.evaluate(keras_predictor(model), recipe.masked, calibrate=False,
+                                                     keep=kept.setdefault(member_key(member), {}))
             member_recipes = [recipes[m] for m in members]
             model = ensemble_model(models, member_recipes, ensemble_weights(recipe_name))
             # the int8 graph is calibrated on clean training windows, as a single recipe's is
@@ -870,7 +885,7 @@ def run_protocol(
                    test_speakers=sorted({i.speaker for i in plan.test}))
         # the raw model output (logits for a masked recipe): scoring applies the softmax itself
         raw_predict = keras_predictor(model, logits=False)
-        row["float"] = scorer.evaluate(raw_predict, recipe.masked, calibrate=False)
+        row["float"] = scorer.evaluate(raw_predict, recipe.masked, calibrate=False, keep=kept.setdefault("float", {}))
         if name == "dev" and recipe.masked:
             # the dev speakers are held out from the dev model: the temperature fitted on them is
             # what the final model uses until cv/loco runs (with their own held-out speakers) exist
@@ -881,11 +896,10 @@ def run_protocol(
             if models_dir is not None:
                 (models_dir / label).mkdir(parents=True, exist_ok=True)
                 (models_dir / label / f"{name}.tflite").write_bytes(tfl)
-            row["int8"] = scorer.evaluate(TFLiteRunner(tfl).predict, recipe.masked)
+            row["int8"] = scorer.evaluate(TFLiteRunner(tfl).predict, recipe.masked, keep=kept.setdefault("int8", {}))
             row["int8_bytes"] = len(tfl)
         row["seconds"] = round(time.time() - t0, 1)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(row, indent=1) + "\n")
+        _write_row(target, row, kept)
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
         written.append(target)
@@ -924,13 +938,23 @@ def score_model_file(
         logits = meta.output == "logits"
     plan = plan_run(run, items, corpora)
     scorer = Scorer(plan, recipe, preset(recipe.features), cache_dir)
+    kept: Dict[str, Dict[str, ScoredSet]] = {"int8": {}}
     row = {"run": run, "recipe_name": label, "note": note, "corpora": list(corpora),
            "test_speakers": sorted({i.speaker for i in plan.test}),
-           "int8": scorer.evaluate(TFLiteRunner(tflite_bytes).predict, logits, calibrate=False)}
+           "int8": scorer.evaluate(TFLiteRunner(tflite_bytes).predict, logits, calibrate=False, keep=kept["int8"])}
     target = out_dir / label / f"{run}.json"
+    _write_row(target, row, kept)
+    return target
+
+
+def _write_row(target: Path, row: Dict[str, object], kept: Dict[str, Dict[str, ScoredSet]]) -> None:
+    """Write a run's results file and, first, its window outputs beside it: a results file that
+    exists (what marks a run done) always has its outputs."""
+    outputs = outputs_path(target)
+    save_outputs(outputs, kept)
+    row["outputs"] = outputs.name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(row, indent=1) + "\n")
-    return target
 
 
 def add_dev_farfield(row_path: Path, model_paths: Sequence[Path], items: Sequence[Item],

@@ -1132,6 +1132,9 @@ def test_score_runs_a_model_file_on_the_features_and_output_its_metadata_names(t
     clean = row["int8"]["clean"]
     assert clean["clips"] == 6 and row["test_speakers"] == ["nemo-EB0", "nemo-XX1"]
     assert 0.0 <= clean["ua"] <= 1.0 and row["note"] == str(shipped)
+    from converter.run_outputs import load_outputs
+    kept = load_outputs(tmp_path / "results" / "shipped" / row["outputs"])["int8"]["clean"]
+    assert len(kept.outputs) == 6 and all(o.shape[1] == len(EMOTIONS) for o in kept.outputs)
     # both views, log-mel and PCEN, were computed (a cache entry per block and clip), as the device does
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 * clean["clips"]
     junk = tmp_path / "junk.tflite"
@@ -1162,6 +1165,82 @@ def test_a_protocol_run_keeps_its_training_checkpoint_only_until_its_results_exi
     assert (models / "rooms-pcen-long" / "dev.keras").exists() and not stale.exists()
     again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "rooms-pcen-long/dev: done already" in again.stdout
+
+
+def test_stored_outputs_read_back_as_written_and_belong_to_their_clips(tmp_path):
+    """One .npz per run: every model's window outputs per set, clip by clip, with the clips' digest;
+    combining members checks clips, windows and weights."""
+    from converter.run_outputs import ScoredSet, combine, items_digest, load_outputs, outputs_path, save_outputs
+
+    items = _fake_items()[:5]
+    rng = np.random.default_rng(0)
+    windows = [rng.standard_normal((n, 8)).astype(np.float32) for n in (1, 3, 2, 1, 4)]
+    other = [w + 1.0 for w in windows]
+    path = outputs_path(tmp_path / "label" / "cv1.json")
+    assert path.name == "cv1.outputs.npz"
+    save_outputs(path, {"member:a": {"clean": ScoredSet.of(items, windows)},
+                        "member:b": {"clean": ScoredSet.of(items, other)}})
+    back = load_outputs(path)
+    assert set(back) == {"member:a", "member:b"} and set(back["member:a"]) == {"clean"}
+    a, b = back["member:a"]["clean"], back["member:b"]["clean"]
+    assert all(np.array_equal(x, y) for x, y in zip(a.outputs, windows)) and len(a.outputs) == 5
+    a.check(items)
+    with pytest.raises(ValueError, match="other clips"):
+        a.check(items[::-1])
+    assert items_digest([Item("/elsewhere/" + Path(i.path).name, i.label, i.speaker, i.corpus) for i in items]) \
+        == a.digest  # a corpus moved to another folder keeps its digest
+    mixed = combine([a, b], [0.25, 0.75])
+    assert all(np.allclose(m, w + 0.75) for m, w in zip(mixed.outputs, windows))
+    assert all(np.allclose(m, w + 0.5) for m, w in zip(combine([a, b]).outputs, windows))
+    with pytest.raises(ValueError, match="different clips"):
+        combine([a, ScoredSet.of(items[::-1], windows[::-1])])
+    with pytest.raises(ValueError, match="different windows"):
+        combine([a, ScoredSet(a.digest, [w[:1] for w in windows])])
+    with pytest.raises(ValueError, match="summing to one"):
+        combine([a, b], [0.5, 0.6])
+    with pytest.raises(ValueError, match="5 clips but 4 outputs"):
+        ScoredSet.of(items, windows[:4])
+
+
+@pytest.mark.slow
+def test_a_run_keeps_its_window_outputs_and_its_members_combine_to_the_ensemble(tmp_path):
+    """converter protocol on a log-mel + PCEN ensemble: beside its results file, the window
+    outputs of the ensemble and of each member (on its own features) rescore to the row's
+    figures exactly, and the members' stored logits averaged score as the ensemble does, so a
+    later candidate can be paired with these members without their model files."""
+    from converter.protocol import LOCO_CORPORA, score
+    from converter.run_outputs import combine, load_outputs, member_key
+
+    datasets = _dev_corpora(tmp_path / "datasets")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", EDGE_SER_DATASETS=str(datasets))
+    results = tmp_path / "results"
+    proc = subprocess.run([PY, "-m", "converter", "protocol", "--recipe", "rooms-half-pcen", "--runs", "dev",
+                           "--steps", "2", "--models", str(tmp_path / "models"), "--results", str(results),
+                           "--datasets", str(datasets), "--cache", str(tmp_path / "cache")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    row = json.loads((results / "rooms-half-pcen" / "dev.json").read_text())
+    assert row["outputs"] == "dev.outputs.npz"
+    stored = load_outputs(results / "rooms-half-pcen" / row["outputs"])
+    members = [member_key(m) for m in row["recipe"]["ensemble"]]
+    assert set(stored) == {"float", *members}
+    plan = plan_run("dev", read_corpora([datasets / c for c in LOCO_CORPORA]), LOCO_CORPORA)
+    far_items = [i for i in plan.test if i.corpus == "ravdess"]
+    sets = {"clean": plan.test, "farfield": far_items, "farfield_all": list(plan.test) * 3}
+    for key, scores in [("float", row["float"])] + [(member_key(m), row["members"][m]["float"])
+                                                      for m in row["recipe"]["ensemble"]]:
+        assert set(stored[key]) == set(sets)
+        for name, items in sets.items():
+            stored[key][name].check(items, key)
+            classes = plan.classes if name != "farfield" else {"ravdess": plan.classes["ravdess"]}
+            again = score(stored[key][name].outputs, items, classes, logits=True)
+            assert again["confusion"] == scores[name]["confusion"] and again["ua"] == scores[name]["ua"], (key, name)
+    for name, items in sets.items():
+        mixed = combine([stored[m][name] for m in members])
+        ensemble = stored["float"][name]
+        assert all(np.allclose(x, y, atol=1e-4) for x, y in zip(mixed.outputs, ensemble.outputs)), name
+        classes = plan.classes if name != "farfield" else {"ravdess": plan.classes["ravdess"]}
+        assert score(mixed.outputs, items, classes, logits=True)["confusion"] == row["float"][name]["confusion"]
 
 
 # -- report -----------------------------------------------------------------------------------------
