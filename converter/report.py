@@ -494,6 +494,33 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
             change = (f"{100 * (c2 - c1):+.1f} / {100 * (f2 - f1):+.1f} points"
                       if None not in (c1, c2, f1, f2) else "-")
             lines.append(f"| {recipe} | {run} | {_pct(c1)} / {_pct(f1)} | {_pct(c2)} / {_pct(f2)} | {change} |")
+        spread = run_to_run_spread(again)
+        if spread:
+            lines += ["", f"Over these {spread['pairs']} pairs the change has a standard deviation of "
+                      f"{spread['clean_sd']:.1f} points clean and {spread['farfield_sd']:.1f} far-field. One "
+                      f"training's RAVDESS score on one run is therefore uncertain by about "
+                      f"{spread['clean_one']:.1f} points clean (the change's spread over the square root of 2), "
+                      f"and a five-fold mean of one training by about {spread['clean_five']:.1f} clean and "
+                      f"{spread['farfield_five']:.1f} far-field (over the square root of 5 again, folds taken "
+                      "as independent). These pairs are single models; an ensemble of two averages some of it away."]
+
+    seeds = seed_fold_pairs(results)
+    if seeds:
+        lines += ["", "## Another seed on the folds", "",
+                  "int8 UA on RAVDESS (clean / far-field) of a recipe's own protocol and of the same recipe trained "
+                  "with another seed, fold by fold, on the same clips. Unlike the table above, every member of an "
+                  "ensemble is trained again, with a different seed: the spread a verdict on the folds has to "
+                  "clear.", "",
+                  "| recipe | another seed | fold | own seed | another seed | change clean / far-field |",
+                  "|---|---|---|---|---|---|"]
+        for pair in seeds:
+            for run, (c1, f1), (c2, f2) in pair["folds"]:
+                lines.append(f"| {pair['recipe']} | {pair['label']} | {run} | {_pct(c1)} / {_pct(f1)} | "
+                             f"{_pct(c2)} / {_pct(f2)} | {100 * (c2 - c1):+.1f} / {100 * (f2 - f1):+.1f} points |")
+            (c1, f1), (c2, f2) = pair["own_mean"], pair["seed_mean"]
+            lines.append(f"| {pair['recipe']} | {pair['label']} | mean of these {len(pair['folds'])} | "
+                         f"{_pct(c1)} / {_pct(f1)} | {_pct(c2)} / {_pct(f2)} | "
+                         f"{100 * (c2 - c1):+.1f} / {100 * (f2 - f1):+.1f} points |")
 
     lines += ["", "## Calibration", "",
               "Expected calibration error (15 bins) of the top-1 probability on the test clips, before and after "
@@ -552,6 +579,45 @@ def trained_again(results: Results) -> List[tuple]:
             for member, info in sorted((row.get("members") or {}).items()):
                 if info.get("source") == "trained" and run in results.get(member, {}):
                     out.append((member, f"{run} (in {label})", results[member][run]["float"], info["float"]))
+    return out
+
+
+def run_to_run_spread(again: List[tuple]) -> Optional[Dict[str, float]]:
+    """How far one training can be trusted, from :func:`trained_again`'s pairs.
+
+    The change between two trainings of the same recipe on the same clips has twice the variance
+    of one training, so one training's spread is the change's standard deviation over the square
+    root of 2, and a mean over five folds, taken as independent, shrinks that by the root of 5.
+    """
+    changes = [(c2 - c1, f2 - f1) for _, _, first, second in again
+               for (c1, f1), (c2, f2) in [(_ravdess_pair(first), _ravdess_pair(second))]
+               if None not in (c1, c2, f1, f2)]
+    if len(changes) < 2:
+        return None
+    sd_clean, sd_far = (100 * float(np.std(np.array(changes)[:, k], ddof=1)) for k in (0, 1))
+    return {"pairs": len(changes), "clean_sd": sd_clean, "farfield_sd": sd_far,
+            "clean_one": sd_clean / np.sqrt(2), "clean_five": sd_clean / np.sqrt(2) / np.sqrt(5),
+            "farfield_five": sd_far / np.sqrt(2) / np.sqrt(5)}
+
+
+def seed_fold_pairs(results: Results) -> List[dict]:
+    """Fold rows of a recipe trained with another seed (``seed_of``), beside the recipe's own rows.
+
+    One entry per such results folder with at least one fold its recipe also has: the folds as
+    ``(run, (clean, far-field) of the recipe's own, (clean, far-field) of the other seed)`` and the
+    means over those folds, int8 scores as the fold table reports them.
+    """
+    out = []
+    for label, runs in sorted(results.items()):
+        base = next((row.get("seed_of") for row in runs.values() if row.get("seed_of")), None)
+        own = results.get(base or "", {})
+        folds = [(r, _ravdess_pair(_model(own[r])), _ravdess_pair(_model(runs[r])))
+                 for r in CV_RUNS if r in runs and r in own]
+        folds = [f for f in folds if None not in (*f[1], *f[2])]
+        if not folds:
+            continue
+        mean = lambda k: tuple(float(np.mean([f[k][i] for f in folds])) for i in (0, 1))  # noqa: E731
+        out.append({"recipe": base, "label": label, "folds": folds, "own_mean": mean(1), "seed_mean": mean(2)})
     return out
 
 

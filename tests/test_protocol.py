@@ -1270,6 +1270,8 @@ def test_report_tables_and_the_same_recipe_trained_again():
                     "float": dict(_scores(0.577, 0.590, dict(dev, ravdess=0.637)), farfield_all={"ua": 0.512})},
         },
         "rooms-wide": {"cv1": {"float": _scores(0.641, 0.559), "int8": _scores(0.641, 0.559)}},
+        "rooms-ravdess-half-seed2": {"cv1": {"seed_of": "rooms-ravdess-half", "int8": _scores(0.620, 0.500)},
+                                     "cv3": {"seed_of": "rooms-ravdess-half", "int8": _scores(0.600, 0.500)}},
         "rooms-pair": {
             "cv1": {"int8": _scores(0.70, 0.60),
                     "members": {"rooms-ravdess-half": {"source": "trained", "float": _scores(0.68, 0.57)},
@@ -1289,6 +1291,14 @@ def test_report_tables_and_the_same_recipe_trained_again():
     assert "| rooms-ravdess-half | cv1 (in rooms-pair) | 66.0 % / 55.0 % | 68.0 % / 57.0 % | +2.0 / +2.0 points |" in section
     assert "rooms-wide | cv1" not in section
     assert "- rooms-ravdess-half-again/dev: trained twice" in text
+    # two pairs, clean +0.4 and +2.0, far-field +5.1 and +2.0: standard deviations 1.1 and 2.2 points
+    assert "Over these 2 pairs the change has a standard deviation of 1.1 points clean and 2.2 far-field" in section
+    assert "a five-fold mean of one training by about 0.4 clean and 0.7 far-field" in section
+    seeds = text.split("## Another seed on the folds")[1].split("## Calibration")[0]
+    # only the folds both trainings have (cv3 has no row of the recipe's own)
+    assert "| rooms-ravdess-half | rooms-ravdess-half-seed2 | cv1 | 66.0 % / 56.2 % | 62.0 % / 50.0 % | " \
+           "-4.0 / -6.2 points |" in seeds
+    assert "cv3" not in seeds and "| mean of these 1 |" in seeds
 
 
 def test_report_compares_recipes_by_the_mean_of_two_seeds_on_the_far_field_over_every_corpus():
