@@ -700,6 +700,23 @@ def cmd_score(args, argv) -> int:
     return 0
 
 
+def cmd_pair(args, argv) -> int:
+    """Score an ensemble from members' stored window outputs (paired comparisons, no model files)."""
+    from .protocol import LOCO_CORPORA, pair_run, summary_line
+
+    items = _protocol_items(args)
+    corpora = tuple(args.corpora.split(",")) if args.corpora else LOCO_CORPORA
+    sources = [(spec.partition(":")[0], spec.partition(":")[2] or None) for spec in args.members]
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    for run in _expand_runs(args.runs, corpora):
+        try:
+            target = pair_run(sources, run, args.label, items, Path(args.results), corpora, weights, args.note or "")
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}")
+        _log(f"{args.label}/{run}: {summary_line(json.loads(target.read_text()))} -> {target}")
+    return 0
+
+
 def cmd_rescore(args, argv) -> int:
     """Add the far-field score over every corpus to dev rows written before it existed."""
     from .protocol import add_dev_farfield, summary_line
@@ -805,6 +822,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets")
     p.add_argument("--cache")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("pair", help="score an ensemble from its members' window outputs stored by earlier "
+                                    "protocol runs (float; no model file): candidates paired with the same members")
+    p.add_argument("members", nargs="+", metavar="LABEL[:MEMBER]",
+                   help="a results label and, inside an ensemble's rows, the member, e.g. rooms-long-pcen-seed2:"
+                        "rooms-long; a single recipe's label alone takes its float outputs")
+    p.add_argument("--label", required=True, help="results sub-folder for the paired rows")
+    p.add_argument("--runs", required=True, help="comma list of dev, cv, cv1..cv5, loco, loco-<corpus>")
+    p.add_argument("--weights", help="one per member, summing to one (default: the plain mean)")
+    p.add_argument("--corpora", help="corpora the runs are planned over (default ravdess,nemo,ased)")
+    p.add_argument("--note", help="what the pairing is (stored in the results)")
+    p.add_argument("--results", default=str(DEFAULT_RESULTS / "protocol"))
+    p.add_argument("--datasets")
+    p.set_defaults(func=cmd_pair)
 
     p = sub.add_parser("rescore", help="add the far-field score over every corpus to a dev row from the run's "
                                        "saved float model(s)")

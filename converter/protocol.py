@@ -947,6 +947,70 @@ def score_model_file(
     return target
 
 
+def pair_run(
+    sources: Sequence[Tuple[str, Optional[str]]], run: str, label: str, items: Sequence[Item], out_dir: Path,
+    corpora: Sequence[str] = LOCO_CORPORA, weights: Optional[Sequence[float]] = None, note: str = "",
+) -> Path:
+    """Score an ensemble from members' window outputs that earlier runs stored: no model file needed.
+
+    ``sources``: one ``(results label, member)`` per member, read from run ``run`` of that label in
+    ``out_dir``: the named member's outputs inside an ensemble's row, or, with ``member`` None, a
+    single recipe's float outputs. Their logits are averaged window by window (``weights``: a
+    weighted mean), as the ensemble's graph averages them (:func:`converter.run_outputs.combine`),
+    and scored like any float row, which names its sources and their files' digests. Why: two
+    ensembles scored on the same stored member differ only by the member that differs, not by
+    training that member again (which moved fold 1 by 4.3 points).
+    """
+    from .run_outputs import OUTPUT_SETS, combine, load_outputs
+
+    plan = plan_run(run, items, corpora)
+    stored, origins = [], []
+    for source, member in sources:
+        results_file = out_dir / source / f"{run}.json"
+        path = outputs_path(results_file)
+        if not path.exists():
+            raise ValueError(f"{path}: no stored outputs (run {run} of {source} not done, or done before runs "
+                             "kept their outputs)")
+        spec = json.loads(results_file.read_text()).get("recipe") or {}
+        recipe_of = (spec.get("members") or {}).get(member) if member else spec
+        if not recipe_of or not recipe_of.get("masked"):
+            raise ValueError(f"{results_file}: {member or 'its model'} is no masked recipe's, so its outputs are "
+                             "not logits to average")
+        key = member_key(member) if member else "float"
+        sets = load_outputs(path)
+        if key not in sets:
+            raise ValueError(f"{path}: holds no {key!r} outputs (it has {', '.join(sorted(sets))})")
+        stored.append(sets[key])
+        origins.append({"label": source, "member": member, "outputs": path.name, "sha256": _file_digest(path)})
+    far_items = [it for it in plan.test if it.corpus == "ravdess"] if plan.farfield else []
+    scored = {"clean": (list(plan.test), plan.classes),
+              "farfield": (far_items, {"ravdess": plan.classes.get("ravdess", ())}),
+              "farfield_all": (list(plan.test) * DEV_FARFIELD_DRAWS, plan.classes)}
+    result: Dict[str, object] = {}
+    kept: Dict[str, ScoredSet] = {}
+    for name in OUTPUT_SETS:
+        if not all(name in s for s in stored):
+            continue
+        mixed = combine([s[name] for s in stored], weights)
+        set_items, classes = scored[name]
+        mixed.check(set_items, f"{label}/{run} {name}")
+        result[name] = score(mixed.outputs, set_items, classes, logits=True)
+        if name == "farfield_all":
+            result[name] = {"draws": DEV_FARFIELD_DRAWS, **result[name]}
+        kept[name] = mixed
+    if "clean" not in result:
+        raise ValueError(f"{label}/{run}: the sources share no scored set")
+    row: Dict[str, object] = {"run": run, "recipe_name": label, "paired_from": origins, "corpora": list(corpora),
+                              "test_speakers": sorted({i.speaker for i in plan.test}), "float": result}
+    if weights is not None:
+        row["weights"] = list(weights)
+    if note:
+        row["note"] = note
+    target = out_dir / label / f"{run}.json"
+    _write_row(target, row, {"float": kept})
+    return target
+
+
 def _write_row(target: Path, row: Dict[str, object], kept: Dict[str, Dict[str, ScoredSet]]) -> None:
     """Write a run's results file and, first, its window outputs beside it: a results file that
     exists (what marks a run done) always has its outputs."""

@@ -1242,6 +1242,22 @@ def test_a_run_keeps_its_window_outputs_and_its_members_combine_to_the_ensemble(
         classes = plan.classes if name != "farfield" else {"ravdess": plan.classes["ravdess"]}
         assert score(mixed.outputs, items, classes, logits=True)["confusion"] == row["float"][name]["confusion"]
 
+    def pair(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PY, "-m", "converter", "pair", *args, "--runs", "dev", "--results", str(results),
+                               "--datasets", str(datasets)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    paired = pair(*(f"rooms-half-pcen:{m}" for m in row["recipe"]["ensemble"]), "--label", "paired")
+    assert paired.returncode == 0, paired.stdout[-2000:] + paired.stderr[-3000:]
+    prow = json.loads((results / "paired" / "dev.json").read_text())
+    assert [o["member"] for o in prow["paired_from"]] == row["recipe"]["ensemble"]
+    for name in sets:  # the stored members, paired again, score as the ensemble they came from
+        assert prow["float"][name]["confusion"] == row["float"][name]["confusion"], name
+    assert set(load_outputs(results / "paired" / prow["outputs"])) == {"float"}
+    missing = pair("rooms-half-pcen:rooms-pcen", "elsewhere:rooms-long", "--label", "nothing")
+    assert missing.returncode != 0 and "no stored outputs" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and not (results / "nothing").exists()
+
 
 # -- report -----------------------------------------------------------------------------------------
 
