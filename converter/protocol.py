@@ -45,7 +45,7 @@ from edge_ser.metadata import EMOTIONS
 from .cache import Treatment
 from .checkpoint import checkpoint_for
 from .corpora import EMOBOX_FOLDS, Item, corpus_classes
-from .run_outputs import ScoredSet, member_key, outputs_path, save_outputs
+from .run_outputs import OUTPUT_SETS, ScoredSet, combine, load_outputs, member_key, outputs_path, save_outputs
 from .train import ClipSet, Recipe, confusion, feature_blocks, load_clipset, softmax, ua_wa
 from .train import window_outputs as clip_window_outputs
 
@@ -961,8 +961,6 @@ def pair_run(
     ensembles scored on the same stored member differ only by the member that differs, not by
     training that member again (which moved fold 1 by 4.3 points).
     """
-    from .run_outputs import OUTPUT_SETS, combine, load_outputs
-
     plan = plan_run(run, items, corpora)
     stored, origins = [], []
     for source, member in sources:
