@@ -429,6 +429,16 @@ class RunPlan:
     classes: Dict[str, Tuple[str, ...]]  # per test corpus: the classes of the restricted argmax
     farfield: bool  # also score the far-field version of the RAVDESS test clips
 
+    @property
+    def farfield_test(self) -> List[Item]:
+        """The test clips scored far-field too: the RAVDESS ones, when the run scores far-field."""
+        return [it for it in self.test if it.corpus == "ravdess"] if self.farfield else []
+
+    @property
+    def farfield_classes(self) -> Dict[str, Tuple[str, ...]]:
+        """The far-field clips' restricted argmax: RAVDESS's classes."""
+        return {"ravdess": self.classes.get("ravdess", ())}
+
 
 def _pick(speakers: Sequence[str], count: int, salt: str) -> List[str]:
     """``count`` speakers chosen by a stable hash (not by order, not by a test result)."""
@@ -640,14 +650,14 @@ class Scorer:
         plan = self.plan
         test_out = window_outputs(predict, self.features(plan.test), self.recipe)
         result: Dict[str, object] = {"clean": score(test_out, plan.test, plan.classes, logits)}
-        far_items = [it for it in plan.test if it.corpus == "ravdess"] if plan.farfield else []
+        far_items = plan.farfield_test
         far_out = window_outputs(predict, self.features(far_items, farfield=True), self.recipe) if far_items else []
         if keep is not None:
             keep["clean"] = ScoredSet.of(plan.test, test_out)
             if far_items:
                 keep["farfield"] = ScoredSet.of(far_items, far_out)
         if far_items:
-            result["farfield"] = score(far_out, far_items, {"ravdess": plan.classes["ravdess"]}, logits)
+            result["farfield"] = score(far_out, far_items, plan.farfield_classes, logits)
         if plan.name == "dev":
             result["farfield_all"] = self.farfield_every_corpus(predict, logits, keep=keep)
         if calibrate and plan.calibration:
@@ -661,7 +671,7 @@ class Scorer:
             }
             if far_items:
                 result["calibration"]["farfield_ece_after"] = score(
-                    far_out, far_items, {"ravdess": plan.classes["ravdess"]}, logits, t)["ece"]
+                    far_out, far_items, plan.farfield_classes, logits, t)["ece"]
         return result
 
 
@@ -980,9 +990,8 @@ def pair_run(
             raise ValueError(f"{path}: holds no {key!r} outputs (it has {', '.join(sorted(sets))})")
         stored.append(sets[key])
         origins.append({"label": source, "member": member, "outputs": path.name, "sha256": _file_digest(path)})
-    far_items = [it for it in plan.test if it.corpus == "ravdess"] if plan.farfield else []
     scored = {"clean": (list(plan.test), plan.classes),
-              "farfield": (far_items, {"ravdess": plan.classes.get("ravdess", ())}),
+              "farfield": (plan.farfield_test, plan.farfield_classes),
               "farfield_all": (list(plan.test) * DEV_FARFIELD_DRAWS, plan.classes)}
     result: Dict[str, object] = {}
     kept: Dict[str, ScoredSet] = {}

@@ -493,8 +493,7 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
                   "|---|---|---|---|---|"]
         for recipe, run, first, second in again:
             (c1, f1), (c2, f2) = _ravdess_pair(first), _ravdess_pair(second)
-            change = (f"{100 * (c2 - c1):+.1f} / {100 * (f2 - f1):+.1f} points"
-                      if None not in (c1, c2, f1, f2) else "-")
+            change = _pair_change((c1, f1), (c2, f2)) if None not in (c1, c2, f1, f2) else "-"
             lines.append(f"| {recipe} | {run} | {_pct(c1)} / {_pct(f1)} | {_pct(c2)} / {_pct(f2)} | {change} |")
         spread = run_to_run_spread(again)
         if spread:
@@ -518,11 +517,11 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
         for pair in seeds:
             for run, (c1, f1), (c2, f2) in pair["folds"]:
                 lines.append(f"| {pair['recipe']} | {pair['label']} | {run} | {_pct(c1)} / {_pct(f1)} | "
-                             f"{_pct(c2)} / {_pct(f2)} | {100 * (c2 - c1):+.1f} / {100 * (f2 - f1):+.1f} points |")
+                             f"{_pct(c2)} / {_pct(f2)} | {_pair_change((c1, f1), (c2, f2))} |")
             (c1, f1), (c2, f2) = pair["own_mean"], pair["seed_mean"]
             lines.append(f"| {pair['recipe']} | {pair['label']} | mean of these {len(pair['folds'])} | "
                          f"{_pct(c1)} / {_pct(f1)} | {_pct(c2)} / {_pct(f2)} | "
-                         f"{100 * (c2 - c1):+.1f} / {100 * (f2 - f1):+.1f} points |")
+                         f"{_pair_change((c1, f1), (c2, f2))} |")
 
     lines += ["", "## Calibration", "",
               "Expected calibration error (15 bins) of the top-1 probability on the test clips, before and after "
@@ -621,6 +620,11 @@ def seed_fold_pairs(results: Results) -> List[dict]:
         mean = lambda k: tuple(float(np.mean([f[k][i] for f in folds])) for i in (0, 1))  # noqa: E731
         out.append({"recipe": base, "label": label, "folds": folds, "own_mean": mean(1), "seed_mean": mean(2)})
     return out
+
+
+def _pair_change(first: tuple, second: tuple) -> str:
+    """Second minus first of two (clean, far-field) UA pairs, as a table cell in points."""
+    return f"{100 * (second[0] - first[0]):+.1f} / {100 * (second[1] - first[1]):+.1f} points"
 
 
 def _ravdess_pair(scores: dict) -> tuple:
