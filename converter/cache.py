@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge_ser.atomic_write import atomic_path
 from edge_ser.features import FeatureConfig, log_mel
 
 from .audio_io import is_wav, load_clip, opus_round_trip
@@ -124,11 +125,9 @@ def compute_features(
 def _fill(job: Tuple[str, str, dict, int, int, dict]) -> str:
     target, path, config_dict, variant, seed, treatment = job
     feats = compute_features(path, FeatureConfig.from_dict(config_dict), variant, seed, Treatment(**treatment))
-    # a temporary name per process: runs that share a cache may compute the same entry at once,
-    # and with one shared name one would rename the other's half-written file into place
-    tmp = f"{target}.{os.getpid()}.tmp.npy"
-    np.save(tmp, feats.astype(np.float16 if variant else np.float32))
-    os.replace(tmp, target)
+    # runs that share a cache may compute the same entry at once: each writes its own temporary
+    with atomic_path(target) as tmp:
+        np.save(tmp, feats.astype(np.float16 if variant else np.float32))
     return target
 
 

@@ -18,12 +18,13 @@ previous round's checkpoint intact.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+
+from edge_ser.atomic_write import atomic_path
 
 
 @dataclass
@@ -59,11 +60,8 @@ class TrainingCheckpoint:
             arrays.update({f"best{i}": np.asarray(w) for i, w in enumerate(state.best_weights)})
         meta = {"key": self.key, "epoch": state.epoch, "history": state.history, "best_ua": state.best_ua,
                 "best_epoch": state.best_epoch, "finished": state.finished, "rng": rng.bit_generator.state}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        with open(partial, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(partial, self.path)
+        with atomic_path(self.path) as tmp:
+            np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
 
     def restore(self, model, rng: np.random.Generator, log=print) -> Optional[TrainingState]:
         """Load the checkpoint into ``model`` (compiled, optimizer built) and ``rng``; None when

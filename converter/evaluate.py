@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edge_ser.atomic_write import write_bytes_atomically
 from edge_ser.metadata import EMOTIONS
 
 from .checkpoint import checkpoint_for
@@ -80,14 +81,7 @@ def finished_fold(work: Path, number: int, key: Dict[str, object], log=print) ->
 
 def _keep_model(folder: Path, number: int, tflite_bytes: bytes) -> None:
     """Fold ``number``'s int8 model into ``--save-models``' folder, as ``foldN.tflite``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"fold{number}.tflite").write_bytes(tflite_bytes)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    write_bytes_atomically(folder / f"fold{number}.tflite", tflite_bytes)
 
 
 def run_cv(
@@ -156,8 +150,8 @@ def run_cv(
         fold["seconds"] = round(time.time() - t0, 1)
         if work is not None:  # the model first: a result without its model is not a finished fold
             work.mkdir(parents=True, exist_ok=True)
-            _write_atomically(work / f"fold{number}.tflite", tfl)
-            _write_atomically(work / f"fold{number}.json", json.dumps({"key": key, "fold": fold}, indent=1).encode())
+            write_bytes_atomically(work / f"fold{number}.tflite", tfl)
+            write_bytes_atomically(work / f"fold{number}.json", json.dumps({"key": key, "fold": fold}, indent=1))
             checkpoint.unlink(missing_ok=True)
         results.append(fold)
         log(f"fold {number}: float UA {fold['float']['ua']:.3f} WA {fold['float']['wa']:.3f} | int8 UA "

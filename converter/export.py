@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from edge_ser.atomic_write import write_bytes_atomically
 from edge_ser.features import PRESETS, FeatureConfig, preset_name
 from edge_ser.metadata import EMOTIONS, ModelMetadata
 
@@ -59,8 +60,7 @@ def finish_tflite(tflite_bytes: bytes, metadata: ModelMetadata, out: Path) -> Di
     """Embed metadata, check the graph, write the file; return the graph report."""
     data = embed_metadata(tflite_bytes, metadata)
     report = graph_report(data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
+    write_bytes_atomically(out, data)
     return report
 
 

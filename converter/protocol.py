@@ -40,6 +40,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge_ser.atomic_write import atomic_path, write_bytes_atomically
 from edge_ser.metadata import EMOTIONS
 
 from .cache import Treatment
@@ -814,8 +815,8 @@ def _member_models(
         model, _, seconds = _train_run(recipe, plan, preset(recipe.features), cache_dir, log, checkpoint)
         info[member] = {"source": "trained", "train_seconds": round(seconds, 1)}
         if saved is not None:
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            model.save(saved)
+            with atomic_path(saved) as tmp:
+                model.save(tmp)
             info[member]["sha256"] = _file_digest(saved)
             checkpoint.unlink(missing_ok=True)
         models.append(model)
@@ -904,8 +905,7 @@ def run_protocol(
         if name != "dev":
             tfl = int8_model(model, ClipSet(train.items, [f[:1] for f in train.feats]), recipe)
             if models_dir is not None:
-                (models_dir / label).mkdir(parents=True, exist_ok=True)
-                (models_dir / label / f"{name}.tflite").write_bytes(tfl)
+                write_bytes_atomically(models_dir / label / f"{name}.tflite", tfl)
             row["int8"] = scorer.evaluate(TFLiteRunner(tfl).predict, recipe.masked, keep=kept.setdefault("int8", {}))
             row["int8_bytes"] = len(tfl)
         row["seconds"] = round(time.time() - t0, 1)
@@ -1024,8 +1024,7 @@ def _write_row(target: Path, row: Dict[str, object], kept: Dict[str, Dict[str, S
     outputs = outputs_path(target)
     save_outputs(outputs, kept)
     row["outputs"] = outputs.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(row, indent=1) + "\n")
+    write_bytes_atomically(target, json.dumps(row, indent=1) + "\n")
 
 
 def add_dev_farfield(row_path: Path, model_paths: Sequence[Path], items: Sequence[Item],

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
+
+from edge_ser.atomic_write import write_bytes_atomically
 
 from .corpora import Item
 
@@ -85,11 +86,7 @@ def save_outputs(path: Path, models: Mapping[str, Mapping[str, ScoredSet]]) -> N
             arrays[f"{key}{_SEP}digest"] = np.array(scored.digest)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes_atomically(path, buffer.getvalue())
 
 
 def load_outputs(path: Path) -> Dict[str, Dict[str, ScoredSet]]:

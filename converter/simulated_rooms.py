@@ -14,13 +14,14 @@ fill the cache load it instead of simulating it again.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
+
+from edge_ser.atomic_write import atomic_path
 
 BANK_VERSION = "v1"
 BANK_SIZE = 300
@@ -98,8 +99,6 @@ def simulated_bank(count: int = BANK_SIZE, seed: int = 0, sample_rate: int = 160
         rir = simulate(draw_room(rng), sample_rate)
         if rir is not None:
             rirs.append(rir.astype(np.float32))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **{f"rir{i}": r for i, r in enumerate(rirs)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **{f"rir{i}": r for i, r in enumerate(rirs)})
     return tuple(rirs)

@@ -40,6 +40,7 @@ from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from .atomic_write import write_bytes_atomically
 from .errors import AudioError
 
 __all__ = ["WavAudio", "WavReader", "open_wav", "read_wav", "read_wav_channels", "write_wav", "SAMPLE_FORMATS",
@@ -668,14 +669,6 @@ def write_wav(target: Union[str, "os.PathLike[str]", BinaryIO], samples: np.ndar
     """
     blob = wav_bytes(samples, sample_rate, sample_format=sample_format)
     if isinstance(target, (str, os.PathLike)):
-        path = os.fspath(target)
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(blob)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_bytes_atomically(target, blob)
     else:
         target.write(blob)
