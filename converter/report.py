@@ -522,6 +522,12 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
             lines.append(f"| {pair['recipe']} | {pair['label']} | mean of these {len(pair['folds'])} | "
                          f"{_pct(c1)} / {_pct(f1)} | {_pct(c2)} / {_pct(f2)} | "
                          f"{_pair_change((c1, f1), (c2, f2))} |")
+        for pair in seeds:
+            if len(pair["folds"]) == len(CV_RUNS):
+                (c1, f1), (c2, f2) = pair["own_mean"], pair["seed_mean"]
+                lines += ["", f"{pair['recipe']} with both seeds on all five folds (int8, clean / far-field): "
+                          f"{_pct((c1 + c2) / 2)} / {_pct((f1 + f2) / 2)}, the mean of two trainings per fold; "
+                          f"one seed alone gave {_pct(c1)} / {_pct(f1)}, the other {_pct(c2)} / {_pct(f2)}."]
 
     lines += ["", "## Calibration", "",
               "Expected calibration error (15 bins) of the top-1 probability on the test clips, before and after "
