@@ -149,7 +149,6 @@ def run_cv(
             fold["last_epoch_float_ua"], fold["last_epoch_float_wa"] = fold["float"]["ua"], fold["float"]["wa"]
         fold["seconds"] = round(time.time() - t0, 1)
         if work is not None:  # the model first: a result without its model is not a finished fold
-            work.mkdir(parents=True, exist_ok=True)
             write_bytes_atomically(work / f"fold{number}.tflite", tfl)
             write_bytes_atomically(work / f"fold{number}.json", json.dumps({"key": key, "fold": fold}, indent=1))
             checkpoint.unlink(missing_ok=True)

@@ -20,22 +20,17 @@ from typing import Iterator, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _temporary_beside(path: Path, suffix: str) -> Path:
-    """A name in ``path``'s folder no other writer uses: the process id and random bits."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}{suffix}")
-
-
 @contextlib.contextmanager
-def atomic_path(target: PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write ``target``'s new content to; rename it onto ``target``
-    when the block ends normally, remove it when the block raises.
+def _replacing(target: PathLike, suffix: str) -> Iterator[Path]:
+    """A temporary path beside ``target`` ending in ``suffix``, renamed onto ``target`` when the
+    block ends normally and removed when it raises.
 
-    The temporary path keeps ``target``'s suffix, because writers such as ``numpy.save`` and
-    ``keras.Model.save`` choose their format by it or append their own.
+    The name is one no other writer uses (the process id and random bits), so processes sharing a
+    folder can fill the same entry at once.
     """
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_beside(path, f".tmp{path.suffix}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -44,19 +39,21 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def atomic_path(target: PathLike) -> "contextlib.AbstractContextManager[Path]":
+    """Yield a temporary path to write ``target``'s new content to; rename it onto ``target``
+    when the block ends normally, remove it when the block raises.
+
+    The temporary path keeps ``target``'s suffix, because writers such as ``numpy.save`` and
+    ``keras.Model.save`` choose their format by it or append their own.
+    """
+    return _replacing(target, f".tmp{Path(target).suffix}")
+
+
 def write_bytes_atomically(target: PathLike, data: Union[bytes, str]) -> None:
     """Write ``data`` (text is UTF-8 encoded) to ``target`` through a temporary file and a rename.
 
     The temporary name ends in ``.partial``, so a leftover from a killed process never matches a
     reader's ``*.json`` or ``*.tflite`` pattern.
     """
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_beside(path, ".partial")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with _replacing(target, ".partial") as tmp, open(tmp, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
