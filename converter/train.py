@@ -25,6 +25,7 @@ corpus's classes, by the same rule.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -88,6 +89,9 @@ class Recipe:
     # the feature preset (edge_ser.features.PRESETS) the model hears: it travels in the model
     # file, and the device computes exactly it
     features: str = "edge"
+    # > 0: every training window's mel axis is warped by a factor drawn from 1 +- this, in Hz
+    # (converter.augment.warp_bands: another vocal tract length); the device hears no warp
+    band_warp: float = 0.0
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
@@ -378,9 +382,21 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
 
 
 def recipe_window(features: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
-    """One training window of a clip's features, cropped and masked as the recipe says."""
+    """One training window of a clip's features, cropped, warped and masked as the recipe says."""
     return training_window(features.astype(np.float32, copy=False), recipe.window_frames, rng,
-                           recipe.short_fraction, recipe.min_frames, blocks=feature_blocks(recipe))
+                           recipe.short_fraction, recipe.min_frames, blocks=feature_blocks(recipe),
+                           band_warp=recipe.band_warp,
+                           centres_hz=band_centres(recipe.features) if recipe.band_warp > 0 else None)
+
+
+@functools.lru_cache(maxsize=None)
+def band_centres(features: str) -> np.ndarray:
+    """The mel bands' centre frequencies of a feature preset (one array per preset and process)."""
+    from edge_ser.features import mel_band_centres, preset
+
+    centres = mel_band_centres(preset(features))
+    centres.flags.writeable = False  # shared by every caller
+    return centres
 
 
 def paired_windows(clips: Sequence[Sequence[np.ndarray]], recipe: Recipe, rng: np.random.Generator) -> np.ndarray:

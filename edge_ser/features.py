@@ -44,6 +44,7 @@ __all__ = [
     "utterance_stage",
     "log_mel",
     "mel_filterbank",
+    "mel_band_centres",
     "StreamingFeatures",
     "num_frames",
     "UtteranceStats",
@@ -410,16 +411,32 @@ def _mel_to_hz(mel: np.ndarray, scale: str) -> np.ndarray:
     return np.where(mel >= min_log_mel, log_part, linear)
 
 
-def _triangular_filterbank(config: FeatureConfig) -> np.ndarray:
-    """Triangles on a continuous frequency axis, peaks equally spaced in mel."""
-    n_bins = config.n_fft // 2 + 1
-    bin_hz = np.linspace(0.0, config.sample_rate / 2, n_bins)
+def mel_band_centres(config: FeatureConfig) -> np.ndarray:
+    """The centre frequency in Hz of each of ``config``'s mel bands, lowest first.
+
+    The peaks of the triangles :func:`mel_filterbank` builds: equally spaced in mel between
+    ``fmin`` and ``fmax``. Training uses them to move a spectrogram along its frequency axis
+    by a factor in Hz (a vocal-tract-length perturbation) without recomputing features.
+    """
+    return _mel_edges_hz(config)[1:-1]
+
+
+def _mel_edges_hz(config: FeatureConfig) -> np.ndarray:
+    """``n_mels + 2`` frequencies equally spaced in mel from ``fmin`` to ``fmax``: each band's
+    lower corner, peak and upper corner are three neighbours."""
     edges_mel = np.linspace(
         _hz_to_mel(config.fmin, config.mel_scale),
         _hz_to_mel(config.fmax_hz, config.mel_scale),
         config.n_mels + 2,
     )
-    edges_hz = _mel_to_hz(edges_mel, config.mel_scale)
+    return _mel_to_hz(edges_mel, config.mel_scale)
+
+
+def _triangular_filterbank(config: FeatureConfig) -> np.ndarray:
+    """Triangles on a continuous frequency axis, peaks equally spaced in mel."""
+    n_bins = config.n_fft // 2 + 1
+    bin_hz = np.linspace(0.0, config.sample_rate / 2, n_bins)
+    edges_hz = _mel_edges_hz(config)
     widths = np.diff(edges_hz)
     # distance of every FFT bin from every edge: (n_mels + 2, n_bins)
     offsets = edges_hz[:, None] - bin_hz[None, :]
@@ -434,13 +451,8 @@ def _triangular_filterbank(config: FeatureConfig) -> np.ndarray:
 def _bin_snapped_filterbank(config: FeatureConfig) -> np.ndarray:
     """Triangles whose corners are snapped to FFT bins (the classic HTK/psf recipe)."""
     n_bins = config.n_fft // 2 + 1
-    edges_mel = np.linspace(
-        _hz_to_mel(config.fmin, config.mel_scale),
-        _hz_to_mel(config.fmax_hz, config.mel_scale),
-        config.n_mels + 2,
-    )
-    corners = np.floor((config.n_fft + 1) * _mel_to_hz(edges_mel, config.mel_scale)
-                       / config.sample_rate).astype(np.int64)
+    edges_hz = _mel_edges_hz(config)
+    corners = np.floor((config.n_fft + 1) * edges_hz / config.sample_rate).astype(np.int64)
     weights = np.zeros((config.n_mels, n_bins))
     k = np.arange(n_bins)
     for m in range(config.n_mels):
@@ -452,8 +464,7 @@ def _bin_snapped_filterbank(config: FeatureConfig) -> np.ndarray:
             down = (k >= peak) & (k < hi)
             weights[m, down] = (hi - k[down]) / (hi - peak)
     if config.mel_norm == "slaney":
-        hz = _mel_to_hz(edges_mel, config.mel_scale)
-        weights *= (2.0 / (hz[2:] - hz[:-2]))[:, None]
+        weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
     return weights
 
 
