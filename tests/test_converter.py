@@ -168,6 +168,39 @@ def test_spec_augment_on_two_views_masks_the_same_bands_in_each_with_its_own_min
     assert np.array_equal(a, b) and np.sum(a == one.min()) > 1
 
 
+def test_a_band_warp_moves_a_tone_to_the_band_of_its_frequency_times_the_factor():
+    """VTLP on log-mel: a 1 kHz tone warped by 1.1 peaks in the band centred nearest 1.1 kHz, by
+    0.9 nearest 900 Hz; both views of a two-block window move alike; a factor of 1 changes
+    nothing, and a recipe without a warp draws its windows exactly as before."""
+    from converter.augment import training_window, warp_bands
+    from edge_ser.features import log_mel, mel_band_centres, mel_filterbank, preset
+
+    config = preset("edge")
+    centres = mel_band_centres(config)
+    peaks_hz = mel_filterbank(config).argmax(axis=0) * config.sample_rate / config.n_fft
+    assert np.all(np.abs(peaks_hz - centres) <= config.sample_rate / config.n_fft)  # the triangles' peaks
+    t = np.arange(config.sample_rate) / config.sample_rate
+    tone = log_mel((0.3 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32), config)
+    assert abs(centres[tone.mean(axis=0).argmax()] - 1000.0) < 40.0
+    for factor in (1.1, 0.9):
+        warped = warp_bands(tone, factor, centres)
+        assert warped.shape == tone.shape and warped.dtype == tone.dtype
+        assert np.argmin(np.abs(centres - 1000.0 * factor)) == warped.mean(axis=0).argmax()
+    assert np.allclose(warp_bands(tone, 1.0, centres), tone)
+    both = np.concatenate([tone, tone + 5.0], axis=1)
+    moved = warp_bands(both, 1.1, centres, blocks=2)
+    assert np.allclose(moved[:, 64:], moved[:, :64] + 5.0)
+    with pytest.raises(ValueError, match="columns"):
+        warp_bands(both, 1.1, centres)
+    long = np.tile(tone, (4, 1))
+    plain = training_window(long, 300, np.random.default_rng(3))
+    assert np.array_equal(plain, training_window(long, 300, np.random.default_rng(3), band_warp=0.0))
+    assert not np.array_equal(plain, training_window(long, 300, np.random.default_rng(3), band_warp=0.1,
+                                                     centres_hz=centres))
+    with pytest.raises(ValueError, match="centre"):
+        training_window(long, 300, np.random.default_rng(3), band_warp=0.1)
+
+
 def test_feature_cache_reuses_entries(tmp_path):
     from converter.cache import FeatureCache
     from edge_ser.features import log_mel, preset

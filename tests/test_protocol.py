@@ -1414,6 +1414,31 @@ def test_report_judges_a_new_member_by_its_seed_means_and_the_ensemble_on_the_ke
     assert "ensemble_change" not in entry and entry["verdict"] == "-"
 
 
+def test_report_gates_a_member_whose_ensemble_is_judged_on_the_folds_by_the_member_means_alone():
+    from converter.report import markdown, member_candidates
+
+    def dev(ravdess: float, pooled: float, far_all: float, **extra) -> dict:
+        scores = dict(_scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7}), farfield_all={"ua": far_all})
+        return {"dev": dict(extra, float=scores)}
+
+    results = {"rooms-long": dev(0.66, 0.60, 0.53), "rooms-long-again": dev(0.66, 0.60, 0.53, again_of="rooms-long"),
+               "rooms-long-seed2": dev(0.69, 0.60, 0.53, seed_of="rooms-long"),
+               "rooms-long-warp": dev(0.69, 0.595, 0.53)}
+    entry = _candidate(member_candidates(results), "rooms-long-warp-pcen")
+    assert (entry["old"], entry["new"], entry["reference"]) == ("rooms-long", "rooms-long-warp", "rooms-long-pcen")
+    assert entry["verdict"] == "-"  # one training of the new member
+    results["rooms-long-warp-seed2"] = dev(0.69, 0.595, 0.52, seed_of="rooms-long-warp")
+    entry = _candidate(member_candidates(results), "rooms-long-warp-pcen")
+    assert entry["member_change"] == {"ravdess": 2.0, "pooled": -0.5, "farfield": -0.5}
+    assert "ensemble_change" not in entry and entry["verdict"] == "goes to the folds"
+    assert ("| rooms-long-warp-pcen (against rooms-long-pcen) | rooms-long (3) -> rooms-long-warp (2) | "
+            "+2.0 / -0.5 / -0.5 | judged on the folds | goes to the folds |") in markdown(results)
+    results["rooms-long-warp-seed2"] = dev(0.69, 0.575, 0.52, seed_of="rooms-long-warp")  # pooled -1.5
+    assert _candidate(member_candidates(results), "rooms-long-warp-pcen")["verdict"] == "stops here"
+    results["rooms-long-warp-seed2"] = dev(0.66, 0.595, 0.53, seed_of="rooms-long-warp")  # RAVDESS clean +0.5
+    assert _candidate(member_candidates(results), "rooms-long-warp-pcen")["verdict"] == "stops here"
+
+
 def test_report_judges_a_third_member_against_both_pairs_it_contains_on_the_same_files():
     from converter.report import markdown, third_member_candidates
 
