@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from edge_ser.atomic_write import write_bytes_atomically
 from edge_ser.features import PRESETS
 
 from .model import HEADS
@@ -242,7 +243,7 @@ def _train_ensemble(args, argv) -> int:
     out = Path(args.out)
     metadata, report = _write_model(tfl, both, recipe, extra, info, out, params)
     if args.card:
-        Path(args.card).write_text(_rooms_card(out, metadata, report, Path(args.protocol)))
+        write_bytes_atomically(Path(args.card), _rooms_card(out, metadata, report, Path(args.protocol)))
         _log(f"wrote {args.card}")
     return 0
 
@@ -317,7 +318,7 @@ def cmd_train(args, argv) -> int:
             card = _rooms_card(out, metadata, report, Path(args.protocol))
         else:
             card = model_card(out, metadata, report, cv, params, command, info)
-        Path(args.card).write_text(card)
+        write_bytes_atomically(Path(args.card), card)
         _log(f"wrote {args.card}")
     return 0
 
@@ -366,7 +367,7 @@ def cmd_stamp(args, argv) -> int:
         report = finish_tflite(data, metadata, path)
         _log(f"re-stamped {path} with the {recipe_name} protocol results ({report['size_bytes']} bytes)")
     if args.card and "card" in extra:
-        Path(args.card).write_text(_rooms_card(path, metadata, report, Path(args.protocol)))
+        write_bytes_atomically(Path(args.card), _rooms_card(path, metadata, report, Path(args.protocol)))
         _log(f"wrote {args.card}")
     return 0
 
@@ -408,7 +409,7 @@ def save_trained(result, keras_path: Path, recipe, command: str, trained: str) -
     result.model.save(keras_path)
     record = {"recipe": recipe.to_dict(), "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
               "seconds": round(result.seconds, 1), "command": command, "trained": trained}
-    _training_record(keras_path).write_text(json.dumps(record, indent=1) + "\n")
+    write_bytes_atomically(_training_record(keras_path), json.dumps(record, indent=1) + "\n")
 
 
 def load_trained(keras_path: Path, recipe):
@@ -639,8 +640,8 @@ def cmd_farfield_parts(args, argv) -> int:
 def _write_results(out: Path, result: dict, table: str) -> None:
     """A diagnosis's results: JSON at ``out``, its markdown table beside it and on stdout."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(table)
+    write_bytes_atomically(out, json.dumps(result, indent=1) + "\n")
+    write_bytes_atomically(out.with_suffix(".md"), table)
     print(table)
     _log(f"wrote {out} and {out.with_suffix('.md')}")
 

@@ -286,7 +286,7 @@ def plot_confusion(cm: Sequence[Sequence[int]], path: Path, title: str) -> None:
 def write_results(summary: Dict[str, object], out_dir: Path, command: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = dict(summary, command=command)
-    (out_dir / "cv.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_bytes_atomically(out_dir / "cv.json", json.dumps(summary, indent=1) + "\n")
     m = summary["mean"]
     md = [
         "# Speaker-independent cross-validation",
@@ -312,6 +312,6 @@ def write_results(summary: Dict[str, object], out_dir: Path, command: str) -> No
         "![confusion matrix](confusion.png)",
         "",
     ]
-    (out_dir / "cv.md").write_text("\n".join(md))
+    write_bytes_atomically(out_dir / "cv.md", "\n".join(md))
     plot_confusion(summary["pooled_confusion_int8"], out_dir / "confusion.png",
                    f"int8, speaker-independent CV (UA {100 * m['int8_ua']:.1f} %, WA {100 * m['int8_wa']:.1f} %)")

@@ -1078,7 +1078,7 @@ def add_dev_farfield(row_path: Path, model_paths: Sequence[Path], items: Sequenc
     scorer = Scorer(plan, recipe, preset(recipe.features), cache_dir)
     row["float"]["farfield_all"] = scorer.farfield_every_corpus(keras_predictor(model, logits=False), recipe.masked)
     row["farfield_all_from"] = [str(p) for p in model_paths]
-    Path(row_path).write_text(json.dumps(row, indent=1) + "\n")
+    write_bytes_atomically(Path(row_path), json.dumps(row, indent=1) + "\n")
     return row
 
 

@@ -14,6 +14,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edge_ser.atomic_write import write_bytes_atomically
+
 from .ensemble import check_weights
 from .protocol import DESCRIPTIONS, ENSEMBLE_WEIGHTS, ENSEMBLES
 
@@ -673,5 +675,5 @@ def write_report(directory: Path, out: Optional[Path] = None) -> Path:
     order = [x for x in ("baseline", "rooms") if x in results] + [x for x in sorted(results)
                                                                    if x not in ("baseline", "rooms")]
     target = out or Path(directory).parent / "protocol.md"
-    target.write_text(markdown(results, order))
+    write_bytes_atomically(target, markdown(results, order))
     return target

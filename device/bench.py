@@ -52,6 +52,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from edge_ser.atomic_write import write_bytes_atomically  # noqa: E402
 from edge_ser.features import StreamingFeatures, log_mel, preset  # noqa: E402
 from edge_ser.wav import write_wav  # noqa: E402
 from edge_ser.speechlike import speechlike  # noqa: E402
@@ -917,8 +918,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{socket.gethostname()}"
-    (args.out / f"{stem}.md").write_text(text)
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    write_bytes_atomically(args.out / f"{stem}.md", text)
+    write_bytes_atomically(args.out / f"{stem}.json", json.dumps(results, indent=1, default=str) + "\n")
     print(f"wrote {args.out / (stem + '.md')} and .json", file=sys.stderr)
     return 0
 

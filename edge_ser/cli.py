@@ -375,7 +375,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "machine": platform.machine(), "python": platform.python_version(),
             "numpy": np.__version__, "seconds": args.seconds, "repeat": args.repeat, "stages": results,
         }
-        Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+        from .atomic_write import write_bytes_atomically
+
+        write_bytes_atomically(Path(args.output), json.dumps(report, indent=1) + "\n")
         print(f"results written to {args.output}")
     return EXIT_OK
 
