@@ -557,6 +557,11 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
                 lines += ["", f"{pair['recipe']} with both seeds on all five folds (int8, clean / far-field): "
                           f"{_pct((c1 + c2) / 2)} / {_pct((f1 + f2) / 2)}, the mean of two trainings per fold; "
                           f"one seed alone gave {_pct(c1)} / {_pct(f1)}, the other {_pct(c2)} / {_pct(f2)}."]
+        for entry in both_seed_changes(seeds):
+            folds = ", ".join(f"{100 * c:+.1f}" for c, _ in entry["folds"])
+            lines += ["", f"{entry['recipe']} against {entry['reference']}, both with both seeds on the same five "
+                      f"folds: clean {100 * entry['clean']:+.1f} points (fold by fold {folds}; standard error of "
+                      f"the mean {100 * entry['clean_se']:.1f}), far-field {100 * entry['farfield']:+.1f} points."]
 
     lines += ["", "## Calibration", "",
               "Expected calibration error (15 bins) of the top-1 probability on the test clips, before and after "
@@ -654,6 +659,30 @@ def seed_fold_pairs(results: Results) -> List[dict]:
             continue
         mean = lambda k: tuple(float(np.mean([f[k][i] for f in folds])) for i in (0, 1))  # noqa: E731
         out.append({"recipe": base, "label": label, "folds": folds, "own_mean": mean(1), "seed_mean": mean(2)})
+    return out
+
+
+def both_seed_changes(seeds: List[dict], reference: str = "baseline") -> List[dict]:
+    """Each recipe with both seeds on every fold against ``reference``'s, fold by fold.
+
+    A fold's score is the mean of its two trainings (:func:`seed_fold_pairs`), which halves
+    the seed noise; the change is the recipe's minus the reference's on the same test actors,
+    with its mean over the folds and that mean's standard error (the changes' spread over the
+    square root of their number): whether two recipes differ by more than the folds disagree.
+    """
+    per_fold = {pair["recipe"]: {run: ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2) for run, a, b in pair["folds"]}
+                for pair in seeds if len(pair["folds"]) == len(CV_RUNS)}
+    if reference not in per_fold:
+        return []
+    out = []
+    for recipe, folds in sorted(per_fold.items()):
+        if recipe == reference:
+            continue
+        changes = [(folds[r][0] - per_fold[reference][r][0], folds[r][1] - per_fold[reference][r][1]) for r in CV_RUNS]
+        clean = np.array([c for c, _ in changes])
+        out.append({"recipe": recipe, "reference": reference, "folds": changes, "clean": float(clean.mean()),
+                    "clean_se": float(clean.std(ddof=1) / np.sqrt(clean.size)),
+                    "farfield": float(np.mean([f for _, f in changes]))})
     return out
 
 

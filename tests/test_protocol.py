@@ -1325,6 +1325,16 @@ def test_report_tables_and_the_same_recipe_trained_again():
     assert "| mean of these 5 | 64.0 % / 50.0 % | 62.0 % / 52.0 % | -2.0 / +2.0 points |" in seeds
     assert ("rooms-ravdess-half with both seeds on all five folds (int8, clean / far-field): 63.0 % / 51.0 %, "
             "the mean of two trainings per fold; one seed alone gave 64.0 % / 50.0 %, the other 62.0 % / 52.0 %.") in seeds
+    assert " against baseline" not in seeds  # the first recipe has no second seed yet
+    # the first recipe with both seeds too: the two compared fold by fold on their two-seed means
+    for k, run in enumerate(CV_RUNS):
+        own, other = _scores(0.60 + 0.01 * k, 0.40), _scores(0.60 - 0.01 * k, 0.42)
+        results.setdefault("baseline", {})[run] = {"float": own, "int8": own}
+        results.setdefault("baseline-seed2", {})[run] = {"seed_of": "baseline", "float": other, "int8": other}
+    seeds = markdown(results).split("## Another seed on the folds")[1].split("## Calibration")[0]
+    # rooms-ravdess-half per fold (0.59 + 0.02 k), baseline 0.60: -1, +1, +3, +5, +7; spread 3.16 / sqrt 5
+    assert ("rooms-ravdess-half against baseline, both with both seeds on the same five folds: clean +3.0 points "
+            "(fold by fold -1.0, +1.0, +3.0, +5.0, +7.0; standard error of the mean 1.4), far-field +10.0 points.") in seeds
 
 
 def test_report_compares_recipes_by_the_mean_of_two_seeds_on_the_far_field_over_every_corpus():
