@@ -48,11 +48,14 @@ class Treatment:
     costs more than the rest of a variant. Evaluation uses the untouched WAV, as the device
     hears it. ``farfield``: the held-out far-field evaluation condition instead of
     an augmentation (:func:`converter.rooms.far_field` with held-out rooms and noise).
+    ``condition``: another evaluation condition (:data:`converter.conditions.CONDITIONS`:
+    telephone band, a higher voice, synthetic reverberation), seeded per clip like far-field.
     """
 
     augmentation: str = "studio"
     opus_wav: bool = False
     farfield: bool = False
+    condition: str = ""
 
     def key(self, path: str, variant: int) -> str:
         """The cache-key part for one entry; the default treatment adds nothing (older entries stay valid)."""
@@ -63,6 +66,8 @@ class Treatment:
             parts.append("opus-wav")
         if self.farfield:
             parts.append("farfield-v1")
+        if self.condition:
+            parts.append(f"condition={self.condition}-v1")
         return ",".join(parts)
 
 
@@ -111,11 +116,19 @@ def compute_features(
     signal = load_clip(path, config.sample_rate)
     if treatment.opus_wav and not variant and is_wav(path):
         signal = opus_round_trip(signal, config.sample_rate)
+    if treatment.farfield and treatment.condition:
+        raise ValueError("a clip is scored far-field or under another condition, not both")
     if treatment.farfield:
         from .rooms import clip_seed, far_field, load_bank
 
         rng = np.random.default_rng(clip_seed(path, seed))
         signal = far_field(signal, load_bank("test", sample_rate=config.sample_rate), rng)
+    elif treatment.condition:
+        from .conditions import apply_condition
+        from .rooms import clip_seed
+
+        rng = np.random.default_rng(clip_seed(path, seed))
+        signal = apply_condition(treatment.condition, signal, config.sample_rate, rng)
     elif variant:
         rng = np.random.default_rng(variant_seed(os.path.abspath(path), variant, seed))
         signal, _ = AUGMENTATIONS[treatment.augmentation](signal, config.sample_rate, rng)

@@ -689,14 +689,24 @@ def cmd_protocol(args, argv) -> int:
 
 def cmd_score(args, argv) -> int:
     """Score existing int8 files on protocol runs (baseline rows that need no training)."""
+    from .conditions import CONDITIONS
     from .protocol import LOCO_CORPORA, score_model_file, summary_line
 
     items = _protocol_items(args)
     corpora = tuple(args.corpora.split(",")) if args.corpora else LOCO_CORPORA
+    conditions = tuple(args.conditions.split(",")) if args.conditions else ()
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise SystemExit(f"error: unknown condition {unknown[0]!r}; known: {', '.join(CONDITIONS)}")
     for spec in args.pairs:
         run, _, path = spec.partition("=")
+        recipe = None
+        if args.recipe_from:  # a bare fold model: its windows, features and output from the row that made it
+            row_path = Path(DEFAULT_RESULTS / "protocol" / args.recipe_from / f"{run}.json")
+            recipe = json.loads(row_path.read_text())["recipe"]
         target = score_model_file(Path(path).read_bytes(), run, args.label, items, Path(args.results), corpora,
-                                  Path(args.cache) if args.cache else None, note=args.note or path, source=path)
+                                  Path(args.cache) if args.cache else None, note=args.note or path, source=path,
+                                  conditions=conditions, spec=recipe)
         _log(f"{args.label}/{run}: {summary_line(json.loads(target.read_text()))} -> {target}")
     return 0
 
@@ -819,6 +829,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True, help="results sub-folder, e.g. baseline")
     p.add_argument("--corpora", help="corpora the runs are planned over (default ravdess,nemo,ased)")
     p.add_argument("--note", help="what the model is (stored in the results)")
+    p.add_argument("--conditions", help="also score under these listening conditions, comma list of "
+                                        "telephone, pitch+2, reverb (converter.conditions); such rows go to "
+                                        "--results models/results/conditions")
+    p.add_argument("--recipe-from", metavar="LABEL", help="a model without metadata (a fold model the protocol "
+                                                           "kept) is scored as the recipe of this label's row "
+                                                           "for the run says (windows, features, output)")
     p.add_argument("--results", default=str(DEFAULT_RESULTS / "protocol"))
     p.add_argument("--datasets")
     p.add_argument("--cache")

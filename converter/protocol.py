@@ -642,11 +642,20 @@ class Scorer:
     config: object
     cache_dir: Optional[Path] = None
 
-    def features(self, items: Sequence[Item], farfield: bool = False, draw: int = 0) -> List[np.ndarray]:
+    def features(self, items: Sequence[Item], farfield: bool = False, draw: int = 0,
+                 condition: str = "") -> List[np.ndarray]:
         if not items:
             return []
-        data = load_clipset(items, self.config, 0, self.cache_dir, seed=draw, treatment=Treatment(farfield=farfield))
+        data = load_clipset(items, self.config, 0, self.cache_dir, seed=draw,
+                            treatment=Treatment(farfield=farfield, condition=condition))
         return [f[0] for f in data.feats]
+
+    def conditions(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
+                   names: Sequence[str]) -> Dict[str, object]:
+        """Scores of the run's test clips under each named condition (:mod:`converter.conditions`)."""
+        plan = self.plan
+        return {name: score(window_outputs(predict, self.features(plan.test, condition=name), self.recipe),
+                            plan.test, plan.classes, logits) for name in names}
 
     def farfield_every_corpus(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
                               draws: int = DEV_FARFIELD_DRAWS, keep: Optional[Dict[str, ScoredSet]] = None
@@ -941,14 +950,19 @@ def run_protocol(
 
 def score_model_file(
     tflite_bytes: bytes, run: str, label: str, items: Sequence[Item], out_dir: Path, corpora: Sequence[str],
-    cache_dir: Optional[Path] = None, note: str = "", source: str = "model",
+    cache_dir: Optional[Path] = None, note: str = "", source: str = "model", conditions: Sequence[str] = (),
+    spec: Optional[dict] = None,
 ) -> Path:
     """Score an existing int8 file on a run's test clips (baseline rows: fold models, the shipped model).
+
+    ``conditions``: also score the test clips under these listening conditions
+    (:data:`converter.conditions.CONDITIONS`), in the row's ``int8.conditions``.
 
     A file with edge-ser metadata is scored as the device runs it: on the features, windows and
     output (probabilities or logits) its metadata names, so an ensemble on log-mel and PCEN is
     scored on both. A bare file (the first recipe's fold models have no metadata) hears
-    ``edge`` log-mel in the default windows and outputs probabilities.
+    ``edge`` log-mel in the default windows and outputs probabilities, unless ``spec`` (the
+    ``recipe`` of the protocol row that made it: a fold model the protocol kept) says otherwise.
     """
     from edge_ser.errors import ModelError
     from edge_ser.features import preset, preset_name
@@ -959,7 +973,12 @@ def score_model_file(
 
     entries = read_metadata(tflite_bytes, source)  # a file that is no TFLite model is refused here, in one line
     meta = ModelMetadata.from_entries(entries, source) if METADATA_NAME in entries else None
-    if meta is None:
+    if meta is None and spec is not None:
+        first = next(iter(spec["members"].values())) if "members" in spec else spec
+        recipe = Recipe(window_frames=first["window_frames"], hop_frames=first["hop_frames"],
+                        features=spec.get("features", "edge"))
+        logits = bool(first.get("masked"))
+    elif meta is None:
         recipe, logits = Recipe(), False
     else:
         features = preset_name(meta.feature_config)
@@ -974,6 +993,8 @@ def score_model_file(
     row = {"run": run, "recipe_name": label, "note": note, "corpora": list(corpora),
            "test_speakers": sorted({i.speaker for i in plan.test}),
            "int8": scorer.evaluate(TFLiteRunner(tflite_bytes).predict, logits, calibrate=False, keep=kept["int8"])}
+    if conditions:
+        row["int8"]["conditions"] = scorer.conditions(TFLiteRunner(tflite_bytes).predict, logits, conditions)
     target = out_dir / label / f"{run}.json"
     _write_row(target, row, kept)
     return target

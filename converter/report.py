@@ -370,7 +370,10 @@ def _rounded(value, digits: int = 4):
     return value
 
 
-def markdown(results: Results, order: Optional[List[str]] = None) -> str:
+def markdown(results: Results, order: Optional[List[str]] = None,
+             conditions: Optional[Results] = None) -> str:
+    """protocol.md from the protocol's results (and ``conditions``: fold models scored under the
+    other listening conditions, :func:`conditions_section`)."""
     labels = order or sorted(results)
     lines = ["# Room-ready evaluation protocol", "",
              "Produced by `python -m converter report` from the per-run files beside this one "
@@ -488,7 +491,8 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
     candidates = member_candidates(results)
     if candidates:
         lines += ["", "### A stronger member", "", SELECTION_RULE_MEMBER, "", SELECTION_RULE_MEMBER_AGAIN, "",
-                  SELECTION_RULE_MEMBER_VIEWS, "", SELECTION_RULE_MEMBER_AROUSAL, "", SELECTION_RULE_MEMBER_WARP, "",
+                  SELECTION_RULE_MEMBER_VIEWS, "", SELECTION_RULE_MEMBER_AROUSAL, "",
+                  SELECTION_RULE_MEMBER_WARP, "",
                   "| candidate | member replaced -> new (trainings) | member change RAVDESS clean / pooled / "
                   "far-field (points) | ensemble change against the reference (the same three) | rule |",
                   "|---|---|---|---|---|"]
@@ -562,6 +566,8 @@ def markdown(results: Results, order: Optional[List[str]] = None) -> str:
             lines += ["", f"{entry['recipe']} against {entry['reference']}, both with both seeds on the same five "
                       f"folds: clean {100 * entry['clean']:+.1f} points (fold by fold {folds}; standard error of "
                       f"the mean {100 * entry['clean_se']:.1f}), far-field {100 * entry['farfield']:+.1f} points."]
+
+    lines += conditions_section(conditions or {})
 
     lines += ["", "## Calibration", "",
               "Expected calibration error (15 bins) of the top-1 probability on the test clips, before and after "
@@ -699,10 +705,41 @@ def _ravdess_pair(scores: dict) -> tuple:
     return ua, scores.get("farfield", {}).get("ua")
 
 
+def conditions_section(conditions: Results) -> List[str]:
+    """Fold models scored under the other listening conditions (``converter score --conditions``).
+
+    One line per results folder: the mean over its folds of int8 RAVDESS UA, clean, far-field and
+    under each condition, every fold counted only where it has that score.
+    """
+    from .conditions import CONDITIONS, PITCH_STEPS
+
+    rows = []
+    for label, runs in sorted(conditions.items()):
+        folds = [runs[r]["int8"] for r in CV_RUNS if r in runs and "conditions" in runs[r].get("int8", {})]
+        if not folds:
+            continue
+        cells = [_mean([_ravdess_pair(f)[0] for f in folds]), _mean([_ravdess_pair(f)[1] for f in folds])]
+        cells += [_mean([f["conditions"][c]["ua"] for f in folds if c in f["conditions"]]) for c in CONDITIONS]
+        rows.append(f"| {label} | {len(folds)} | " + " | ".join(_pct(v) for v in cells) + " |")
+    if not rows:
+        return []
+    return ["", "## Other listening conditions", "",
+            "int8 8-way UA on each fold's unseen RAVDESS actors, the mean over the folds, of kept fold models "
+            "scored again (`converter score --conditions`, results in `models/results/conditions/`): clean, "
+            "far-field, and under the independent evaluation's other conditions: a telephone call (300-3400 Hz "
+            f"at 8 kHz), the voice {PITCH_STEPS:g} semitones higher (tempo kept), and a synthetic reverberant "
+            "room (RT60 drawn per clip from 0.4-0.8 s). Measured after every recipe was chosen; nothing is "
+            "chosen on them.", "",
+            "| fold models | folds | clean | far-field | " + " | ".join(CONDITIONS) + " |",
+            "|---|---|---|---|" + "---|" * len(CONDITIONS)] + rows
+
+
 def write_report(directory: Path, out: Optional[Path] = None) -> Path:
     results = load_results(directory)
+    conditions_dir = Path(directory).parent / "conditions"
+    conditions = load_results(conditions_dir) if conditions_dir.is_dir() else {}
     order = [x for x in ("baseline", "rooms") if x in results] + [x for x in sorted(results)
                                                                    if x not in ("baseline", "rooms")]
     target = out or Path(directory).parent / "protocol.md"
-    write_bytes_atomically(target, markdown(results, order))
+    write_bytes_atomically(target, markdown(results, order, conditions))
     return target

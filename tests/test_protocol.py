@@ -1137,6 +1137,19 @@ def test_score_runs_a_model_file_on_the_features_and_output_its_metadata_names(t
     assert len(kept.outputs) == 6 and all(o.shape[1] == len(EMOTIONS) for o in kept.outputs)
     # both views, log-mel and PCEN, were computed (a cache entry per block and clip), as the device does
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 * clean["clips"]
+    assert "conditions" not in row["int8"]
+    # the other listening conditions: each clip heard through each, cached beside the clean copies
+    proc = subprocess.run([PY, "-m", "converter", "score", f"loco-nemo={shipped}", "--conditions", "telephone,reverb",
+                           *common], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    scored = json.loads((tmp_path / "results" / "shipped" / "loco-nemo.json").read_text())["int8"]
+    assert sorted(scored["conditions"]) == ["reverb", "telephone"]
+    assert all(c["clips"] == 6 and 0.0 <= c["ua"] <= 1.0 for c in scored["conditions"].values())
+    assert scored["clean"] == clean
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3 * 2 * clean["clips"]
+    unknown = subprocess.run([PY, "-m", "converter", "score", f"loco-nemo={shipped}", "--conditions", "underwater",
+                              *common], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert unknown.returncode != 0 and "unknown condition 'underwater'" in unknown.stderr
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"RIFF" + bytes(100))
     bad = subprocess.run([PY, "-m", "converter", "score", f"loco-nemo={junk}", *common],
@@ -1447,6 +1460,49 @@ def test_report_gates_a_member_whose_ensemble_is_judged_on_the_folds_by_the_memb
     assert _candidate(member_candidates(results), "rooms-long-warp-pcen")["verdict"] == "stops here"
     results["rooms-long-warp-seed2"] = dev(0.66, 0.595, 0.53, seed_of="rooms-long-warp")  # RAVDESS clean +0.5
     assert _candidate(member_candidates(results), "rooms-long-warp-pcen")["verdict"] == "stops here"
+
+
+def test_report_gives_the_fold_models_means_under_the_other_listening_conditions():
+    from converter.report import markdown
+
+    def fold(clean: float, far: float, phone: float, pitch: float, reverb: float) -> dict:
+        scores = _scores(clean, far)
+        scores["conditions"] = {"telephone": {"ua": phone}, "pitch+2": {"ua": pitch}, "reverb": {"ua": reverb}}
+        return {"int8": scores}
+
+    conditions = {"shipped-seed2": {"cv1": fold(0.70, 0.60, 0.62, 0.50, 0.68), "cv2": fold(0.60, 0.50, 0.58, 0.46, 0.57)},
+                  "other": {"cv1": {"int8": _scores(0.5, 0.4)}}}  # scored without conditions: no line
+    text = markdown({}, conditions=conditions)
+    section = text.split("## Other listening conditions")[1].split("## Calibration")[0]
+    assert "| fold models | folds | clean | far-field | telephone | pitch+2 | reverb |" in section
+    assert "| shipped-seed2 | 2 | 65.0 % | 55.0 % | 60.0 % | 48.0 % | 62.5 % |" in section
+    assert "| other |" not in section
+    assert "## Other listening conditions" not in markdown({})
+
+
+def test_the_listening_conditions_band_limit_raise_the_voice_and_reverberate_one_clip_the_same_way_each_time():
+    from converter.conditions import CONDITIONS, apply_condition
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.3 * np.sin(2 * np.pi * 5000.0 * t)).astype(np.float32)
+
+    def level(x: np.ndarray, hz: float) -> float:
+        spectrum = np.abs(np.fft.rfft(x))
+        return float(spectrum[int(hz)])  # one-second signal: bin k is k Hz
+
+    phone = apply_condition("telephone", tone, sr, np.random.default_rng(0))
+    assert phone.shape == tone.shape and level(phone, 5000) < 0.01 * level(tone, 5000)
+    assert level(phone, 440) > 0.5 * level(tone, 440)
+    high = apply_condition("pitch+2", tone, sr, np.random.default_rng(0))
+    assert high.shape == tone.shape
+    assert abs(np.argmax(np.abs(np.fft.rfft(high))[:1000]) - 440 * 2 ** (2 / 12)) <= 2  # 494 Hz
+    wet = apply_condition("reverb", tone, sr, np.random.default_rng(5))
+    assert wet.shape == tone.shape and np.array_equal(wet, apply_condition("reverb", tone, sr, np.random.default_rng(5)))
+    assert np.isclose(np.abs(wet).max(), np.abs(tone).max(), rtol=1e-4) and not np.allclose(wet, tone)
+    assert list(CONDITIONS) == ["telephone", "pitch+2", "reverb"]
+    with pytest.raises(ValueError, match="unknown condition"):
+        apply_condition("underwater", tone, sr, np.random.default_rng(0))
 
 
 def test_report_judges_a_third_member_against_both_pairs_it_contains_on_the_same_files():
