@@ -118,17 +118,15 @@ def compute_features(
         signal = opus_round_trip(signal, config.sample_rate)
     if treatment.farfield and treatment.condition:
         raise ValueError("a clip is scored far-field or under another condition, not both")
-    if treatment.farfield:
+    if treatment.farfield or treatment.condition:
+        from .conditions import apply_condition
         from .rooms import clip_seed, far_field, load_bank
 
-        rng = np.random.default_rng(clip_seed(path, seed))
-        signal = far_field(signal, load_bank("test", sample_rate=config.sample_rate), rng)
-    elif treatment.condition:
-        from .conditions import apply_condition
-        from .rooms import clip_seed
-
-        rng = np.random.default_rng(clip_seed(path, seed))
-        signal = apply_condition(treatment.condition, signal, config.sample_rate, rng)
+        rng = np.random.default_rng(clip_seed(path, seed))  # the same copy for every model scored
+        if treatment.farfield:
+            signal = far_field(signal, load_bank("test", sample_rate=config.sample_rate), rng)
+        else:
+            signal = apply_condition(treatment.condition, signal, config.sample_rate, rng)
     elif variant:
         rng = np.random.default_rng(variant_seed(os.path.abspath(path), variant, seed))
         signal, _ = AUGMENTATIONS[treatment.augmentation](signal, config.sample_rate, rng)

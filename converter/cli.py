@@ -689,20 +689,20 @@ def cmd_protocol(args, argv) -> int:
 
 def cmd_score(args, argv) -> int:
     """Score existing int8 files on protocol runs (baseline rows that need no training)."""
-    from .conditions import CONDITIONS
+    from .conditions import check_conditions
     from .protocol import LOCO_CORPORA, score_model_file, summary_line
 
+    try:
+        conditions = check_conditions(args.conditions.split(",") if args.conditions else ())
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}")
     items = _protocol_items(args)
     corpora = tuple(args.corpora.split(",")) if args.corpora else LOCO_CORPORA
-    conditions = tuple(args.conditions.split(",")) if args.conditions else ()
-    unknown = [c for c in conditions if c not in CONDITIONS]
-    if unknown:
-        raise SystemExit(f"error: unknown condition {unknown[0]!r}; known: {', '.join(CONDITIONS)}")
     for spec in args.pairs:
         run, _, path = spec.partition("=")
         recipe = None
         if args.recipe_from:  # a bare fold model: its windows, features and output from the row that made it
-            row_path = Path(DEFAULT_RESULTS / "protocol" / args.recipe_from / f"{run}.json")
+            row_path = DEFAULT_RESULTS / "protocol" / args.recipe_from / f"{run}.json"
             recipe = json.loads(row_path.read_text())["recipe"]
         target = score_model_file(Path(path).read_bytes(), run, args.label, items, Path(args.results), corpora,
                                   Path(args.cache) if args.cache else None, note=args.note or path, source=path,

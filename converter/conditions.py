@@ -8,7 +8,7 @@ very same degraded copy and the copy can be cached (:class:`converter.cache.Trea
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -34,7 +34,6 @@ def _pitch_up(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) ->
 def _reverb(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     peak = float(np.max(np.abs(signal))) + 1e-12
     wet = reverberate(np.asarray(signal, dtype=np.float32), sample_rate, float(rng.uniform(*REVERB_RT60)), rng)
-    wet = wet[: len(signal)]
     return (wet * (peak / (float(np.max(np.abs(wet))) + 1e-12))).astype(np.float32)
 
 
@@ -46,8 +45,15 @@ CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
 }
 
 
+def check_conditions(names: Sequence[str]) -> Tuple[str, ...]:
+    """``names`` if each is a :data:`CONDITIONS` key; else a ValueError naming the first that is not."""
+    for name in names:
+        if name not in CONDITIONS:
+            raise ValueError(f"unknown condition {name!r}; known: {', '.join(CONDITIONS)}")
+    return tuple(names)
+
+
 def apply_condition(name: str, signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """``signal`` as heard under condition ``name`` (a :data:`CONDITIONS` key)."""
-    if name not in CONDITIONS:
-        raise ValueError(f"unknown condition {name!r}; known: {', '.join(CONDITIONS)}")
+    check_conditions([name])
     return CONDITIONS[name](signal, sample_rate, rng)

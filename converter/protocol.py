@@ -791,6 +791,14 @@ def ensemble_features(recipes: Sequence[Recipe]) -> str:
     raise ValueError(f"no feature preset puts {', '.join(names)} side by side in this order")
 
 
+def recipes_of_row(spec: dict) -> List[Recipe]:
+    """The recipes a results row's ``recipe`` names, as far as scoring needs them (windows, hop,
+    output and features): one per member of an ensemble, else the recipe alone."""
+    specs = list(spec["members"].values()) if "ensemble" in spec else [spec]
+    return [Recipe(window_frames=s["window_frames"], hop_frames=s["hop_frames"], masked=s["masked"],
+                   features=s.get("features", "edge")) for s in specs]
+
+
 def ensemble_weights(name: str) -> Optional[Tuple[float, ...]]:
     """The weights of ensemble ``name``'s members (:data:`ENSEMBLE_WEIGHTS`), None for the plain mean."""
     return ENSEMBLE_WEIGHTS.get(name)
@@ -974,10 +982,9 @@ def score_model_file(
     entries = read_metadata(tflite_bytes, source)  # a file that is no TFLite model is refused here, in one line
     meta = ModelMetadata.from_entries(entries, source) if METADATA_NAME in entries else None
     if meta is None and spec is not None:
-        first = next(iter(spec["members"].values())) if "members" in spec else spec
-        recipe = Recipe(window_frames=first["window_frames"], hop_frames=first["hop_frames"],
-                        features=spec.get("features", "edge"))
-        logits = bool(first.get("masked"))
+        members = recipes_of_row(spec)
+        recipe = replace(members[0], features=ensemble_features(members))
+        logits = recipe.masked
     elif meta is None:
         recipe, logits = Recipe(), False
     else:
@@ -990,11 +997,12 @@ def score_model_file(
     plan = plan_run(run, items, corpora)
     scorer = Scorer(plan, recipe, preset(recipe.features), cache_dir)
     kept: Dict[str, Dict[str, ScoredSet]] = {"int8": {}}
+    predict = TFLiteRunner(tflite_bytes).predict
     row = {"run": run, "recipe_name": label, "note": note, "corpora": list(corpora),
            "test_speakers": sorted({i.speaker for i in plan.test}),
-           "int8": scorer.evaluate(TFLiteRunner(tflite_bytes).predict, logits, calibrate=False, keep=kept["int8"])}
+           "int8": scorer.evaluate(predict, logits, calibrate=False, keep=kept["int8"])}
     if conditions:
-        row["int8"]["conditions"] = scorer.conditions(TFLiteRunner(tflite_bytes).predict, logits, conditions)
+        row["int8"]["conditions"] = scorer.conditions(predict, logits, conditions)
     target = out_dir / label / f"{run}.json"
     _write_row(target, row, kept)
     return target
@@ -1087,9 +1095,7 @@ def add_dev_farfield(row_path: Path, model_paths: Sequence[Path], items: Sequenc
     if row.get("run") != "dev" or "float" not in row:
         raise ValueError(f"{row_path}: not a dev row with float scores")
     spec = row["recipe"]
-    specs = list(spec["members"].values()) if "ensemble" in spec else [spec]
-    recipes = [Recipe(window_frames=s["window_frames"], hop_frames=s["hop_frames"], masked=s["masked"],
-                      features=s.get("features", "edge")) for s in specs]
+    recipes = recipes_of_row(spec)
     models = [keras.models.load_model(p, compile=False) for p in model_paths]
     model = models[0] if len(models) == 1 else ensemble_model(models, recipes, spec.get("weights"))
     recipe = replace(recipes[0], features=ensemble_features(recipes))
