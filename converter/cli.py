@@ -688,7 +688,8 @@ def cmd_protocol(args, argv) -> int:
 
 
 def cmd_score(args, argv) -> int:
-    """Score existing int8 files on protocol runs (baseline rows that need no training)."""
+    """Score existing model files on protocol runs (baseline rows that need no training; kept models
+    under other listening conditions)."""
     from .conditions import check_conditions
     from .protocol import LOCO_CORPORA, score_model_file, summary_line
 
@@ -702,10 +703,10 @@ def cmd_score(args, argv) -> int:
         run, _, path = spec.partition("=")
         recipe = None
         if args.recipe_from:  # a bare fold model: its windows, features and output from the row that made it
-            row_path = DEFAULT_RESULTS / "protocol" / args.recipe_from / f"{run}.json"
+            row_path = Path(args.rows) / args.recipe_from / f"{run}.json"
             recipe = json.loads(row_path.read_text())["recipe"]
-        target = score_model_file(Path(path).read_bytes(), run, args.label, items, Path(args.results), corpora,
-                                  Path(args.cache) if args.cache else None, note=args.note or path, source=path,
+        target = score_model_file(Path(path), run, args.label, items, Path(args.results), corpora,
+                                  Path(args.cache) if args.cache else None, note=args.note or path,
                                   conditions=conditions, spec=recipe)
         _log(f"{args.label}/{run}: {summary_line(json.loads(target.read_text()))} -> {target}")
     return 0
@@ -824,8 +825,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--card", default=str(ROOT / "models" / "MODEL_CARD.md"), help="card to rewrite ('' for none)")
     p.set_defaults(func=cmd_stamp)
 
-    p = sub.add_parser("score", help="score existing int8 models on protocol runs' test clips")
-    p.add_argument("pairs", nargs="+", metavar="RUN=MODEL", help="e.g. cv1=runs/baseline/models/fold1.tflite")
+    p = sub.add_parser("score", help="score existing models (int8 .tflite, float .keras) on protocol runs' test "
+                                     "clips")
+    p.add_argument("pairs", nargs="+", metavar="RUN=MODEL", help="e.g. cv1=runs/baseline/models/fold1.tflite or "
+                                                                 "dev=runs/protocol-models/rooms-long/dev.keras "
+                                                                 "(with --recipe-from)")
     p.add_argument("--label", required=True, help="results sub-folder, e.g. baseline")
     p.add_argument("--corpora", help="corpora the runs are planned over (default ravdess,nemo,ased)")
     p.add_argument("--note", help="what the model is (stored in the results)")
@@ -833,8 +837,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "telephone, pitch+2, reverb (converter.conditions); such rows go to "
                                         "--results models/results/conditions")
     p.add_argument("--recipe-from", metavar="LABEL", help="a model without metadata (a fold model the protocol "
-                                                           "kept) is scored as the recipe of this label's row "
-                                                           "for the run says (windows, features, output)")
+                                                           "kept; every .keras model) is scored as the recipe "
+                                                           "of this label's row for the run says (windows, "
+                                                           "features, output)")
+    p.add_argument("--rows", default=str(DEFAULT_RESULTS / "protocol"),
+                   help="where --recipe-from finds the label's rows")
     p.add_argument("--results", default=str(DEFAULT_RESULTS / "protocol"))
     p.add_argument("--datasets")
     p.add_argument("--cache")

@@ -957,28 +957,70 @@ def run_protocol(
 
 
 def score_model_file(
-    tflite_bytes: bytes, run: str, label: str, items: Sequence[Item], out_dir: Path, corpora: Sequence[str],
-    cache_dir: Optional[Path] = None, note: str = "", source: str = "model", conditions: Sequence[str] = (),
+    model_path: Path, run: str, label: str, items: Sequence[Item], out_dir: Path, corpora: Sequence[str],
+    cache_dir: Optional[Path] = None, note: str = "", conditions: Sequence[str] = (),
     spec: Optional[dict] = None,
 ) -> Path:
-    """Score an existing int8 file on a run's test clips (baseline rows: fold models, the shipped model).
+    """Score an existing model file on a run's test clips (baseline rows: fold models, the shipped model).
 
     ``conditions``: also score the test clips under these listening conditions
-    (:data:`converter.conditions.CONDITIONS`), in the row's ``int8.conditions``.
+    (:data:`converter.conditions.CONDITIONS`), in the row's ``conditions``.
 
-    A file with edge-ser metadata is scored as the device runs it: on the features, windows and
-    output (probabilities or logits) its metadata names, so an ensemble on log-mel and PCEN is
-    scored on both. A bare file (the first recipe's fold models have no metadata) hears
-    ``edge`` log-mel in the default windows and outputs probabilities, unless ``spec`` (the
-    ``recipe`` of the protocol row that made it: a fold model the protocol kept) says otherwise.
+    An int8 ``.tflite`` file with edge-ser metadata is scored as the device runs it: on the
+    features, windows and output (probabilities or logits) its metadata names, so an ensemble on
+    log-mel and PCEN is scored on both. A bare file (the first recipe's fold models have no
+    metadata) hears ``edge`` log-mel in the default windows and outputs probabilities, unless
+    ``spec`` (the ``recipe`` of the protocol row that made it: a fold model the protocol kept)
+    says otherwise. A float ``.keras`` model (the protocol keeps members and development
+    models so) carries no recipe: ``spec`` is required, and its scores go under ``float``.
+    """
+    from edge_ser.features import preset
+
+    predict, recipe, logits, kind = _scoring_model(Path(model_path), spec)
+    plan = plan_run(run, items, corpora)
+    scorer = Scorer(plan, recipe, preset(recipe.features), cache_dir)
+    kept: Dict[str, Dict[str, ScoredSet]] = {kind: {}}
+    row = {"run": run, "recipe_name": label, "note": note, "corpora": list(corpora),
+           "test_speakers": sorted({i.speaker for i in plan.test}),
+           kind: scorer.evaluate(predict, logits, calibrate=False, keep=kept[kind])}
+    if conditions:
+        row[kind]["conditions"] = scorer.conditions(predict, logits, conditions)
+    target = out_dir / label / f"{run}.json"
+    _write_row(target, row, kept)
+    return target
+
+
+def _scoring_model(path: Path, spec: Optional[dict]
+                   ) -> Tuple[Callable[[np.ndarray], np.ndarray], Recipe, bool, str]:
+    """What :func:`score_model_file` runs: ``(predict, recipe it hears, outputs logits, "int8" or "float")``.
+
+    Any file that is not a model it can score is a :class:`~edge_ser.errors.ModelError` naming it.
     """
     from edge_ser.errors import ModelError
-    from edge_ser.features import preset, preset_name
+    from edge_ser.features import preset_name
     from edge_ser.metadata import ModelMetadata
     from edge_ser.tflite_file import METADATA_NAME, read_metadata
 
+    source = str(path)
+    if path.suffix == ".keras":
+        if spec is None:
+            raise ModelError(f"{source}: a Keras model carries no recipe; name the row that made it "
+                             "(--recipe-from)")
+        import keras
+
+        from .train import keras_predictor
+
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as exc:  # keras raises several types for a damaged or foreign file
+            raise ModelError(f"{source}: not a Keras model ({type(exc).__name__})") from None
+        members = recipes_of_row(spec)
+        if len(members) != 1:
+            raise ModelError(f"{source}: the row names an ensemble; score a member's own row")
+        return keras_predictor(model, logits=False), members[0], members[0].masked, "float"
     from .quantize import TFLiteRunner
 
+    tflite_bytes = path.read_bytes()
     entries = read_metadata(tflite_bytes, source)  # a file that is no TFLite model is refused here, in one line
     meta = ModelMetadata.from_entries(entries, source) if METADATA_NAME in entries else None
     if meta is None and spec is not None:
@@ -994,18 +1036,7 @@ def score_model_file(
                              "which protocol scoring needs")
         recipe = Recipe(window_frames=meta.window_frames, hop_frames=meta.hop_frames, features=features)
         logits = meta.output == "logits"
-    plan = plan_run(run, items, corpora)
-    scorer = Scorer(plan, recipe, preset(recipe.features), cache_dir)
-    kept: Dict[str, Dict[str, ScoredSet]] = {"int8": {}}
-    predict = TFLiteRunner(tflite_bytes).predict
-    row = {"run": run, "recipe_name": label, "note": note, "corpora": list(corpora),
-           "test_speakers": sorted({i.speaker for i in plan.test}),
-           "int8": scorer.evaluate(predict, logits, calibrate=False, keep=kept["int8"])}
-    if conditions:
-        row["int8"]["conditions"] = scorer.conditions(predict, logits, conditions)
-    target = out_dir / label / f"{run}.json"
-    _write_row(target, row, kept)
-    return target
+    return TFLiteRunner(tflite_bytes).predict, recipe, logits, "int8"
 
 
 def pair_run(

@@ -1178,6 +1178,22 @@ def test_a_protocol_run_keeps_its_training_checkpoint_only_until_its_results_exi
     assert (models / "rooms-pcen-long" / "dev.keras").exists() and not stale.exists()
     again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "rooms-pcen-long/dev: done already" in again.stdout
+    # the kept float model scored again as its row says (converter score): the same clean score, and
+    # a listening condition beside it
+    kept = models / "rooms-pcen-long" / "dev.keras"
+    common = ["--datasets", str(datasets), "--cache", str(tmp_path / "cache"), "--rows", str(results),
+              "--results", str(tmp_path / "conditions")]
+    score = subprocess.run([PY, "-m", "converter", "score", f"dev={kept}", "--label", "again", "--recipe-from",
+                            "rooms-pcen-long", "--conditions", "telephone", *common],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert score.returncode == 0, score.stdout[-2000:] + score.stderr[-3000:]
+    scored = json.loads((tmp_path / "conditions" / "again" / "dev.json").read_text())
+    assert "int8" not in scored and scored["float"]["clean"] == row["float"]["clean"]
+    assert scored["float"]["conditions"]["telephone"]["clips"] == row["float"]["clean"]["clips"]
+    bare = subprocess.run([PY, "-m", "converter", "score", f"dev={kept}", "--label", "bare", *common],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert bare.returncode == 2 and str(kept) in bare.stderr and "--recipe-from" in bare.stderr
+    assert len(bare.stderr.strip().splitlines()) == 1
 
 
 def test_stored_outputs_read_back_as_written_and_belong_to_their_clips(tmp_path):
@@ -1462,7 +1478,7 @@ def test_report_gates_a_member_whose_ensemble_is_judged_on_the_folds_by_the_memb
     assert _candidate(member_candidates(results), "rooms-long-warp-pcen")["verdict"] == "stops here"
 
 
-def test_report_gives_the_fold_models_means_under_the_other_listening_conditions():
+def test_report_gives_kept_fold_and_development_models_scores_under_the_other_listening_conditions():
     from converter.report import markdown
 
     def fold(clean: float, far: float, phone: float, pitch: float, reverb: float) -> dict:
@@ -1472,11 +1488,21 @@ def test_report_gives_the_fold_models_means_under_the_other_listening_conditions
 
     conditions = {"shipped-seed2": {"cv1": fold(0.70, 0.60, 0.62, 0.50, 0.68), "cv2": fold(0.60, 0.50, 0.58, 0.46, 0.57)},
                   "other": {"cv1": {"int8": _scores(0.5, 0.4)}}}  # scored without conditions: no line
+    member = fold(0.68, 0.55, 0.60, 0.52, 0.66)
+    conditions["member"] = {"cv1": {"float": member["int8"]}}  # a kept Keras member: float scores
+    dev = _scores(0.61, None, {"ravdess": 0.66, "nemo": 0.40, "ased": 0.78})
+    dev["farfield_all"] = {"ua": 0.53}
+    dev["conditions"] = {"telephone": {"ua": 0.55}, "pitch+2": {"ua": 0.50}, "reverb": {"ua": 0.58}}
+    conditions["rooms-long-seed3"] = {"dev": {"float": dev}}
     text = markdown({}, conditions=conditions)
     section = text.split("## Other listening conditions")[1].split("## Calibration")[0]
-    assert "| fold models | folds | clean | far-field | telephone | pitch+2 | reverb |" in section
-    assert "| shipped-seed2 | 2 | 65.0 % | 55.0 % | 60.0 % | 48.0 % | 62.5 % |" in section
+    assert "| fold models | model | folds | clean | far-field | telephone | pitch+2 | reverb |" in section
+    assert "| shipped-seed2 | int8 | 2 | 65.0 % | 55.0 % | 60.0 % | 48.0 % | 62.5 % |" in section
+    assert "| member | float | 1 | 68.0 % | 55.0 % | 60.0 % | 52.0 % | 66.0 % |" in section
     assert "| other |" not in section
+    assert ("| development model | RAVDESS clean | pooled clean | far-field, every corpus | telephone | pitch+2 | "
+            "reverb |") in section
+    assert "| rooms-long-seed3 | 66.0 % | 61.0 % | 53.0 % | 55.0 % | 50.0 % | 58.0 % |" in section
     assert "## Other listening conditions" not in markdown({})
 
 
