@@ -10,7 +10,8 @@ validation epoch. Resuming from it continues the same schedule with the same dra
 model is the one an uninterrupted run would have produced.
 
 A checkpoint names what it belongs to (``key``: the recipe and the training clips); one
-whose key differs is ignored and overwritten, never resumed into the wrong training.
+whose key does not match (``same``, equality unless the caller knows better) is ignored and
+overwritten, never resumed into the wrong training.
 It is written to a temporary file and renamed, so a process ended while writing leaves the
 previous round's checkpoint intact.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -47,11 +48,17 @@ def checkpoint_for(model_file: Path) -> Path:
 
 
 class TrainingCheckpoint:
-    """One training's checkpoint file, identified by ``key`` (any JSON-able description)."""
+    """One training's checkpoint file, identified by ``key`` (any JSON-able description).
 
-    def __init__(self, path: Path, key: Dict[str, object]) -> None:
+    ``same(stored key, key)`` says whether a stored checkpoint is this training's; both arrive as
+    they read back from JSON.
+    """
+
+    def __init__(self, path: Path, key: Dict[str, object],
+                 same: Optional[Callable[[object, object], bool]] = None) -> None:
         self.path = Path(path)
         self.key = json.dumps(key, sort_keys=True, default=str)
+        self.same = same or (lambda stored, current: stored == current)
 
     def save(self, state: TrainingState, model, rng: np.random.Generator) -> None:
         arrays = {f"model{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
@@ -71,7 +78,7 @@ class TrainingCheckpoint:
         try:
             with np.load(self.path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                if meta["key"] != self.key:
+                if not self.same(json.loads(meta["key"]), json.loads(self.key)):
                     log(f"  checkpoint {self.path} belongs to another training: starting afresh")
                     return None
                 variables, optimizer = list(model.variables), list(model.optimizer.variables)

@@ -22,7 +22,7 @@ from .checkpoint import checkpoint_for
 from .corpora import EMOBOX_FOLDS, cv_folds
 from .quantize import TFLiteRunner, convert, graph_report, representative_windows
 from .train import (ClipSet, Recipe, choose_val_speakers, clip_windows, clipset_digest, confusion, feature_blocks,
-                    keras_predictor, predict_clips, train_model, training_key, ua_wa)
+                    keras_predictor, predict_clips, same_training, train_model, training_key, ua_wa)
 
 
 def int8_model(model, train: ClipSet, recipe: Recipe, count: int = 300) -> bytes:
@@ -73,7 +73,7 @@ def finished_fold(work: Path, number: int, key: Dict[str, object], log=print) ->
     except (OSError, ValueError) as e:
         log(f"fold {number}: {path} unreadable ({e}): trained again")
         return None
-    if stored.get("key") != json.loads(json.dumps(key)) or not model.exists():
+    if not same_training(stored.get("key"), key) or not model.exists():
         log(f"fold {number}: {path} is another training's (or its int8 model is gone): trained again")
         return None
     return stored["fold"]

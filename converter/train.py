@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -509,6 +510,30 @@ def training_key(train: ClipSet, val: Optional[ClipSet], recipe: Recipe, last_ep
             "val": clipset_digest(val)}
 
 
+def same_training(stored: Dict[str, object], current: Dict[str, object]) -> bool:
+    """Whether a stored :func:`training_key` (a checkpoint's, a finished fold's) names the training
+    ``current`` describes.
+
+    Why not plain equality: the key holds every :class:`Recipe` field, so adding a field (a new
+    knob) made every checkpoint and finished fold written before it "another training's", and an
+    hour of training started over. A field the stored key lacks is the same training when the
+    current recipe leaves it at its default, which is what every recipe before the field did.
+    Every other difference, a default changed since included, is another training.
+    """
+    stored, current = _plain(stored), _plain(current)
+    if not isinstance(stored, dict) or not isinstance(stored.get("recipe"), dict) or "recipe" not in current:
+        return stored == current
+    defaults = _plain(Recipe().to_dict())
+    recipe = {k: v for k, v in current["recipe"].items()
+              if k in stored["recipe"] or k not in defaults or defaults[k] != v}
+    return stored == dict(current, recipe=recipe)
+
+
+def _plain(value: object) -> object:
+    """``value`` as it reads back from JSON (tuples become lists, other objects their text)."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def train_model(
     train: ClipSet, val: Optional[ClipSet], recipe: Recipe, log=print, stop_at: Optional[int] = None,
     n_features: Optional[int] = None, checkpoint: Optional[Path] = None,
@@ -573,7 +598,8 @@ def train_model(
     best = (-1.0, 0, None)  # (val UA, epoch, weights)
     history: List[Dict[str, float]] = []
     start, earlier_seconds = time.time(), 0.0
-    saver = TrainingCheckpoint(checkpoint, training_key(train, val, recipe, last_epoch)) if checkpoint else None
+    saver = (TrainingCheckpoint(checkpoint, training_key(train, val, recipe, last_epoch), same_training)
+             if checkpoint else None)
     state = None
     if saver is not None:
         model.optimizer.build(model.trainable_variables)  # its variables must exist to be restored

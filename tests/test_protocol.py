@@ -1624,3 +1624,21 @@ def test_a_training_stopped_midway_resumes_from_its_checkpoint_to_the_same_model
     c = json.loads(other.stdout.strip().splitlines()[-1])
     assert any("belongs to another training" in line for line in c["log"]) and c["history"] == 4
     assert max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(a["weights"], c["weights"])) > 1e-3
+
+
+def test_a_checkpoint_or_finished_fold_from_before_a_new_recipe_field_is_still_the_same_training():
+    """Adding a Recipe field must not throw away trainings written before it, as long as the recipe
+    leaves the new field at its default; any other difference is another training."""
+    from converter.train import Recipe, same_training
+
+    recipe = Recipe(steps=12000, masked=True)
+    current = {"recipe": recipe.to_dict(), "epochs": 48, "train": "abc", "val": "def"}
+    assert same_training(current, current)
+    older = dict(current, recipe={k: v for k, v in recipe.to_dict().items() if k != "band_warp"})
+    assert same_training(older, current)  # written before band_warp existed; band_warp left at 0
+    warped = dict(current, recipe=Recipe(steps=12000, masked=True, band_warp=0.1).to_dict())
+    assert not same_training(older, warped)  # the new knob used: another training
+    assert not same_training(dict(older, recipe=dict(older["recipe"], retired=1)), current)  # a field since removed
+    assert not same_training(dict(current, recipe=dict(current["recipe"], steps=8000)), current)
+    assert not same_training(dict(current, train="abd"), current)
+    assert not same_training(None, current) and not same_training({"recipe": "x"}, current)
