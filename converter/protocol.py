@@ -305,6 +305,21 @@ def _rooms_long_warp_recipe() -> Recipe:
     return replace(_rooms_long_recipe(), band_warp=0.1)
 
 
+def _rooms_long_ema_recipe() -> Recipe:
+    """rooms-long whose final weights are an exponential moving average of its last ~1000 batches (0.999).
+
+    Why: the one criterion the shipped ensemble misses is clean RAVDESS on unseen actors, its
+    log-mel member carries that score, and that score moves by 2-3 points between two trainings
+    of one recipe (rooms-long's three dev trainings score 66.0, 66.0 and 69.1 %; the first
+    recipe's two seeds differ by 2.8 points over five folds). Part of that spread is where the last batches
+    happened to leave the weights; an average of the weights over the last thousand batches
+    sits nearer the middle of the region they visit, which usually generalizes better to
+    unseen speakers. No device cost: the exported graph is the same network. The momentum is
+    set before any run (an average over about four rounds of 250 batches).
+    """
+    return replace(_rooms_long_recipe(), ema=0.999)
+
+
 #: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
 RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "baseline": (Recipe, ("ravdess",)),
@@ -327,6 +342,7 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-pcen-db": (_rooms_pcen_db_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen-arousal": (_rooms_pcen_arousal_recipe, ("ravdess", "nemo", "ased", "baved")),
     "rooms-long-warp": (_rooms_long_warp_recipe, ("ravdess", "nemo", "ased")),
+    "rooms-long-ema": (_rooms_long_ema_recipe, ("ravdess", "nemo", "ased")),
 }
 #: Ensemble name -> member recipes: each member's model of the same run, logits averaged in one
 #: graph (:mod:`converter.ensemble`).
@@ -356,6 +372,8 @@ ENSEMBLES: Dict[str, Tuple[str, ...]] = {
     "rooms-long-pcen-arousal": ("rooms-long", "rooms-pcen-arousal"),
     # rooms-long-pcen with its log-mel member hearing warped voices in training
     "rooms-long-warp-pcen": ("rooms-long-warp", "rooms-pcen"),
+    # rooms-long-pcen with a log-mel member whose final weights are a moving average
+    "rooms-long-ema-pcen": ("rooms-long-ema", "rooms-pcen"),
 }
 #: Ensemble name -> its members' weights in the mean of logits (in ENSEMBLES' order); an
 #: ensemble not listed takes the plain mean.
@@ -425,6 +443,9 @@ DESCRIPTIONS: Dict[str, str] = {
                        "in Hz (a vocal-tract-length perturbation; the device hears no warp)",
     "rooms-long-warp-pcen": "rooms-long-warp (log-mel) and rooms-pcen (PCEN), logits averaged as in "
                             "rooms-half-pcen",
+    "rooms-long-ema": "rooms-long with its final weights an exponential moving average over training (momentum "
+                      "0.999, about the last 1000 batches)",
+    "rooms-long-ema-pcen": "rooms-long-ema (log-mel) and rooms-pcen (PCEN), logits averaged as in rooms-half-pcen",
 }
 
 
