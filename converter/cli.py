@@ -703,8 +703,12 @@ def cmd_score(args, argv) -> int:
         run, _, path = spec.partition("=")
         recipe = None
         if args.recipe_from:  # a bare fold model: its windows, features and output from the row that made it
-            row_path = Path(args.rows) / args.recipe_from / f"{run}.json"
-            recipe = json.loads(row_path.read_text())["recipe"]
+            label, _, member = args.recipe_from.partition(":")
+            recipe = json.loads((Path(args.rows) / label / f"{run}.json").read_text())["recipe"]
+            if member:  # one member of an ensemble's row
+                if member not in recipe.get("members", {}):
+                    raise SystemExit(f"error: {label}/{run} has no member {member!r}")
+                recipe = recipe["members"][member]
         target = score_model_file(Path(path), run, args.label, items, Path(args.results), corpora,
                                   Path(args.cache) if args.cache else None, note=args.note or path,
                                   conditions=conditions, spec=recipe)
@@ -836,10 +840,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", help="also score under these listening conditions, comma list of "
                                         "telephone, pitch+2, reverb (converter.conditions); such rows go to "
                                         "--results models/results/conditions")
-    p.add_argument("--recipe-from", metavar="LABEL", help="a model without metadata (a fold model the protocol "
-                                                           "kept; every .keras model) is scored as the recipe "
-                                                           "of this label's row for the run says (windows, "
-                                                           "features, output)")
+    p.add_argument("--recipe-from", metavar="LABEL[:MEMBER]",
+                   help="a model without metadata (a fold model the protocol kept; every .keras model) is scored "
+                        "as the recipe of this label's row for the run says (windows, features, output); "
+                        "LABEL:MEMBER takes that member's recipe from an ensemble's row")
     p.add_argument("--rows", default=str(DEFAULT_RESULTS / "protocol"),
                    help="where --recipe-from finds the label's rows")
     p.add_argument("--results", default=str(DEFAULT_RESULTS / "protocol"))

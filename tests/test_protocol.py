@@ -1190,6 +1190,22 @@ def test_a_protocol_run_keeps_its_training_checkpoint_only_until_its_results_exi
     scored = json.loads((tmp_path / "conditions" / "again" / "dev.json").read_text())
     assert "int8" not in scored and scored["float"]["clean"] == row["float"]["clean"]
     assert scored["float"]["conditions"]["telephone"]["clips"] == row["float"]["clean"]["clips"]
+    # the same model as one member of an ensemble's row (LABEL:MEMBER)
+    pair_row = results / "pair" / "dev.json"
+    pair_row.parent.mkdir()
+    pair_row.write_text(json.dumps({"recipe": {"ensemble": ["rooms-long", "rooms-pcen-long"], "features": "x",
+                                               "members": {"rooms-long": dict(row["recipe"], features="edge"),
+                                                           "rooms-pcen-long": row["recipe"]}}}))
+    member = subprocess.run([PY, "-m", "converter", "score", f"dev={kept}", "--label", "member", "--recipe-from",
+                             "pair:rooms-pcen-long", *common], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert member.returncode == 0, member.stdout[-2000:] + member.stderr[-3000:]
+    assert json.loads((tmp_path / "conditions" / "member" / "dev.json").read_text())["float"]["clean"] \
+        == row["float"]["clean"]
+    unknown = subprocess.run([PY, "-m", "converter", "score", f"dev={kept}", "--label", "member", "--recipe-from",
+                              "rooms-pcen-long:rooms-long", *common], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert unknown.returncode != 0 and "rooms-pcen-long/dev has no member 'rooms-long'" in unknown.stderr
     bare = subprocess.run([PY, "-m", "converter", "score", f"dev={kept}", "--label", "bare", *common],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert bare.returncode == 2 and str(kept) in bare.stderr and "--recipe-from" in bare.stderr
