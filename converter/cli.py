@@ -701,19 +701,28 @@ def cmd_score(args, argv) -> int:
     corpora = tuple(args.corpora.split(",")) if args.corpora else LOCO_CORPORA
     for spec in args.pairs:
         run, _, path = spec.partition("=")
-        recipe = None
-        if args.recipe_from:  # a bare fold model: its windows, features and output from the row that made it
-            label, _, member = args.recipe_from.partition(":")
-            recipe = json.loads((Path(args.rows) / label / f"{run}.json").read_text())["recipe"]
-            if member:  # one member of an ensemble's row
-                if member not in recipe.get("members", {}):
-                    raise SystemExit(f"error: {label}/{run} has no member {member!r}")
-                recipe = recipe["members"][member]
+        recipe = _row_recipe(Path(args.rows), args.recipe_from, run) if args.recipe_from else None
         target = score_model_file(Path(path), run, args.label, items, Path(args.results), corpora,
                                   Path(args.cache) if args.cache else None, note=args.note or path,
                                   conditions=conditions, spec=recipe)
         _log(f"{args.label}/{run}: {summary_line(json.loads(target.read_text()))} -> {target}")
     return 0
+
+
+def _row_recipe(rows: Path, recipe_from: str, run: str) -> dict:
+    """The ``recipe`` of run ``run`` in the results row ``recipe_from`` names (``LABEL`` or
+    ``LABEL:MEMBER``, a member of an ensemble's row): what a model without metadata is scored as."""
+    label, _, member = recipe_from.partition(":")
+    path = rows / label / f"{run}.json"
+    try:
+        recipe = json.loads(path.read_text())["recipe"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"error: {path}: no protocol row with a recipe ({type(exc).__name__})")
+    if member:
+        if member not in recipe.get("members", {}):
+            raise SystemExit(f"error: {label}/{run} has no member {member!r}")
+        recipe = recipe["members"][member]
+    return recipe
 
 
 def cmd_pair(args, argv) -> int:

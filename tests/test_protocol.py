@@ -1206,6 +1206,10 @@ def test_a_protocol_run_keeps_its_training_checkpoint_only_until_its_results_exi
                               "rooms-pcen-long:rooms-long", *common], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=600)
     assert unknown.returncode != 0 and "rooms-pcen-long/dev has no member 'rooms-long'" in unknown.stderr
+    missing = subprocess.run([PY, "-m", "converter", "score", f"dev={kept}", "--label", "member", "--recipe-from",
+                              "never-run", *common], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert missing.returncode != 0 and "never-run/dev.json: no protocol row with a recipe" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
     bare = subprocess.run([PY, "-m", "converter", "score", f"dev={kept}", "--label", "bare", *common],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert bare.returncode == 2 and str(kept) in bare.stderr and "--recipe-from" in bare.stderr
