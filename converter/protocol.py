@@ -311,11 +311,11 @@ def _rooms_long_ema_recipe() -> Recipe:
     Why: the one criterion the shipped ensemble misses is clean RAVDESS on unseen actors, its
     log-mel member carries that score, and that score moves by 2-3 points between two trainings
     of one recipe (rooms-long's three dev trainings score 66.0, 66.0 and 69.1 %; the first
-    recipe's two seeds differ by 2.8 points over five folds). Part of that spread is where the last batches
-    happened to leave the weights; an average of the weights over the last thousand batches
-    sits nearer the middle of the region they visit, which usually generalizes better to
-    unseen speakers. No device cost: the exported graph is the same network. The momentum is
-    set before any run (an average over about four rounds of 250 batches).
+    recipe's two seeds differ by 2.8 points over five folds). Part of that spread is where the
+    last batches happened to leave the weights; an average of the weights over the last thousand
+    batches sits nearer the middle of the region they visit, which usually generalizes better to
+    unseen speakers. No device cost: the exported graph is the same network. The momentum is set
+    before any run (an average over about four rounds of 250 batches).
     """
     return replace(_rooms_long_recipe(), ema=0.999)
 

@@ -68,7 +68,13 @@ MEMBER_CANDIDATES: Dict[str, str] = {"rooms-long-pcen-long": "rooms-long-pcen-w5
                                      "rooms-long-ema-pcen": "rooms-long-pcen"}
 #: Candidates of :data:`MEMBER_CANDIDATES` whose ensemble is judged paired on the folds rather than
 #: on the dev split, where the reference's members were not kept: the dev split gates the member.
-ENSEMBLE_ON_THE_FOLDS = frozenset({"rooms-long-warp-pcen", "rooms-long-ema-pcen"})
+#: Each names the row ``converter pair`` writes for it (the new member's fold outputs averaged with
+#: the reference's stored PCEN member outputs) and that reference row, both float.
+ENSEMBLE_ON_THE_FOLDS: Dict[str, Tuple[str, str]] = {
+    "rooms-long-warp-pcen": ("rooms-long-warp-pcen-seed2", "rooms-long-pcen-seed2"),
+    "rooms-long-ema-pcen": ("rooms-long-ema-pcen-seed2", "rooms-long-pcen-seed2")}
+#: The shipped recipe, whose leave-one-corpus-out mean a candidate judged on the folds must keep.
+LOCO_REFERENCE = "rooms-long-pcen"
 #: The rule for :data:`MEMBER_CANDIDATES`, written before any of their dev rows was read.
 SELECTION_RULE_MEMBER = ("A stronger member (`rooms-long-pcen-long`: the PCEN member of the shipped ensemble "
                          "trained for 12000 batches, `rooms-pcen-long`) is judged on this split only; the idea came "
@@ -265,6 +271,42 @@ def member_candidates(results: Results) -> List[dict]:
             passes = (member["ravdess"] >= 1 and member["pooled"] >= -1 and member["farfield"] >= -1
                       and (on_the_folds or (ensemble["pooled"] >= -1 and ensemble["farfield"] >= -1)))
             entry["verdict"] = "goes to the folds" if passes else "stops here"
+        out.append(entry)
+    return out
+
+
+def fold_candidates(results: Results) -> List[dict]:
+    """Each :data:`ENSEMBLE_ON_THE_FOLDS` candidate's paired fold rows against its reference's.
+
+    Both rows are float and share the PCEN member's stored outputs, so a fold's change is the new
+    member's alone. Once all five folds are paired the rule's fold criteria are applied (clean UA
+    at least 0.5 points higher and far-field UA at most 1 point lower, as means of the paired
+    folds; the candidate's own drop at most 10 points); the corpora left out come after, from the
+    candidate's own protocol rows (both members trained per corpus) against
+    :data:`LOCO_REFERENCE`'s mean, at most 1 point lower.
+    """
+    out = []
+    for label, (paired, reference) in sorted(ENSEMBLE_ON_THE_FOLDS.items()):
+        ours, theirs = results.get(paired, {}), results.get(reference, {})
+        folds = [(r, _ravdess_pair(theirs[r]["float"]), _ravdess_pair(ours[r]["float"]))
+                 for r in CV_RUNS if r in ours and r in theirs]
+        if not folds:
+            continue
+        entry: dict = {"label": label, "paired": paired, "reference": reference, "folds": folds, "verdict": "-"}
+        if len(folds) == len(CV_RUNS):
+            clean = [c for _, _, (c, _) in folds]
+            far = [f for _, _, (_, f) in folds]
+            entry["change"] = {"clean": _points(_mean([c - r[0] for _, r, (c, _) in folds])),
+                               "farfield": _points(_mean([f - r[1] for _, r, (_, f) in folds]))}
+            entry["drop"] = _points(_mean(clean) - _mean(far))
+            d = entry["change"]
+            on_folds = d["clean"] >= 0.5 and d["farfield"] >= -1 and entry["drop"] <= 10
+            entry["verdict"] = "passes the folds; corpora left out next" if on_folds else "stops on the folds"
+            loco, loco_ref = (loco_summary(results.get(x, {})) for x in (label, LOCO_REFERENCE))
+            if on_folds and len(loco["corpora"]) == len(LOCO_RUNS) and loco_ref["mean_ua"] is not None:
+                entry["loco_change"] = _points(loco["mean_ua"] - loco_ref["mean_ua"])
+                entry["verdict"] = ("replaces the shipped model" if entry["loco_change"] >= -1
+                                    else "stops on the corpora left out")
         out.append(entry)
     return out
 
@@ -515,6 +557,25 @@ def markdown(results: Results, order: Optional[List[str]] = None,
                         else _change_cell(e.get("ensemble_change")))
             lines.append(f"| {e['label']} (against {e['reference']}) | {who} | {_change_cell(e.get('member_change'))} | "
                          f"{ensemble} | {e['verdict']} |")
+
+    paired = fold_candidates(results)
+    if paired:
+        lines += ["", "### Judged on the folds, paired", "",
+                  "Float RAVDESS UA (clean / far-field) of each candidate that went to the folds, its new member's "
+                  "fold outputs averaged with the PCEN member outputs its reference row stored "
+                  "(`converter pair`), beside that reference row: the same PCEN outputs, the same clips.", "",
+                  "| candidate | fold | reference | candidate | change clean / far-field |", "|---|---|---|---|---|"]
+        for e in paired:
+            for run, (c1, f1), (c2, f2) in e["folds"]:
+                lines.append(f"| {e['label']} ({e['paired']} against {e['reference']}) | {run} | "
+                             f"{_pct(c1)} / {_pct(f1)} | {_pct(c2)} / {_pct(f2)} | {_pair_change((c1, f1), (c2, f2))} |")
+        for e in paired:
+            if "change" in e:
+                d = e["change"]
+                loco = (f", leave-one-corpus-out mean {e['loco_change']:+.1f} points against {LOCO_REFERENCE}"
+                        if "loco_change" in e else "")
+                lines += ["", f"{e['label']} over the five paired folds: clean {d['clean']:+.1f} points, far-field "
+                          f"{d['farfield']:+.1f} points, its drop {e['drop']:.1f} points{loco}: {e['verdict']}."]
 
     trios = third_member_candidates(results)
     if trios:

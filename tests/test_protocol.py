@@ -1498,6 +1498,40 @@ def test_report_gates_a_member_whose_ensemble_is_judged_on_the_folds_by_the_memb
     assert _candidate(member_candidates(results), "rooms-long-warp-pcen")["verdict"] == "stops here"
 
 
+def test_report_judges_a_candidate_on_the_folds_paired_against_its_reference_then_on_the_corpora_left_out():
+    from converter.report import fold_candidates, markdown
+
+    def folds(clean: float, far: float, runs=("cv1", "cv2", "cv3", "cv4", "cv5")) -> dict:
+        return {r: {"float": _scores(clean + 0.01 * i, far + 0.01 * i)} for i, r in enumerate(runs)}
+
+    results = {"rooms-long-pcen-seed2": folds(0.66, 0.58),
+               "rooms-long-ema-pcen-seed2": folds(0.67, 0.575, ("cv1", "cv2"))}
+    entry = next(e for e in fold_candidates(results) if e["label"] == "rooms-long-ema-pcen")
+    assert entry["verdict"] == "-" and [r for r, _, _ in entry["folds"]] == ["cv1", "cv2"]
+    assert "| rooms-long-ema-pcen (rooms-long-ema-pcen-seed2 against rooms-long-pcen-seed2) | cv2 | " \
+           "67.0 % / 59.0 % | 68.0 % / 58.5 % | +1.0 / -0.5 points |" in markdown(results)
+    results["rooms-long-ema-pcen-seed2"] = folds(0.67, 0.575)
+    entry = next(e for e in fold_candidates(results) if e["label"] == "rooms-long-ema-pcen")
+    assert entry["change"] == {"clean": 1.0, "farfield": -0.5} and entry["drop"] == 9.5
+    assert entry["verdict"] == "passes the folds; corpora left out next"
+    loco = lambda ua: {r: {"int8": _scores(ua)} for r in ("loco-ravdess", "loco-nemo", "loco-ased")}  # noqa: E731
+    results["rooms-long-pcen"], results["rooms-long-ema-pcen"] = loco(0.37), loco(0.355)
+    entry = next(e for e in fold_candidates(results) if e["label"] == "rooms-long-ema-pcen")
+    assert entry["loco_change"] == -1.5 and entry["verdict"] == "stops on the corpora left out"
+    results["rooms-long-ema-pcen"] = loco(0.365)
+    entry = next(e for e in fold_candidates(results) if e["label"] == "rooms-long-ema-pcen")
+    assert entry["verdict"] == "replaces the shipped model"
+    assert ("rooms-long-ema-pcen over the five paired folds: clean +1.0 points, far-field -0.5 points, its drop "
+            "9.5 points, leave-one-corpus-out mean -0.5 points against rooms-long-pcen: replaces the shipped "
+            "model.") in markdown(results)
+    results["rooms-long-ema-pcen-seed2"] = folds(0.665, 0.575)  # clean +0.5: still enough
+    assert next(e for e in fold_candidates(results) if e["label"] == "rooms-long-ema-pcen")["change"]["clean"] == 0.5
+    for clean, far in ((0.664, 0.575), (0.67, 0.568), (0.68, 0.575)):  # clean +0.4; far-field -1.2; drop 10.5
+        results["rooms-long-ema-pcen-seed2"] = folds(clean, far)
+        entry = next(e for e in fold_candidates(results) if e["label"] == "rooms-long-ema-pcen")
+        assert entry["verdict"] == "stops on the folds" and "loco_change" not in entry, (clean, far)
+
+
 def test_report_gives_kept_fold_and_development_models_scores_under_the_other_listening_conditions():
     from converter.report import markdown
 
