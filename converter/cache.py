@@ -13,19 +13,26 @@ Entries are lean: the clean variant is stored as float32 (evaluation scores it, 
 must be what the device computes), augmented variants as float16 (training material:
 half the memory for ten thousand clips, and far below the noise the augmentation adds).
 
+Several runs may share the cache (two folds training side by side need the same corpora's room
+copies). Each entry is computed under an advisory lock of its own, so the runs split the missing
+entries between them instead of each computing all of them: a run skips an entry another run is
+computing, fills the others, then waits for the ones it skipped.
+
 Default folder: ``.features-cache/`` in the repository (git-ignored); override with
 ``--cache DIR`` or ``EDGE_SER_CACHE``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -133,13 +140,48 @@ def compute_features(
     return log_mel(signal, config)
 
 
-def _fill(job: Tuple[str, str, dict, int, int, dict]) -> str:
+@contextlib.contextmanager
+def _entry_lock(target: str, wait: bool) -> Iterator[bool]:
+    """Hold ``target``'s lock (``target + ".lock"``) for the block; yields False, holding nothing,
+    when another process holds it and ``wait`` is False.
+
+    The lock file is removed by its holder once the entry exists. A process that opened the old
+    file meanwhile, or creates a new one, then finds the entry written and computes nothing, so
+    two writers never compute one entry at once. A killed holder's lock dies with its process.
+    """
+    lock_path = target + ".lock"
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+        if os.path.exists(target):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock_path)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _fill(job: Tuple[str, str, dict, int, int, dict], wait: bool = False) -> Optional[str]:
+    """Compute and store one entry unless it exists; None when another process is computing it
+    (``wait`` False) so that the caller can come back to it after the rest."""
     target, path, config_dict, variant, seed, treatment = job
-    feats = compute_features(path, FeatureConfig.from_dict(config_dict), variant, seed, Treatment(**treatment))
-    # runs that share a cache may compute the same entry at once: each writes its own temporary
-    with atomic_path(target) as tmp:
-        np.save(tmp, feats.astype(np.float16 if variant else np.float32))
+    with _entry_lock(target, wait) as held:
+        if not held:
+            return None
+        if not os.path.exists(target):  # another run may have written it since the caller looked
+            feats = compute_features(path, FeatureConfig.from_dict(config_dict), variant, seed,
+                                     Treatment(**treatment))
+            with atomic_path(target) as tmp:
+                np.save(tmp, feats.astype(np.float16 if variant else np.float32))
     return target
+
+
+def _fill_waiting(job: Tuple[str, str, dict, int, int, dict]) -> Optional[str]:
+    return _fill(job, wait=True)
 
 
 class FeatureCache:
@@ -188,15 +230,21 @@ class FeatureCache:
             # a live bar on a terminal, a line every 20 s in a log file
             bar = tqdm(total=len(jobs), desc="features", unit="clip",
                        mininterval=0.5 if sys.stderr.isatty() else 20.0)
-        if workers <= 1 or len(jobs) < 8:
-            for job in jobs:
-                _fill(job)
-                if bar:
-                    bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(_fill, jobs, chunksize=8):
-                    if bar:
-                        bar.update(1)
+        busy = FeatureCache._fill_all(_fill, jobs, workers, bar)  # entries another run was computing
+        FeatureCache._fill_all(_fill_waiting, busy, workers, bar)
         if bar:
             bar.close()
+
+    @staticmethod
+    def _fill_all(fill, jobs: List[tuple], workers: int, bar) -> List[tuple]:
+        """Run ``fill`` on every job, in a process pool when there are enough; the jobs it skipped."""
+        pooled = workers > 1 and len(jobs) >= 8
+        skipped = []
+        with ProcessPoolExecutor(max_workers=workers) if pooled else contextlib.nullcontext() as pool:
+            done = pool.map(fill, jobs, chunksize=8) if pooled else map(fill, jobs)
+            for job, target in zip(jobs, done):
+                if target is None:
+                    skipped.append(job)
+                elif bar:
+                    bar.update(1)
+        return skipped

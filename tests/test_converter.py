@@ -241,6 +241,58 @@ def test_feature_cache_keys_by_content_not_time(tmp_path):
 
 
 
+def test_runs_sharing_the_cache_split_its_missing_entries_and_wait_for_the_ones_another_is_computing(
+        tmp_path, monkeypatch):
+    """An entry another run holds the lock of is skipped, the rest filled, then the skipped one waited
+    for; if that run wrote it meanwhile, it is read, not computed again; if not (killed), it is computed."""
+    import contextlib
+    import fcntl
+    import threading
+
+    from converter import cache as cache_module
+    from converter.cache import FeatureCache
+    from edge_ser.features import preset
+
+    clips = [str(write_tone(tmp_path / f"c{i}.wav", seconds=1.0, freq=220.0 + 110 * i)) for i in range(3)]
+    cache = FeatureCache(preset("edge"), tmp_path / "cache")
+    taken, free, killed = (cache._target(c, 0) for c in clips)
+    os.makedirs(os.path.dirname(taken), exist_ok=True)
+    os.makedirs(os.path.dirname(killed), exist_ok=True)
+    computed, real = [], cache_module.compute_features
+
+    def counting(path, *args, **kwargs):
+        computed.append(path)
+        return real(path, *args, **kwargs)
+
+    other_run = os.open(taken + ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(other_run, fcntl.LOCK_EX)
+    killed_run = os.open(killed + ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(killed_run, fcntl.LOCK_EX)
+    monkeypatch.setattr(cache_module, "compute_features", counting)
+    try:
+        got = {}
+        fill = threading.Thread(target=lambda: got.update(cache.get_many(clips, workers=1, progress=False)))
+        fill.start()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(free) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.exists(free) and fill.is_alive() and computed == [clips[1]]  # the free one first
+        features = real(clips[0], preset("edge"), 0, 0)
+        np.save(taken, features.astype(np.float32))  # the other run writes its entry, then lets go
+        os.close(other_run)
+        os.close(killed_run)  # this one dies without writing
+        other_run = killed_run = -1
+    finally:
+        for fd in (other_run, killed_run):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    fill.join(60)
+    assert not fill.is_alive()
+    assert computed == [clips[1], clips[2]]  # the entry the other run wrote was read, not computed
+    assert np.array_equal(got[(clips[0], 0)], features) and os.path.exists(killed)
+    assert not list((tmp_path / "cache").rglob("*.lock"))  # every lock file went with its entry
+
+
 def test_far_field_draws_have_their_own_cache_entries_and_draw_zero_keeps_its_key(tmp_path):
     """Several far-field draws of a clip are several entries; the first keeps the key it always had."""
     import hashlib
