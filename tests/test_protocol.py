@@ -1521,7 +1521,7 @@ def test_report_judges_a_candidate_on_the_folds_paired_against_its_reference_the
     results["rooms-long-ema-pcen"] = loco(0.365)
     entry = next(e for e in fold_candidates(results) if e["label"] == "rooms-long-ema-pcen")
     assert entry["verdict"] == "replaces the shipped model"
-    assert ("rooms-long-ema-pcen over the five paired folds: clean +1.0 points, far-field -0.5 points, its drop "
+    assert ("rooms-long-ema-pcen over the five paired folds: float clean +1.0 points, far-field -0.5 points, its drop "
             "9.5 points, leave-one-corpus-out mean -0.5 points against rooms-long-pcen: replaces the shipped "
             "model.") in markdown(results)
     results["rooms-long-ema-pcen-seed2"] = folds(0.665, 0.575)  # clean +0.5: still enough
@@ -1530,6 +1530,21 @@ def test_report_judges_a_candidate_on_the_folds_paired_against_its_reference_the
         results["rooms-long-ema-pcen-seed2"] = folds(clean, far)
         entry = next(e for e in fold_candidates(results) if e["label"] == "rooms-long-ema-pcen")
         assert entry["verdict"] == "stops on the folds" and "loco_change" not in entry, (clean, far)
+    # both rows also hold the int8 ensemble: the model that would ship must show the gain too
+    def with_int8(rows: dict, clean: float, far: float) -> dict:
+        return {r: dict(row, int8=_scores(clean, far)) for r, row in rows.items()}
+
+    results["rooms-long-pcen-seed2"] = with_int8(folds(0.66, 0.58), 0.663, 0.584)
+    results["rooms-long-ema-pcen-seed2"] = with_int8(folds(0.67, 0.575), 0.661, 0.581)
+    entry = next(e for e in fold_candidates(results) if e["label"] == "rooms-long-ema-pcen")
+    assert entry["change"]["clean"] == 1.0 and entry["int8_change"] == {"clean": -0.2, "farfield": -0.3}
+    assert entry["verdict"] == "stops on the folds" and "loco_change" not in entry
+    text = markdown(results)
+    assert "| cv3 (int8) | 66.3 % / 58.4 % | 66.1 % / 58.1 % | -0.2 / -0.3 points |" in text
+    assert "int8 ensembles clean -0.2 points, far-field -0.3 points, its drop 8.0 points: stops on the folds." in text
+    results["rooms-long-ema-pcen-seed2"] = with_int8(folds(0.67, 0.575), 0.668, 0.581)
+    assert next(e for e in fold_candidates(results)
+                if e["label"] == "rooms-long-ema-pcen")["verdict"] == "replaces the shipped model"
 
 
 def test_report_gives_kept_fold_and_development_models_scores_under_the_other_listening_conditions():
