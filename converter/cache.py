@@ -180,9 +180,6 @@ def _fill(job: Tuple[str, str, dict, int, int, dict], wait: bool = False) -> Opt
     return target
 
 
-def _fill_waiting(job: Tuple[str, str, dict, int, int, dict]) -> Optional[str]:
-    return _fill(job, wait=True)
-
 
 class FeatureCache:
     """Get features for many (clip, variant) pairs, computing only what is missing."""
@@ -231,7 +228,7 @@ class FeatureCache:
             bar = tqdm(total=len(jobs), desc="features", unit="clip",
                        mininterval=0.5 if sys.stderr.isatty() else 20.0)
         busy = FeatureCache._fill_all(_fill, jobs, workers, bar)  # entries another run was computing
-        FeatureCache._fill_all(_fill_waiting, busy, workers, bar)
+        FeatureCache._fill_all(functools.partial(_fill, wait=True), busy, workers, bar)
         if bar:
             bar.close()
 

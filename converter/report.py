@@ -307,13 +307,12 @@ def fold_candidates(results: Results) -> List[dict]:
         runs = [r for r in CV_RUNS if r in ours and r in theirs]
         if not runs:
             continue
-        folds = [(r, _ravdess_pair(theirs[r]["float"]), _ravdess_pair(ours[r]["float"])) for r in runs]
+        folds = _paired_folds(theirs, ours, runs, "float")
         entry: dict = {"label": label, "paired": paired, "reference": reference, "folds": folds, "verdict": "-"}
         if len(runs) == len(CV_RUNS):
             entry["change"], entry["drop"] = _fold_change(folds)
             if all("int8" in row[r] for row in (ours, theirs) for r in runs):
-                entry["int8_folds"] = [(r, _ravdess_pair(theirs[r]["int8"]), _ravdess_pair(ours[r]["int8"]))
-                                       for r in runs]
+                entry["int8_folds"] = _paired_folds(theirs, ours, runs, "int8")
                 entry["int8_change"], entry["int8_drop"] = _fold_change(entry["int8_folds"])
             on_folds = all(d["clean"] >= 0.5 and d["farfield"] >= -1 and drop <= 10
                            for d, drop in ((entry["change"], entry["drop"]),
@@ -326,6 +325,12 @@ def fold_candidates(results: Results) -> List[dict]:
                                     else "stops on the corpora left out")
         out.append(entry)
     return out
+
+
+def _paired_folds(reference: Dict[str, dict], candidate: Dict[str, dict], runs: List[str], kind: str) -> List[tuple]:
+    """``(run, reference (clean, far-field), candidate (clean, far-field))`` per run, from each row's
+    ``kind`` (float or int8) scores."""
+    return [(r, _ravdess_pair(reference[r][kind]), _ravdess_pair(candidate[r][kind])) for r in runs]
 
 
 def _fold_change(folds: List[tuple]) -> Tuple[Dict[str, float], float]:
