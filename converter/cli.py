@@ -571,15 +571,18 @@ def cmd_report(args, argv) -> int:
 
 
 def _protocol_items(args):
-    """The protocol's corpora, and any other corpus the recipe trains on (BAVED for an arousal head)."""
+    """The protocol's corpora, any other corpus the recipe trains on (BAVED for an arousal head),
+    and the development split's unseen language (:data:`UNSEEN_LANGUAGE_CORPORA`) where it is there."""
     from .corpora import datasets_dir, read_corpora
     from .protocol import ENSEMBLES, LOCO_CORPORA, RECIPES, recipe_corpora
+    from .unseen_arousal import UNSEEN_LANGUAGE_CORPORA
 
     root = Path(args.datasets) if args.datasets else datasets_dir()
     names = list(LOCO_CORPORA)
     recipe = getattr(args, "recipe", None)
     if recipe in RECIPES or recipe in ENSEMBLES:
         names += [c for c in recipe_corpora(recipe) if c not in names]
+    names += [c for c in UNSEEN_LANGUAGE_CORPORA if c not in names and (root / c).is_dir()]
     return read_corpora([root / name for name in names])
 
 
@@ -743,11 +746,12 @@ def cmd_pair(args, argv) -> int:
 
 
 def cmd_rescore(args, argv) -> int:
-    """Add the far-field score over every corpus to dev rows written before it existed."""
-    from .protocol import add_dev_farfield, summary_line
+    """Add the development scores a dev row was written without (far-field over every corpus, the
+    unseen language's arousal), from the run's kept models."""
+    from .protocol import add_dev_scores, summary_line
 
     items = _protocol_items(args)
-    row = add_dev_farfield(Path(args.row), [Path(m) for m in args.models], items,
+    row = add_dev_scores(Path(args.row), [Path(m) for m in args.models], items,
                            Path(args.cache) if args.cache else None)
     _log(f"{row['recipe_name']}/dev: {summary_line(row)} -> {args.row}")
     return 0
@@ -874,8 +878,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets")
     p.set_defaults(func=cmd_pair)
 
-    p = sub.add_parser("rescore", help="add the far-field score over every corpus to a dev row from the run's "
-                                       "saved float model(s)")
+    p = sub.add_parser("rescore", help="add the scores a dev row lacks (far-field over every corpus, the unseen "
+                                       "language's arousal) from the run's saved float model(s)")
     p.add_argument("row", help="a dev results file, e.g. models/results/protocol/rooms-wide-again/dev.json")
     p.add_argument("models", nargs="+", help="the run's .keras model; several: an ensemble's members")
     p.add_argument("--datasets")

@@ -5,11 +5,16 @@ Runs (each trains one model, scores it, writes ``<results>/<recipe>/<run>.json``
 * ``dev``: the fixed development split on which recipes are chosen. The development
   speakers of every corpus (:data:`DEV_SPEAKERS`) are held out; the float model is scored
   per corpus, clean, and on the far-field version of the RAVDESS development actors.
-  Nothing else is ever used to choose a recipe.
+  Nothing else is ever used to choose a recipe. It also scores the arousal-only clips of a
+  corpus the recipe never trains on (BAVED, Arabic) as a language the model never heard
+  (:mod:`converter.unseen_arousal`).
 * ``cv1`` .. ``cv5``: RAVDESS speaker-independent EmoBox folds. The fold's actors are the
   test set (8-way, clean and far-field); everything else the recipe trains on is training.
 * ``loco-<corpus>``: leave one corpus out (ravdess, nemo, ased): train on the others, test
   on the whole corpus, scored like the independent evaluation (below).
+* ``unseen``: no training and no test speakers, only the unseen language's arousal: for
+  scoring a model file that heard every speaker of the corpora (the shipped model) with
+  ``converter score``.
 
 Scoring (:func:`restricted_predictions`): the argmax of the 8 probabilities restricted
 to the classes the test corpus has, with calm added to neutral where the corpus has
@@ -34,7 +39,7 @@ import hashlib
 import json
 import time
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -49,6 +54,7 @@ from .corpora import EMOBOX_FOLDS, Item, corpus_classes
 from .run_outputs import OUTPUT_SETS, ScoredSet, combine, load_outputs, member_key, outputs_path, save_outputs
 from .train import ClipSet, Recipe, confusion, feature_blocks, load_clipset, softmax, ua_wa
 from .train import window_outputs as clip_window_outputs
+from .unseen_arousal import score_arousal, unseen_arousal_items
 
 #: Development speakers per corpus: held out of every ``dev`` run; the RAVDESS ones are
 #: EmoBox fold 1, on which the first recipe was tuned too.
@@ -472,6 +478,8 @@ class RunPlan:
     test: List[Item]
     classes: Dict[str, Tuple[str, ...]]  # per test corpus: the classes of the restricted argmax
     farfield: bool  # also score the far-field version of the RAVDESS test clips
+    #: arousal-only clips of a corpus the recipe never hears, scored by arousal level (dev run only)
+    unseen_arousal: List[Item] = field(default_factory=list)
 
     @property
     def farfield_test(self) -> List[Item]:
@@ -505,12 +513,18 @@ def plan_run(name: str, items: Sequence[Item], corpora: Sequence[str]) -> RunPla
     """Which clips train, calibrate and test run ``name`` of a recipe trained on ``corpora``.
 
     Arousal-only clips (BAVED) of those corpora only ever train (an arousal head): they join
-    the training clips of every run and are never calibration or test clips.
+    the training clips of every run and are never calibration or test clips. Those of a corpus
+    the recipe does not train on are the dev run's unseen language, scored by arousal alone.
     """
     labelled = [it for it in items if it.corpus in corpora and it.label is not None]
     arousal_only = [it for it in items if it.corpus in corpora and it.label is None and it.arousal is not None]
+    if name == "unseen":
+        return RunPlan(name, labelled + arousal_only, [], [], {}, farfield=False,
+                       unseen_arousal=unseen_arousal_items(items, corpora))
     plan = _plan_labelled(name, labelled, corpora)
     plan.train += arousal_only
+    if name == "dev":
+        plan.unseen_arousal = unseen_arousal_items(items, corpora)
     return plan
 
 
@@ -694,6 +708,16 @@ class Scorer:
             keep["farfield_all"] = ScoredSet.of(items, outputs)
         return {"draws": draws, **score(outputs, items, self.plan.classes, logits)}
 
+    def unseen_arousal(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
+                       keep: Optional[Dict[str, ScoredSet]] = None) -> Dict[str, object]:
+        """Arousal scores of the plan's unseen-language clips (:mod:`converter.unseen_arousal`);
+        ``keep`` receives their window outputs (set ``unseen_arousal``)."""
+        items = self.plan.unseen_arousal
+        outputs = window_outputs(predict, self.features(items), self.recipe)
+        if keep is not None:
+            keep["unseen_arousal"] = ScoredSet.of(items, outputs)
+        return score_arousal(clip_probabilities(outputs, logits), items)
+
     def evaluate(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
                  calibrate: bool = True, keep: Optional[Dict[str, ScoredSet]] = None) -> Dict[str, object]:
         """Scores of one model on the run's clean test clips, their far-field copies (RAVDESS; on
@@ -701,8 +725,13 @@ class Scorer:
         calibration speakers. ``keep`` receives the window outputs of each scored set
         (:mod:`converter.run_outputs`), so the run's results file can keep them."""
         plan = self.plan
+        result: Dict[str, object] = {}
+        if plan.unseen_arousal:
+            result["unseen_arousal"] = self.unseen_arousal(predict, logits, keep=keep)
+        if not plan.test:  # the ``unseen`` run: nothing else to score
+            return result
         test_out = window_outputs(predict, self.features(plan.test), self.recipe)
-        result: Dict[str, object] = {"clean": score(test_out, plan.test, plan.classes, logits)}
+        result["clean"] = score(test_out, plan.test, plan.classes, logits)
         far_items = plan.farfield_test
         far_out = window_outputs(predict, self.features(far_items, farfield=True), self.recipe) if far_items else []
         if keep is not None:
@@ -1095,7 +1124,8 @@ def pair_run(
         origins.append({"label": source, "member": member, "outputs": path.name, "sha256": _file_digest(path)})
     scored = {"clean": (list(plan.test), plan.classes),
               "farfield": (plan.farfield_test, plan.farfield_classes),
-              "farfield_all": (list(plan.test) * DEV_FARFIELD_DRAWS, plan.classes)}
+              "farfield_all": (list(plan.test) * DEV_FARFIELD_DRAWS, plan.classes),
+              "unseen_arousal": (plan.unseen_arousal, None)}
     result: Dict[str, object] = {}
     kept: Dict[str, ScoredSet] = {}
     for name in OUTPUT_SETS:
@@ -1104,7 +1134,10 @@ def pair_run(
         mixed = combine([s[name] for s in stored], weights)
         set_items, classes = scored[name]
         mixed.check(set_items, f"{label}/{run} {name}")
-        result[name] = score(mixed.outputs, set_items, classes, logits=True)
+        if name == "unseen_arousal":
+            result[name] = score_arousal(clip_probabilities(mixed.outputs, logits=True), set_items)
+        else:
+            result[name] = score(mixed.outputs, set_items, classes, logits=True)
         if name == "farfield_all":
             result[name] = {"draws": DEV_FARFIELD_DRAWS, **result[name]}
         kept[name] = mixed
@@ -1130,24 +1163,30 @@ def _write_row(target: Path, row: Dict[str, object], kept: Dict[str, Dict[str, S
     write_bytes_atomically(target, json.dumps(row, indent=1) + "\n")
 
 
-def add_dev_farfield(row_path: Path, model_paths: Sequence[Path], items: Sequence[Item],
-                     cache_dir: Optional[Path] = None) -> Dict[str, object]:
-    """Add the far-field score over every corpus to a ``dev`` row written before it existed.
+def add_dev_scores(row_path: Path, model_paths: Sequence[Path], items: Sequence[Item],
+                   cache_dir: Optional[Path] = None) -> Dict[str, object]:
+    """Add the development scores a ``dev`` row was written without: the far-field score over every
+    corpus and the unseen language's arousal (:mod:`converter.unseen_arousal`).
 
-    The run's saved float model scores it (several models: an ensemble's members, their logits
-    averaged as the ensemble does), so rows of older runs become comparable without training
-    again. The row's other scores are left as they are; the row records which files scored it.
+    The run's saved float model scores them (several models: an ensemble's members, their logits
+    averaged as the ensemble does; a member's own score is its own recipe's row to gain), so rows
+    of older runs become comparable without training again. The row's other scores are
+    left as they are; the row records which files scored what it gained, and its stored window
+    outputs gain the new sets.
     """
     import keras
     from edge_ser.features import preset
 
     from .train import keras_predictor
 
-    row = json.loads(Path(row_path).read_text())
+    row_path = Path(row_path)
+    row = json.loads(row_path.read_text())
     if row.get("run") != "dev" or "float" not in row:
         raise ValueError(f"{row_path}: not a dev row with float scores")
     spec = row["recipe"]
     recipes = recipes_of_row(spec)
+    if len(model_paths) != len(recipes):
+        raise ValueError(f"{row_path}: its recipe has {len(recipes)} model(s), {len(model_paths)} given")
     models = [keras.models.load_model(p, compile=False) for p in model_paths]
     model = models[0] if len(models) == 1 else ensemble_model(models, recipes, spec.get("weights"))
     recipe = replace(recipes[0], features=ensemble_features(recipes))
@@ -1155,16 +1194,33 @@ def add_dev_farfield(row_path: Path, model_paths: Sequence[Path], items: Sequenc
     if sorted({i.speaker for i in plan.test}) != row["test_speakers"]:
         raise ValueError(f"{row_path}: the dev speakers differ from the row's")
     scorer = Scorer(plan, recipe, preset(recipe.features), cache_dir)
-    row["float"]["farfield_all"] = scorer.farfield_every_corpus(keras_predictor(model, logits=False), recipe.masked)
-    row["farfield_all_from"] = [str(p) for p in model_paths]
-    write_bytes_atomically(Path(row_path), json.dumps(row, indent=1) + "\n")
+    predict = keras_predictor(model, logits=False)
+    kept: Dict[str, Dict[str, ScoredSet]] = {}
+    if "farfield_all" not in row["float"]:
+        row["float"]["farfield_all"] = scorer.farfield_every_corpus(predict, recipe.masked,
+                                                                    keep=kept.setdefault("float", {}))
+        row["farfield_all_from"] = [str(p) for p in model_paths]
+    if plan.unseen_arousal and "unseen_arousal" not in row["float"]:
+        row["float"]["unseen_arousal"] = scorer.unseen_arousal(predict, recipe.masked,
+                                                               keep=kept.setdefault("float", {}))
+        row["unseen_arousal_from"] = [str(p) for p in model_paths]
+    stored = outputs_path(row_path)
+    if kept and stored.exists():  # rows from before runs kept outputs get none: they hold no clean set
+        merged = load_outputs(stored)
+        for key, sets in kept.items():
+            merged.setdefault(key, {}).update(sets)
+        save_outputs(stored, merged)
+    write_bytes_atomically(row_path, json.dumps(row, indent=1) + "\n")
     return row
 
 
 def summary_line(row: Dict[str, object]) -> str:
     kind = "int8" if "int8" in row else "float"
     res = row[kind]
-    text = f"{kind} clean UA {100 * res['clean']['ua']:.1f} %"
+    parts = [f"{kind} clean UA {100 * res['clean']['ua']:.1f} %"] if "clean" in res else [kind]
+    if "unseen_arousal" in res:
+        parts.append(f"unseen-language arousal UA {100 * res['unseen_arousal']['ua']:.1f} %")
+    text = ", ".join(parts)
     if "farfield" in res:
         text += f", far-field UA {100 * res['farfield']['ua']:.1f} %"
     if "farfield_all" in res:

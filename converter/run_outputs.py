@@ -34,7 +34,7 @@ from .corpora import Item
 __all__ = ["OUTPUT_SETS", "ScoredSet", "items_digest", "outputs_path", "save_outputs", "load_outputs", "combine",
            "member_key"]
 
-OUTPUT_SETS = ("clean", "farfield", "farfield_all")
+OUTPUT_SETS = ("clean", "farfield", "farfield_all", "unseen_arousal")
 _SEP = "|"
 
 

@@ -214,6 +214,40 @@ def test_arousal_only_clips_train_every_run_and_are_never_calibrated_or_scored(r
     assert "baved" not in plan.classes
 
 
+def test_only_the_dev_run_scores_an_unseen_arousal_corpus_and_never_one_the_recipe_trains_on():
+    items = _fake_items()
+    dev = plan_run("dev", items, ("ravdess", "nemo", "ased"))
+    assert [i.path for i in dev.unseen_arousal] == ["b1"]
+    assert "b1" not in [i.path for i in dev.train + dev.test + dev.calibration]
+    assert plan_run("cv2", items, ("ravdess", "nemo", "ased")).unseen_arousal == []
+    assert plan_run("dev", items, ("ravdess", "nemo", "ased", "baved")).unseen_arousal == []  # heard it
+    alone = plan_run("unseen", items, ("ravdess", "nemo", "ased"))  # a model file that heard every speaker
+    assert [i.path for i in alone.unseen_arousal] == ["b1"] and not alone.test and not alone.calibration
+
+
+def test_arousal_is_read_from_the_answered_emotion_and_from_the_sums_of_each_level():
+    from converter.unseen_arousal import AROUSAL_OF, arousal_probabilities, score_arousal
+
+    assert set(AROUSAL_OF) == set(EMOTIONS) and set(AROUSAL_OF.values()) == {"low", "mid", "high"}
+    probs = np.zeros((4, 8))
+    probs[0, EMOTIONS.index("sad")] = 0.4  # sad is the answer, but high sums more
+    probs[0, [EMOTIONS.index("angry"), EMOTIONS.index("happy")]] = 0.3
+    probs[1, EMOTIONS.index("calm")], probs[1, EMOTIONS.index("neutral")] = 0.35, 0.3  # mid 0.65
+    probs[1, EMOTIONS.index("sad")] = 0.35  # a tie with calm: the first emotion (calm) is the answer
+    probs[2, EMOTIONS.index("sad")] = 1.0
+    probs[3, EMOTIONS.index("surprised")] = 1.0
+    np.testing.assert_allclose(arousal_probabilities(probs)[0], [0.4, 0.0, 0.6])
+    items = [Item(f"b{i}", None, f"baved-{i % 2}", "baved", level)
+             for i, level in enumerate(("high", "mid", "low", "low"))]
+    got = score_arousal(probs, items)
+    assert got["summed"]["confusion"] == [[1, 0, 1], [0, 1, 0], [0, 0, 1]]  # rows low, mid, high
+    assert got["summed"]["recall"] == {"low": 0.5, "mid": 1.0, "high": 1.0}
+    assert abs(got["summed"]["ua"] - 2.5 / 3) < 1e-9 and got["summed"]["wa"] == 0.75
+    assert got["answered"]["confusion"] == [[1, 0, 1], [0, 1, 0], [1, 0, 0]]  # clip 0 answered sad: low
+    assert abs(got["ua"] - 1.5 / 3) < 1e-9 and got["ua"] == got["answered"]["ua"] and got["speakers"] == 2
+    assert got["first_emotion"] == {"low": {"sad": 1, "surprised": 1}, "mid": {"calm": 1}, "high": {"sad": 1}}
+
+
 def _arousal_data():
     items = [Item(f"e{i}", ("sad", "angry")[i % 2], "e", "emo") for i in range(20)]
     items += [Item(f"a{i}", None, f"ar-{i % 3}", "arabic", ("low", "mid", "high", "high")[i % 4]) for i in range(40)]
@@ -1052,6 +1086,11 @@ def _dev_corpora(root: Path) -> Path:
                 rows.append(f"{tone(root / corpus / f'{speaker}-{label}.opus', 150 + 50 * i, seed, opus)},"
                             f"{label},{speaker}")
         (root / corpus / "manifest.csv").write_text("\n".join(rows) + "\n")
+    rows = ["path,label,speaker,arousal"]  # an arousal-only corpus no recipe here trains on
+    for i, level in enumerate(("low", "mid", "high")):
+        seed += 1
+        rows.append(f"{tone(root / 'baved' / f'w{i}.opus', 120 + 60 * i, seed, opus)},,baved-{i % 2},{level}")
+    (root / "baved" / "manifest.csv").write_text("\n".join(rows) + "\n")
     places = [f"h{i:03d}" for i in range(1, 200)]
     recordings = [str(100 + i) for i in range(200)]
     rng = np.random.default_rng(0)
@@ -1097,6 +1136,10 @@ def test_rescore_adds_the_far_field_over_every_corpus_to_a_dev_row_from_its_save
     path = tmp_path / "results" / "tiny" / "dev.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(row))
+    from converter.run_outputs import ScoredSet, load_outputs, outputs_path, save_outputs
+
+    clean = ScoredSet.of(plan.test, [np.zeros((1, 8), np.float32)] * len(plan.test))  # what the run kept
+    save_outputs(outputs_path(path), {"float": {"clean": clean}})
     cache = tmp_path / "cache"
     proc = subprocess.run([PY, "-m", "converter", "rescore", str(path), str(model), "--datasets", str(datasets),
                            "--cache", str(cache)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -1107,7 +1150,15 @@ def test_rescore_adds_the_far_field_over_every_corpus_to_a_dev_row_from_its_save
     assert far["draws"] == DEV_FARFIELD_DRAWS and far["clips"] == DEV_FARFIELD_DRAWS * len(plan.test)
     assert set(far["by_corpus"]) == set(LOCO_CORPORA)
     assert after["float"]["clean"] == row["float"]["clean"] and after["farfield_all_from"] == [str(model)]
-    assert len(list(cache.rglob("*.npy"))) == DEV_FARFIELD_DRAWS * len(plan.test)  # every draw its own entry
+    arousal = after["float"]["unseen_arousal"]  # the BAVED stand-in: a language the model never heard
+    assert arousal["clips"] == 3 and arousal["corpora"] == ["baved"] and len(arousal["answered"]["confusion"]) == 3
+    assert after["unseen_arousal_from"] == [str(model)]
+    stored = load_outputs(outputs_path(path))["float"]  # the kept outputs gain the new sets
+    assert set(stored) == {"clean", "farfield_all", "unseen_arousal"} and stored["clean"].digest == clean.digest
+    stored["unseen_arousal"].check(plan_run("dev", read_corpora([datasets / c for c in (*LOCO_CORPORA, "baved")]),
+                                            LOCO_CORPORA).unseen_arousal)
+    # every far-field draw its own entry, and the unseen words clean
+    assert len(list(cache.rglob("*.npy"))) == DEV_FARFIELD_DRAWS * len(plan.test) + 3
     wrong = dict(row, test_speakers=["01"])
     path.write_text(json.dumps(wrong))
     refused = subprocess.run([PY, "-m", "converter", "rescore", str(path), str(model), "--datasets", str(datasets),
@@ -1257,8 +1308,9 @@ def test_a_run_keeps_its_window_outputs_and_its_members_combine_to_the_ensemble(
     outputs of the ensemble and of each member (on its own features) rescore to the row's
     figures exactly, and the members' stored logits averaged score as the ensemble does, so a
     later candidate can be paired with these members without their model files."""
-    from converter.protocol import LOCO_CORPORA, score
+    from converter.protocol import LOCO_CORPORA, clip_probabilities, score
     from converter.run_outputs import combine, load_outputs, member_key
+    from converter.unseen_arousal import score_arousal
 
     datasets = _dev_corpora(tmp_path / "datasets")
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", EDGE_SER_DATASETS=str(datasets))
@@ -1273,23 +1325,34 @@ def test_a_run_keeps_its_window_outputs_and_its_members_combine_to_the_ensemble(
     stored = load_outputs(results / "rooms-half-pcen" / row["outputs"])
     members = [member_key(m) for m in row["recipe"]["ensemble"]]
     assert set(stored) == {"float", *members}
-    plan = plan_run("dev", read_corpora([datasets / c for c in LOCO_CORPORA]), LOCO_CORPORA)
+    plan = plan_run("dev", read_corpora([datasets / c for c in (*LOCO_CORPORA, "baved")]), LOCO_CORPORA)
     far_items = [i for i in plan.test if i.corpus == "ravdess"]
-    sets = {"clean": plan.test, "farfield": far_items, "farfield_all": list(plan.test) * 3}
+    sets = {"clean": plan.test, "farfield": far_items, "farfield_all": list(plan.test) * 3,
+            "unseen_arousal": plan.unseen_arousal}
+    assert len(plan.unseen_arousal) == 3
+
+    def confusions(scores: dict) -> list:
+        readings = [scores[k] for k in ("answered", "summed") if k in scores] or [scores]
+        return [r["confusion"] for r in readings]
+
+    def rescored(name: str, outputs: list, items: list) -> dict:
+        if name == "unseen_arousal":
+            return score_arousal(clip_probabilities(outputs, logits=True), items)
+        classes = plan.classes if name != "farfield" else {"ravdess": plan.classes["ravdess"]}
+        return score(outputs, items, classes, logits=True)
+
     for key, scores in [("float", row["float"])] + [(member_key(m), row["members"][m]["float"])
                                                       for m in row["recipe"]["ensemble"]]:
         assert set(stored[key]) == set(sets)
         for name, items in sets.items():
             stored[key][name].check(items, key)
-            classes = plan.classes if name != "farfield" else {"ravdess": plan.classes["ravdess"]}
-            again = score(stored[key][name].outputs, items, classes, logits=True)
-            assert again["confusion"] == scores[name]["confusion"] and again["ua"] == scores[name]["ua"], (key, name)
+            again = rescored(name, stored[key][name].outputs, items)
+            assert confusions(again) == confusions(scores[name]) and again["ua"] == scores[name]["ua"], (key, name)
     for name, items in sets.items():
         mixed = combine([stored[m][name] for m in members])
         ensemble = stored["float"][name]
         assert all(np.allclose(x, y, atol=1e-4) for x, y in zip(mixed.outputs, ensemble.outputs)), name
-        classes = plan.classes if name != "farfield" else {"ravdess": plan.classes["ravdess"]}
-        assert score(mixed.outputs, items, classes, logits=True)["confusion"] == row["float"][name]["confusion"]
+        assert confusions(rescored(name, mixed.outputs, items)) == confusions(row["float"][name])
 
     def pair(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([PY, "-m", "converter", "pair", *args, "--runs", "dev", "--results", str(results),
@@ -1301,7 +1364,7 @@ def test_a_run_keeps_its_window_outputs_and_its_members_combine_to_the_ensemble(
     prow = json.loads((results / "paired" / "dev.json").read_text())
     assert [o["member"] for o in prow["paired_from"]] == row["recipe"]["ensemble"]
     for name in sets:  # the stored members, paired again, score as the ensemble they came from
-        assert prow["float"][name]["confusion"] == row["float"][name]["confusion"], name
+        assert confusions(prow["float"][name]) == confusions(row["float"][name]), name
     assert set(load_outputs(results / "paired" / prow["outputs"])) == {"float"}
     missing = pair("rooms-half-pcen:rooms-pcen", "elsewhere:rooms-long", "--label", "nothing")
     assert missing.returncode != 0 and "no stored outputs" in missing.stderr
@@ -1384,6 +1447,33 @@ def test_report_tables_and_the_same_recipe_trained_again():
     # rooms-ravdess-half per fold (0.59 + 0.02 k), baseline 0.60: -1, +1, +3, +5, +7; spread 3.16 / sqrt 5
     assert ("rooms-ravdess-half against baseline, both with both seeds on the same five folds: clean +3.0 points "
             "(fold by fold -1.0, +1.0, +3.0, +5.0, +7.0; standard error of the mean 1.4), far-field +10.0 points.") in seeds
+
+
+def test_report_lists_the_unseen_language_scores_of_dev_rows_and_their_members():
+    from converter.report import markdown
+
+    def arousal(ua, low, mid, high, first):
+        return {"clips": 1908, "speakers": 59, "corpora": ["baved"], "ua": ua, "first_emotion": first,
+                "answered": {"ua": ua, "recall": {"low": low, "mid": mid, "high": high}}, "summed": {"ua": 0.35}}
+
+    first = {"low": {"neutral": 30, "sad": 10}, "mid": {"neutral": 9, "angry": 1}, "high": {"angry": 3, "happy": 1}}
+    results = {
+        "rooms-long-pcen-seed4": {"dev": {
+            "float": dict(_scores(0.6, 0.5, {"ravdess": 0.7}), unseen_arousal=arousal(0.45, 0.1, 0.8, 0.45, first)),
+            "members": {"rooms-pcen": {"float": {"unseen_arousal": arousal(0.4, 0.05, 0.7, 0.45, first)}},
+                        "rooms-long": {"float": {}}}}},
+        "rooms-long": {"dev": {"float": _scores(0.6, 0.5, {"ravdess": 0.7})}},
+        "shipped": {"unseen": {"note": "models/edge-ser-int8.tflite",  # a model file scored on that alone
+                               "int8": {"unseen_arousal": arousal(0.42, 0.02, 0.9, 0.34, first)}}},
+    }
+    section = markdown(results).split("### An unseen language: BAVED arousal")[1].split("\n## ")[0]
+    assert "| shipped/unseen (int8; see the notes on rows) | 1908 (59) | 42.0 % | 2.0 % | 90.0 % | 34.0 % |" in section
+    assert "low: sad; mid: neutral and calm" in section and "after the shipped model's row was read" in section
+    assert ("| rooms-long-pcen-seed4 | 1908 (59) | 45.0 % | 10.0 % | 80.0 % | 45.0 % | 35.0 % "
+            "| neutral 75 % / neutral 90 % / angry 75 % |") in section
+    assert "| rooms-long-pcen-seed4: member rooms-pcen | 1908 (59) | 40.0 % | 5.0 % |" in section
+    assert "member rooms-long" not in section and "| rooms-long |" not in section  # nothing scored, no row
+    assert "### An unseen language" not in markdown({"rooms-long": results["rooms-long"]})
 
 
 def test_report_compares_recipes_by_the_mean_of_two_seeds_on_the_far_field_over_every_corpus():
