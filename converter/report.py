@@ -34,7 +34,7 @@ SELECTION_RULE = ("A candidate replaces the shipped recipe (`rooms-ravdess-half`
                   "far-field gain wins. The full protocol is then run for the winner.")
 #: What the unseen-language table is, written before any model was scored on it.
 UNSEEN_AROUSAL_NOTE = ("A language no recipe here trains on and no run tests on: the 1908 BAVED words (Arabic, 59 "
-                       "speakers), scored on each development model by arousal alone, since BAVED is labelled low "
+                       "speakers; research use), scored on each development model by arousal alone, since BAVED is labelled low "
                        "(a tired voice), mid (the speaker's normal voice) or high (a strong emotion). The model's "
                        "answer is read as a level (low: sad; mid: neutral and calm; high: happy, angry, fearful, "
                        "disgust, surprised; `converter/unseen_arousal.py`); chance is 33.3 %. *Answered*: the "
@@ -772,11 +772,13 @@ def seed_groups(results: Results) -> Dict[str, Dict[str, object]]:
     """Per recipe, the mean dev scores of its trainings that have the far-field over every corpus.
 
     A training belongs to the recipe it repeats (``seed_of``, ``again_of``) or to its own label.
+    A training made after the rules that read these means were applied, for another purpose,
+    says so (``outside_seed_means``: why) and stays out: it would move verdicts already read.
     """
     found: Dict[str, List[tuple]] = {}
     for label, runs in sorted(results.items()):
         row = runs.get("dev")
-        if not row or "farfield_all" not in row.get("float", {}):
+        if not row or "farfield_all" not in row.get("float", {}) or row.get("outside_seed_means"):
             continue
         scores = row["float"]
         recipe = row.get("seed_of") or row.get("again_of") or label

@@ -1492,9 +1492,11 @@ def test_report_compares_recipes_by_the_mean_of_two_seeds_on_the_far_field_over_
         "rooms-good": dev(0.63, 0.57, 0.54),
         "rooms-good-seed2": dev(0.63, 0.57, 0.52, seed_of="rooms-good"),
         "rooms-lonely": dev(0.70, 0.60, 0.60),
+        "rooms-good-seed4": dev(0.2, 0.2, 0.2, seed_of="rooms-good", outside_seed_means="a later reference"),
     }
     groups = seed_groups(results)
     assert groups["rooms-ravdess-half"]["labels"] == ["rooms-ravdess-half-again", "rooms-ravdess-half-seed2"]
+    assert groups["rooms-good"]["labels"] == ["rooms-good", "rooms-good-seed2"] and "rooms-good-seed4" not in groups
     assert abs(groups["rooms-ravdess-half"]["farfield"] - 0.51) < 1e-9
     text = markdown(results)
     assert "| rooms-good | rooms-good, rooms-good-seed2 | 63.0 % | 57.0 % | 53.0 % | +2.0 / +0.0 / +0.0 | passes |" in text
