@@ -31,7 +31,7 @@ A recipe that trains on BAVED (an arousal head) has heard it: it gets no such sc
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -54,7 +54,7 @@ AROUSAL_OF: Dict[str, str] = {
 }
 
 
-def unseen_arousal_items(items: Sequence[Item], corpora: Sequence[str]) -> list:
+def unseen_arousal_items(items: Sequence[Item], corpora: Sequence[str]) -> List[Item]:
     """The arousal-only clips (no emotion label) of corpora a recipe trained on ``corpora`` never hears."""
     return [it for it in items if it.corpus not in corpora and it.label is None and it.arousal is not None]
 
