@@ -180,7 +180,6 @@ def _fill(job: Tuple[str, str, dict, int, int, dict], wait: bool = False) -> Opt
     return target
 
 
-
 class FeatureCache:
     """Get features for many (clip, variant) pairs, computing only what is missing."""
 

@@ -52,7 +52,7 @@ from .cache import Treatment
 from .checkpoint import checkpoint_for
 from .corpora import EMOBOX_FOLDS, Item, corpus_classes
 from .run_outputs import OUTPUT_SETS, ScoredSet, combine, load_outputs, member_key, outputs_path, save_outputs
-from .train import ClipSet, Recipe, confusion, feature_blocks, load_clipset, softmax, ua_wa
+from .train import ClipSet, Recipe, confusion, feature_blocks, load_clipset, recall_by_class, softmax, ua_wa
 from .train import window_outputs as clip_window_outputs
 from .unseen_arousal import score_arousal, unseen_arousal_items
 
@@ -642,10 +642,8 @@ def score(outputs: Sequence[np.ndarray], items: Sequence[Item], classes: Dict[st
 def _metrics(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray) -> Dict[str, object]:
     cm = confusion(y_true, y_pred)
     ua, wa = ua_wa(cm)
-    support = cm.sum(axis=1)
-    recall = {EMOTIONS[i]: round(float(cm[i, i] / support[i]), 4) for i in range(len(EMOTIONS)) if support[i]}
-    return {"clips": int(len(y_true)), "ua": ua, "wa": wa, "recall": recall, "confusion": cm.tolist(),
-            "ece": expected_calibration_error(probs, y_true)}
+    return {"clips": int(len(y_true)), "ua": ua, "wa": wa, "recall": recall_by_class(cm, EMOTIONS),
+            "confusion": cm.tolist(), "ece": expected_calibration_error(probs, y_true)}
 
 
 def fit_temperature(outputs: Sequence[np.ndarray], items: Sequence[Item], logits: bool) -> float:

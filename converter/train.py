@@ -163,6 +163,12 @@ def ua_wa(cm: np.ndarray) -> Tuple[float, float]:
     return float(recall.mean()), float(np.trace(cm) / max(1, cm.sum()))
 
 
+def recall_by_class(cm: np.ndarray, names: Sequence[str]) -> Dict[str, float]:
+    """Recall of each class (row of ``cm``, named by ``names``) that has clips, to 4 decimals."""
+    support = cm.sum(axis=1)
+    return {name: round(float(cm[i, i] / support[i]), 4) for i, name in enumerate(names) if support[i]}
+
+
 # -- windows for evaluation ------------------------------------------------------------------
 
 

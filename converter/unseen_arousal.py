@@ -38,7 +38,7 @@ import numpy as np
 from edge_ser.metadata import EMOTIONS
 
 from .corpora import AROUSAL_LEVELS, Item
-from .train import confusion, ua_wa
+from .train import confusion, recall_by_class, ua_wa
 
 __all__ = ["AROUSAL_OF", "UNSEEN_LANGUAGE_CORPORA", "unseen_arousal_items", "arousal_probabilities",
            "score_arousal"]
@@ -52,6 +52,8 @@ AROUSAL_OF: Dict[str, str] = {
     "neutral": "mid", "calm": "mid", "happy": "high", "sad": "low",
     "angry": "high", "fearful": "high", "disgust": "high", "surprised": "high",
 }
+#: Per emotion (in :data:`EMOTIONS` order), the index of its level in :data:`AROUSAL_LEVELS`.
+_LEVEL_INDEX = np.array([AROUSAL_LEVELS.index(AROUSAL_OF[e]) for e in EMOTIONS])
 
 
 def unseen_arousal_items(items: Sequence[Item], corpora: Sequence[str]) -> List[Item]:
@@ -61,11 +63,7 @@ def unseen_arousal_items(items: Sequence[Item], corpora: Sequence[str]) -> List[
 
 def arousal_probabilities(probs: np.ndarray) -> np.ndarray:
     """``(clips, 8)`` emotion probabilities -> ``(clips, 3)`` summed per level of :data:`AROUSAL_LEVELS`."""
-    probs = np.asarray(probs, dtype=np.float64)
-    out = np.zeros((len(probs), len(AROUSAL_LEVELS)))
-    for k, emotion in enumerate(EMOTIONS):
-        out[:, AROUSAL_LEVELS.index(AROUSAL_OF[emotion])] += probs[:, k]
-    return out
+    return np.asarray(probs, dtype=np.float64) @ np.eye(len(AROUSAL_LEVELS))[_LEVEL_INDEX]
 
 
 def score_arousal(probs: np.ndarray, items: Sequence[Item]) -> Dict[str, object]:
@@ -75,8 +73,7 @@ def score_arousal(probs: np.ndarray, items: Sequence[Item]) -> Dict[str, object]
     probs = np.asarray(probs, dtype=np.float64)
     y_true = np.array([AROUSAL_LEVELS.index(it.arousal) for it in items], dtype=np.int64)
     top = probs.argmax(axis=1)
-    level_of = np.array([AROUSAL_LEVELS.index(AROUSAL_OF[e]) for e in EMOTIONS])
-    answered = _level_scores(y_true, level_of[top])
+    answered = _level_scores(y_true, _LEVEL_INDEX[top])
     summed = _level_scores(y_true, arousal_probabilities(probs).argmax(axis=1))
     first = {level: {EMOTIONS[e]: int(np.sum((y_true == i) & (top == e))) for e in range(len(EMOTIONS))
                      if np.any((y_true == i) & (top == e))}
@@ -89,7 +86,4 @@ def score_arousal(probs: np.ndarray, items: Sequence[Item]) -> Dict[str, object]
 def _level_scores(y_true: np.ndarray, y_pred: np.ndarray) -> Dict[str, object]:
     cm = confusion(y_true, y_pred, len(AROUSAL_LEVELS))
     ua, wa = ua_wa(cm)
-    support = cm.sum(axis=1)
-    return {"ua": ua, "wa": wa, "confusion": cm.tolist(),
-            "recall": {level: round(float(cm[i, i] / support[i]), 4) for i, level in enumerate(AROUSAL_LEVELS)
-                       if support[i]}}
+    return {"ua": ua, "wa": wa, "confusion": cm.tolist(), "recall": recall_by_class(cm, AROUSAL_LEVELS)}
