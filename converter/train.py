@@ -32,7 +32,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -65,6 +65,9 @@ class Recipe:
     clean_probability: float = 0.3
     short_fraction: float = 0.2  # crops shortened to min_frames..window and padded
     min_frames: int = 100
+    # the shortened crops normalized over themselves, as the device normalizes a short clip
+    # (edge_ser.features.normalize_utterance); off: they keep their whole clip's normalization
+    short_normalized: bool = False
     crops_per_clip: int = 1
     patience: int = 25
     ema: float = 0.0  # > 0: keep an exponential moving average of the weights and use it at the end
@@ -393,7 +396,16 @@ def recipe_window(features: np.ndarray, recipe: Recipe, rng: np.random.Generator
     return training_window(features.astype(np.float32, copy=False), recipe.window_frames, rng,
                            recipe.short_fraction, recipe.min_frames, blocks=feature_blocks(recipe),
                            band_warp=recipe.band_warp,
-                           centres_hz=band_centres(recipe.features) if recipe.band_warp > 0 else None)
+                           centres_hz=band_centres(recipe.features) if recipe.band_warp > 0 else None,
+                           short_normalize=short_normalizer(recipe.features) if recipe.short_normalized else None)
+
+
+@functools.lru_cache(maxsize=None)
+def short_normalizer(features: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The device's per-utterance normalization for a feature preset, for shortened crops."""
+    from edge_ser.features import normalize_utterance, preset
+
+    return functools.partial(normalize_utterance, config=preset(features))
 
 
 @functools.lru_cache(maxsize=None)

@@ -42,6 +42,7 @@ __all__ = [
     "preset_name",
     "frame_features",
     "utterance_stage",
+    "normalize_utterance",
     "log_mel",
     "mel_filterbank",
     "mel_band_centres",
@@ -725,6 +726,23 @@ def utterance_stage(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
             feats -= ref_db
         if config.top_db is not None:
             np.maximum(feats, feats.max() - np.float32(config.top_db), out=feats)
+    return normalize_utterance(feats, config)
+
+
+def normalize_utterance(feats: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The utterance stage's last step alone: per-utterance normalization of ``feats`` as one clip.
+
+    Why it stands alone: training shortens some crops to the length of a short utterance, and
+    the device normalizes a short utterance over itself, not over the longer recording it was
+    cut from. Both normalizations are affine per block (``mean_var``, ``min_max``), so applying
+    this to a stretch of *already normalized* features gives that stretch's own normalization
+    (up to ``normalize_eps``): training can cut its cached features and still hear a short clip
+    the way the device computes it. (A clip reference or ``top_db`` is not redone; no shipped
+    preset uses them.)
+    """
+    feats = np.asarray(feats, dtype=np.float32)
+    if feats.shape[0] == 0:
+        return feats
     if config.normalize == "mean_var":
         axis = 0 if config.normalize_scope == "band" else None
         parts = []

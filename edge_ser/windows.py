@@ -15,7 +15,7 @@ reads one block was trained on. ``blocks`` is ``FeatureConfig.n_blocks``.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -80,20 +80,28 @@ def split_windows(
 
 def random_window(
     features: np.ndarray, window_frames: int, rng: np.random.Generator, min_frames: Optional[int] = None,
-    blocks: int = 1,
+    blocks: int = 1, normalize: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> np.ndarray:
     """A training crop: a random window of a long clip, or a short clip padded at a random place.
 
     ``min_frames`` (optional) first shortens the clip to a random length between it
     and the window, so the model also learns from padded windows like the device
-    builds for short utterances.
+    builds for short utterances. ``normalize`` (optional) is then applied to the shortened
+    stretch (:func:`edge_ser.features.normalize_utterance`): the device normalizes a short
+    utterance over itself, while a stretch cut from a longer clip's features still carries
+    the longer clip's normalization, so without it a shortened crop is padded like the
+    device's but scaled unlike it.
     """
     features = np.asarray(features, dtype=np.float32)
     n = features.shape[0]
     if min_frames is not None and n > min_frames:
         length = int(rng.integers(min_frames, min(n, window_frames) + 1))
         start = int(rng.integers(0, n - length + 1))
-        features, n = features[start:start + length], length
+        if normalize is not None and length < n:
+            features = normalize(features[start:start + length])
+        else:
+            features = features[start:start + length]
+        n = length
     if n >= window_frames:
         start = int(rng.integers(0, n - window_frames + 1))
         return features[start:start + window_frames].copy()
