@@ -1,9 +1,12 @@
 """Listening conditions besides the far-field one, for scoring models (never for choosing them).
 
 The independent evaluation of issue 12 names three more: a telephone call (300-3400 Hz at
-8 kHz), a voice two semitones higher, and a synthetic reverberant room. Each condition here is
-a function of one clip's audio and a per-clip seed, so every model scored under it hears the
-very same degraded copy and the copy can be cached (:class:`converter.cache.Treatment`).
+8 kHz), a voice two semitones higher, and a synthetic reverberant room. Two more come from the
+device: the daemon classifies utterances from 0.4 s on, so ``short-1s`` and ``short-0.5s`` keep
+the middle second or half second of each clip (a clip already shorter stays whole), which the
+device then normalizes and pads as it does any short utterance. Each condition here is a
+function of one clip's audio and a per-clip seed, so every model scored under it hears the
+very same copy and the copy can be cached (:class:`converter.cache.Treatment`).
 """
 
 from __future__ import annotations
@@ -37,11 +40,22 @@ def _reverb(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> n
     return (wet * (peak / (float(np.max(np.abs(wet))) + 1e-12))).astype(np.float32)
 
 
+def _middle(seconds: float) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
+    """A condition keeping the middle ``seconds`` of a clip: a short utterance of the same voice."""
+    def keep_middle(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+        keep = int(round(seconds * sample_rate))
+        start = max(0, (len(signal) - keep) // 2)
+        return np.array(signal[start:start + keep], dtype=np.float32)
+    return keep_middle
+
+
 #: Condition name -> function of (audio, sample rate, per-clip generator) -> degraded audio.
 CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "telephone": _telephone,
     "pitch+2": _pitch_up,
     "reverb": _reverb,
+    "short-1s": _middle(1.0),
+    "short-0.5s": _middle(0.5),
 }
 
 

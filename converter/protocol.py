@@ -708,8 +708,20 @@ class Scorer:
                    names: Sequence[str]) -> Dict[str, object]:
         """Scores of the run's test clips under each named condition (:mod:`converter.conditions`)."""
         plan = self.plan
+        if not plan.test:
+            return {}
         return {name: score(window_outputs(predict, self.features(plan.test, condition=name), self.recipe),
                             plan.test, plan.classes, logits) for name in names}
+
+    def unseen_arousal_conditions(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
+                                  names: Sequence[str]) -> Dict[str, object]:
+        """Arousal scores of the plan's unseen-language clips under each named condition."""
+        items = self.plan.unseen_arousal
+        if not items:
+            return {}
+        return {name: score_arousal(clip_probabilities(
+                    window_outputs(predict, self.features(items, condition=name), self.recipe), logits), items)
+                for name in names}
 
     def farfield_every_corpus(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
                               draws: int = DEV_FARFIELD_DRAWS, keep: Optional[Dict[str, ScoredSet]] = None
@@ -1033,7 +1045,8 @@ def score_model_file(
     """Score an existing model file on a run's test clips (baseline rows: fold models, the shipped model).
 
     ``conditions``: also score the test clips under these listening conditions
-    (:data:`converter.conditions.CONDITIONS`), in the row's ``conditions``.
+    (:data:`converter.conditions.CONDITIONS`), in the row's ``conditions``, and the run's
+    unseen-language clips (dev and ``unseen`` runs) in its ``unseen_arousal_conditions``.
 
     An int8 ``.tflite`` file with edge-ser metadata is scored as the device runs it: on the
     features, windows and output (probabilities or logits) its metadata names, so an ensemble on
@@ -1053,7 +1066,11 @@ def score_model_file(
            "test_speakers": sorted({i.speaker for i in plan.test}),
            kind: scorer.evaluate(predict, logits, calibrate=False, keep=kept[kind])}
     if conditions:
-        row[kind]["conditions"] = scorer.conditions(predict, logits, conditions)
+        for key, scores in (("conditions", scorer.conditions(predict, logits, conditions)),
+                            ("unseen_arousal_conditions", scorer.unseen_arousal_conditions(predict, logits,
+                                                                                           conditions))):
+            if scores:
+                row[kind][key] = scores
     target = out_dir / label / f"{run}.json"
     _write_row(target, row, kept)
     return target

@@ -464,6 +464,42 @@ def test_windows_of_two_blocks_are_each_blocks_own_windows():
         split_windows(np.zeros((10, 15), np.float32), 300, 100, blocks=2)
 
 
+def test_a_shortened_training_crop_can_be_normalized_as_the_device_normalizes_that_short_clip():
+    """The device normalizes a short utterance over itself; a stretch cut from a longer clip's
+    normalized features carries the longer clip's scale. With ``normalize`` the training crop of a
+    shortened stretch is the device's window of that stretch's own features (both views of a
+    log-mel + PCEN clip, block by block), and the random draws are the same either way."""
+    from edge_ser.features import frame_features, normalize_utterance, preset, utterance_stage
+    from edge_ser.windows import random_window, split_windows
+
+    config = preset("edge-db-pcen")
+    rng = np.random.default_rng(7)
+    quiet = np.zeros(16000, np.float32) + 1e-4 * rng.standard_normal(16000).astype(np.float32)
+    voice = 0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32)
+    raw = frame_features(np.concatenate([quiet, voice, quiet]), config)  # 3 s: a word between silences
+    whole = utterance_stage(raw, config)
+    np.testing.assert_array_equal(normalize_utterance(raw, config), utterance_stage(raw, config))
+    for seed in range(6):
+        kept = random_window(whole, 300, np.random.default_rng(seed), min_frames=40, blocks=2)
+        device_like = random_window(whole, 300, np.random.default_rng(seed), min_frames=40, blocks=2,
+                                    normalize=lambda f: normalize_utterance(f, config))
+        draws = np.random.default_rng(seed)
+        length = int(draws.integers(40, min(whole.shape[0], 300) + 1))
+        start = int(draws.integers(0, whole.shape[0] - length + 1))
+        offset = int(draws.integers(0, 300 - length + 1))
+        own = utterance_stage(raw[start:start + length], config)  # what the device computes for that stretch
+        np.testing.assert_allclose(device_like[offset:offset + length], own, atol=1e-4)
+        assert np.allclose(device_like[:offset], own.reshape(length, 2, -1).min(axis=(0, 2)).repeat(64))
+        np.testing.assert_array_equal(kept[offset:offset + length], whole[start:start + length])
+        assert not np.allclose(kept, device_like, atol=1e-2)  # the two scales differ
+    # a clip no longer than the shortest crop is never shortened, so never normalized again
+    short = whole[:40]
+    np.testing.assert_array_equal(random_window(short, 300, np.random.default_rng(0), min_frames=40, blocks=2,
+                                                normalize=lambda f: f * 0),
+                                  random_window(short, 300, np.random.default_rng(0), blocks=2))
+    assert split_windows(short, 300, 100, blocks=2)[0].shape == (1, 300, 128)
+
+
 # --------------------------------------------------------------------------- PCEN
 
 

@@ -1198,6 +1198,14 @@ def test_score_runs_a_model_file_on_the_features_and_output_its_metadata_names(t
     assert all(c["clips"] == 6 and 0.0 <= c["ua"] <= 1.0 for c in scored["conditions"].values())
     assert scored["clean"] == clean
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3 * 2 * clean["clips"]
+    # the unseen language alone (no test speakers), whole and cut short
+    proc = subprocess.run([PY, "-m", "converter", "score", f"unseen={shipped}", "--conditions", "short-0.5s",
+                           *common], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    unseen = json.loads((tmp_path / "results" / "shipped" / "unseen.json").read_text())["int8"]
+    assert "conditions" not in unseen and "clean" not in unseen
+    assert unseen["unseen_arousal"]["clips"] == unseen["unseen_arousal_conditions"]["short-0.5s"]["clips"] == 3
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3 * 2 * clean["clips"] + 2 * 2 * 3
     unknown = subprocess.run([PY, "-m", "converter", "score", f"loco-nemo={shipped}", "--conditions", "underwater",
                               *common], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert unknown.returncode != 0 and "unknown condition 'underwater'" in unknown.stderr
@@ -1476,6 +1484,66 @@ def test_report_lists_the_unseen_language_scores_of_dev_rows_and_their_members()
     assert "### An unseen language" not in markdown({"rooms-long": results["rooms-long"]})
 
 
+def test_report_judges_a_short_utterance_member_by_the_usual_means_and_each_training_on_the_unseen_language():
+    from converter.report import SELECTION_RULE_SHORT, markdown, short_input_candidates
+
+    def arousal(ua: float, mid: float) -> dict:
+        return {"clips": 1908, "speakers": 59, "corpora": ["baved"], "ua": ua, "first_emotion": {},
+                "answered": {"ua": ua, "recall": {"low": 0.3, "mid": mid, "high": 0.9}}, "summed": {"ua": 0.35}}
+
+    def dev(ravdess: float, pooled: float, far_all: float, unseen=None, **extra) -> dict:
+        scores = _scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7})
+        scores["farfield_all"] = {"ua": far_all}
+        if unseen:
+            scores["unseen_arousal"] = unseen
+        return {"dev": dict(extra, float=scores)}
+
+    reference = {"rooms-long": dev(0.66, 0.58, 0.52), "rooms-long-seed2": dev(0.68, 0.58, 0.54, seed_of="rooms-long"),
+                 "rooms-long-seed4": dev(0.61, 0.56, 0.51, arousal(0.441, 0.308), seed_of="rooms-long",
+                                         outside_seed_means="the unseen language's reference")}
+    one = dict(reference, **{"rooms-long-short-seed4": dev(0.66, 0.58, 0.53, arousal(0.50, 0.40),
+                                                           seed_of="rooms-long-short")})
+    (entry,) = short_input_candidates(one)
+    assert entry["verdict"] == "-" and entry["trainings"] == ["rooms-long-short-seed4"]  # one training: no verdict
+    assert entry["unseen"] == [("rooms-long-short-seed4", 5.9, 9.2)]
+    good = dict(one, **{"rooms-long-short": dev(0.67, 0.575, 0.52, arousal(0.462, 0.31))})
+    (entry,) = short_input_candidates(good)
+    assert entry["member_change"] == {"ravdess": -0.5, "pooled": -0.3, "farfield": -0.5}
+    assert entry["verdict"] == "its PCEN member follows"
+    flat = dict(one, **{"rooms-long-short": dev(0.67, 0.58, 0.52, arousal(0.455, 0.31))})  # +1.4 points: too little
+    assert short_input_candidates(flat)[0]["verdict"] == "stops here"
+    costly = dict(good, **{"rooms-long-short": dev(0.64, 0.58, 0.52, arousal(0.50, 0.40))})  # RAVDESS -1.5 points
+    assert short_input_candidates(costly)[0]["verdict"] == "stops here"
+    unscored = dict(good, **{"rooms-long-short": dev(0.67, 0.58, 0.52)})  # no unseen-language score yet
+    assert short_input_candidates(unscored)[0]["verdict"] == "-"
+    section = markdown(good).split("### Short utterances")[1]
+    assert SELECTION_RULE_SHORT in section
+    assert ("| rooms-long-short (against rooms-long, rooms-long-seed4) | rooms-long-short, rooms-long-short-seed4 | "
+            "-0.5 / -0.3 / -0.5 | rooms-long-short: +2.1 / +0.2; rooms-long-short-seed4: +5.9 / +9.2 | "
+            "its PCEN member follows |") in section
+    assert "### Short utterances" not in markdown(reference)
+
+
+def test_report_gives_the_unseen_language_cut_short_under_the_listening_conditions():
+    from converter.report import markdown
+
+    def arousal(ua: float, mid: float, mid_answers: dict) -> dict:
+        return {"ua": ua, "answered": {"ua": ua, "recall": {"low": 0.3, "mid": mid, "high": 0.9}},
+                "first_emotion": {"mid": mid_answers}, "summed": {"ua": 0.3}}
+
+    shipped = {"int8": {"unseen_arousal": arousal(0.48, 0.18, {"neutral": 18, "angry": 35, "happy": 47}),
+                        "unseen_arousal_conditions": {
+                            "short-1s": arousal(0.45, 0.12, {"neutral": 12, "angry": 44, "happy": 44}),
+                            "short-0.5s": arousal(0.40, 0.05, {"neutral": 5, "angry": 60, "happy": 35})}}}
+    section = markdown({}, conditions={"rooms-long-pcen": {"unseen": shipped}}).split(
+        "## Other listening conditions")[1].split("\n## ")[0]
+    assert "| model | run | condition | UA | mid recall | normal voices answered angry |" in section
+    assert "| rooms-long-pcen | unseen (int8) | whole clips | 48.0 % | 18.0 % | 35.0 % |" in section
+    assert "| rooms-long-pcen | unseen (int8) | short-0.5s | 40.0 % | 5.0 % | 60.0 % |" in section
+    rows = [line for line in section.splitlines() if line.startswith("| rooms-long-pcen | unseen")]
+    assert [row.split(" | ")[2] for row in rows] == ["whole clips", "short-1s", "short-0.5s"]
+
+
 def test_report_compares_recipes_by_the_mean_of_two_seeds_on_the_far_field_over_every_corpus():
     from converter.report import markdown, seed_groups
 
@@ -1667,7 +1735,7 @@ def test_report_gives_kept_fold_and_development_models_scores_under_the_other_li
     assert "## Other listening conditions" not in markdown({})
 
 
-def test_the_listening_conditions_band_limit_raise_the_voice_and_reverberate_one_clip_the_same_way_each_time():
+def test_the_listening_conditions_band_limit_raise_reverberate_or_shorten_one_clip_the_same_way_each_time():
     from converter.conditions import CONDITIONS, apply_condition
 
     sr = 16000
@@ -1687,7 +1755,14 @@ def test_the_listening_conditions_band_limit_raise_the_voice_and_reverberate_one
     wet = apply_condition("reverb", tone, sr, np.random.default_rng(5))
     assert wet.shape == tone.shape and np.array_equal(wet, apply_condition("reverb", tone, sr, np.random.default_rng(5)))
     assert np.isclose(np.abs(wet).max(), np.abs(tone).max(), rtol=1e-4) and not np.allclose(wet, tone)
-    assert list(CONDITIONS) == ["telephone", "pitch+2", "reverb"]
+    assert list(CONDITIONS) == ["telephone", "pitch+2", "reverb", "short-1s", "short-0.5s"]
+    # a short utterance of the same voice: the middle of the clip, a clip already shorter kept whole
+    ramp = np.arange(3 * sr, dtype=np.float32) / (3 * sr)
+    middle = apply_condition("short-1s", ramp, sr, np.random.default_rng(0))
+    assert middle.shape == (sr,) and middle[0] == ramp[sr] and middle[-1] == ramp[2 * sr - 1]
+    assert apply_condition("short-0.5s", ramp, sr, np.random.default_rng(0)).shape == (sr // 2,)
+    np.testing.assert_array_equal(apply_condition("short-1s", ramp[:sr // 4], sr, np.random.default_rng(0)),
+                                  ramp[:sr // 4])
     with pytest.raises(ValueError, match="unknown condition"):
         apply_condition("underwater", tone, sr, np.random.default_rng(0))
 
