@@ -649,6 +649,25 @@ def _write_results(out: Path, result: dict, table: str) -> None:
     _log(f"wrote {out} and {out.with_suffix('.md')}")
 
 
+def cmd_short_scaling(args, argv) -> int:
+    """Short utterances scaled the device's way against training's (converter.short_scaling)."""
+    from edge_ser.classify import Classifier
+
+    from .protocol import LOCO_CORPORA, plan_run
+    from .short_scaling import markdown, measure
+
+    words = plan_run("unseen", _protocol_items(args), LOCO_CORPORA).unseen_arousal
+    if not words:
+        raise SystemExit("error: no unseen-language corpus (BAVED) under the datasets folder")
+    model = Path(args.model).resolve()
+    shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model)
+    result = {"model": shown, **measure(Classifier(str(model)), words)}
+    if not result["words"]:
+        raise SystemExit("error: no unseen-language word is long enough to cut")
+    _write_results(Path(args.out), result, markdown(result))
+    return 0
+
+
 def cmd_window_restart(args, argv) -> int:
     """Continuous mode on a PCEN model: smoother restarted per window vs carried (converter.window_restart)."""
     from edge_ser.features import preset
@@ -833,6 +852,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_RESULTS / "window-restart.json"))
     p.add_argument("--datasets")
     p.set_defaults(func=cmd_window_restart)
+
+    p = sub.add_parser("short-scaling", help="the unseen language's words cut short, scaled as the device scales a "
+                                             "short clip against as training scaled its shortened crops")
+    p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL), help="an int8 model file with edge-ser metadata")
+    p.add_argument("--out", default=str(DEFAULT_RESULTS / "short-scaling.json"))
+    p.add_argument("--datasets")
+    p.set_defaults(func=cmd_short_scaling)
 
     p = sub.add_parser("stamp", help="refresh a model's embedded protocol figures and its card (no retraining)")
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))

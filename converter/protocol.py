@@ -336,8 +336,9 @@ def _rooms_long_short_recipe() -> Recipe:
     shared windowing: the device normalizes a short utterance over itself, while training
     shortened a fifth of its crops from features normalized over the whole, longer clip. Cut
     after the whole clip's normalization, as training cuts, the same 1 s stretches are
-    answered about as at full length (angry 23 %); the device's own normalization of them was
-    never heard in training. And the daemon classifies utterances from 0.4 s, while training
+    answered about as at full length (angry 23 %; ``converter short-scaling``,
+    models/results/short-scaling.md); the device's own normalization of them was never heard in
+    training. And the daemon classifies utterances from 0.4 s, while training
     shortened to 1 s at the least. Here the shortened crops (still a fifth) are normalized
     over themselves (``short_normalized``) and drawn from 0.4 s (``min_frames`` 40) up to the
     window. Both settings follow the device, none was tuned; the same training time and

@@ -875,6 +875,41 @@ def test_room_sim_shares_its_copies_between_measured_simulated_and_no_room(monke
     assert first["simulated-room"] == 0 and abs(first["rir"] / 300 - 0.6) < 0.07
 
 
+@pytest.mark.slow
+def test_short_scaling_hears_the_unseen_words_whole_and_cut_short_both_ways_with_the_shipped_model(tmp_path):
+    """converter short-scaling: each long enough unseen-language word whole, and cut short, scaled by
+    itself (the device) or by the whole word (as training cut); a word too short is left out, and a
+    folder without the unseen language is refused in one line."""
+    opus = {"format": "OGG", "subtype": "OPUS"}
+    root = _dev_corpora(tmp_path / "datasets")  # the protocol's corpora; their BAVED stand-in is replaced
+    shutil.rmtree(root / "baved")
+    (root / "baved").mkdir()
+    rows = ["path,label,speaker,arousal"]
+    t = np.arange(32000) / 16000
+    for i, level in enumerate(("low", "mid", "high", "mid")):
+        voice = np.where((t > 0.4) & (t < 1.6), 0.3 * np.sin(2 * np.pi * (150 + 60 * i) * t), 0.0)
+        x = (voice + 0.003 * np.random.default_rng(i).standard_normal(t.size)).astype(np.float32)
+        soundfile.write(str(root / "baved" / f"w{i}.opus"), x if i < 3 else x[:16000], 16000, **opus)
+        rows.append(f"w{i}.opus,,baved-{i % 2},{level}")
+    (root / "baved" / "manifest.csv").write_text("\n".join(rows) + "\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    out = tmp_path / "short-scaling.json"
+    proc = subprocess.run([PY, "-m", "converter", "short-scaling", "--datasets", str(root), "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["words"] == 3 and result["speakers"] == 2  # the 1 s word is too short to cut
+    assert list(result["scores"]) == ["whole", "1 s device", "1 s as training cut", "0.5 s device",
+                                      "0.5 s as training cut"]
+    assert all(m["clips"] == 3 for m in result["scores"].values())
+    assert "| 0.5 s as training cut |" in out.with_suffix(".md").read_text()
+    shutil.rmtree(root / "baved")
+    none = subprocess.run([PY, "-m", "converter", "short-scaling", "--datasets", str(root), "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert none.returncode != 0 and "no unseen-language corpus" in none.stderr
+    assert len(none.stderr.strip().splitlines()) == 1
+
+
 def test_window_restart_differs_only_in_pcen_and_only_after_the_stream_has_run():
     """The continuous-mode diagnosis: a window classified alone (the daemon) and the same
     frames cut from the whole stream share the log-mel block always, the PCEN block in the

@@ -1,0 +1,85 @@
+"""Short utterances: the device's scaling of a short clip against the scaling training gave it.
+
+The device normalizes every clip over itself (:func:`edge_ser.features.utterance_stage`), so a
+word of 0.5 s is scaled by the statistics of that half second. Training shortened a fraction of
+its crops to hear short input, but cut them from features already normalized over the whole,
+longer clip: padded like the device's short clips, scaled unlike them. This measures what that
+difference does to a model on the unseen language (BAVED, whose words no recipe hears).
+
+Each word at least :data:`MIN_WORD_S` long is cut to its middle ``seconds`` (so even the longest
+cut drops some of each end) and classified by the model through :class:`edge_ser.classify.Classifier`
+twice: from the cut's own audio, as the device hears a short utterance (*device*), and from the
+rows of the whole word's features that the cut covers (*as training cut*), then windowed and
+padded the same way. The whole words are classified too. Each is scored by arousal
+(:func:`converter.unseen_arousal.score_arousal`).
+
+A diagnosis run now and then, not a training input: nothing is cached.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from edge_ser.features import log_mel
+from edge_ser.metadata import EMOTIONS
+
+from .audio_io import load_clip
+from .corpora import Item
+from .unseen_arousal import score_arousal
+
+#: Only words at least this long are cut, so that the 1 s cut is a real cut.
+MIN_WORD_S = 1.6
+#: Lengths the words are cut to, in seconds (the daemon classifies utterances from 0.4 s on).
+CUTS_S = (1.0, 0.5)
+
+
+def _probabilities(prediction) -> List[float]:
+    return [prediction.probabilities[e] for e in EMOTIONS]
+
+
+def measure(classifier, items: Sequence[Item], cuts: Sequence[float] = CUTS_S) -> Dict[str, object]:
+    """Arousal scores of the words of ``items`` at least :data:`MIN_WORD_S` long: whole, and per cut
+    the device's way and as training cut."""
+    config = classifier.metadata.feature_config
+    rate = config.sample_rate
+    kept: List[Item] = []
+    probs: Dict[str, List[List[float]]] = {"whole": []}
+    for item in items:
+        signal = load_clip(item.path, rate)
+        if len(signal) < MIN_WORD_S * rate:
+            continue
+        kept.append(item)
+        probs["whole"].append(_probabilities(classifier.classify_signal(signal, rate)))
+        whole = log_mel(signal, config)
+        for seconds in cuts:
+            length = int(round(seconds * rate))
+            start = (len(signal) - length) // 2
+            cut = signal[start:start + length]
+            device = classifier.classify_signal(cut, rate)
+            first = start // config.hop_length
+            frames = log_mel(cut, config).shape[0]
+            as_trained = classifier.classify_features(whole[first:first + frames], duration=seconds)
+            probs.setdefault(f"{seconds:g} s device", []).append(_probabilities(device))
+            probs.setdefault(f"{seconds:g} s as training cut", []).append(_probabilities(as_trained))
+    return {"min_word_s": MIN_WORD_S, "words": len(kept),
+            "speakers": len({it.speaker for it in kept}),
+            "scores": {name: score_arousal(np.array(p), kept) for name, p in probs.items()}}
+
+
+def markdown(result: Dict[str, object]) -> str:
+    """The results as a table: UA, mid recall and normal voices answered angry, per way of hearing."""
+    lines = [f"The unseen language (BAVED arousal, answered reading), the {result['words']} words of at least "
+             f"{result['min_word_s']:g} s ({result['speakers']} speakers) of model `{result['model']}`: whole, "
+             "and cut to their middle second or half second, scaled as the device scales a short clip (over "
+             "itself) or as training scaled its shortened crops (by the whole word). "
+             "`python -m converter short-scaling`.", "",
+             "| words heard | UA | low | mid | high | normal voices answered angry |", "|---|---|---|---|---|---|"]
+    for name, m in result["scores"].items():
+        recall = m["answered"]["recall"]
+        mid = m["first_emotion"].get("mid") or {}
+        angry = 100 * mid.get("angry", 0) / sum(mid.values()) if mid else float("nan")
+        lines.append(f"| {name} | {100 * m['ua']:.1f} % | " + " | ".join(
+            f"{100 * recall[level]:.1f} %" for level in ("low", "mid", "high")) + f" | {angry:.1f} % |")
+    return "\n".join(lines) + "\n"
