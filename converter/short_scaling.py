@@ -22,7 +22,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from edge_ser.features import log_mel
+from edge_ser.features import log_mel, num_frames
 from edge_ser.metadata import EMOTIONS
 
 from .audio_io import load_clip
@@ -58,9 +58,9 @@ def measure(classifier, items: Sequence[Item], cuts: Sequence[float] = CUTS_S) -
             start = (len(signal) - length) // 2
             cut = signal[start:start + length]
             device = classifier.classify_signal(cut, rate)
-            first = start // config.hop_length
-            frames = log_mel(cut, config).shape[0]
-            as_trained = classifier.classify_features(whole[first:first + frames], duration=seconds)
+            first = start // config.hop_length  # the whole word's frames under the cut
+            as_trained = classifier.classify_features(whole[first:first + num_frames(length, config)],
+                                                      duration=seconds)
             probs.setdefault(f"{seconds:g} s device", []).append(_probabilities(device))
             probs.setdefault(f"{seconds:g} s as training cut", []).append(_probabilities(as_trained))
     return {"min_word_s": MIN_WORD_S, "words": len(kept),
