@@ -19,6 +19,7 @@ from edge_ser.atomic_write import write_bytes_atomically
 from .corpora import AROUSAL_LEVELS
 from .ensemble import check_weights
 from .protocol import DESCRIPTIONS, ENSEMBLE_WEIGHTS, ENSEMBLES
+from .unseen_arousal import answered_share
 
 Results = Dict[str, Dict[str, dict]]  # recipe label -> run -> row
 
@@ -498,7 +499,7 @@ def _unseen_arousal_section(results: Results, labels: List[str]) -> List[str]:
             if not counts:
                 return "-"
             emotion = max(counts, key=counts.get)
-            return f"{emotion} {100 * counts[emotion] / sum(counts.values()):.0f} %"
+            return f"{emotion} {100 * answered_share(m, level, emotion):.0f} %"
 
         lines.append(f"| {name} | {m['clips']} ({m['speakers']}) | {_pct(m['ua'])} | "
                      + " | ".join(_pct(recall.get(level)) for level in AROUSAL_LEVELS)
@@ -1007,10 +1008,9 @@ def _unseen_conditions_rows(conditions: Results) -> List[str]:
                 heard = ([("whole clips", scores["unseen_arousal"])] if "unseen_arousal" in scores else []) \
                     + [(name, scored[name]) for name in CONDITIONS if name in scored]
                 for name, m in heard:
-                    mid = m.get("first_emotion", {}).get("mid") or {}
-                    angry = mid.get("angry", 0) / sum(mid.values()) if mid else None
                     rows.append(f"| {label} | {run} ({kind}) | {name} | {_pct(m['ua'])} | "
-                                f"{_pct(m['answered']['recall'].get('mid'))} | {_pct(angry)} |")
+                                f"{_pct(m['answered']['recall'].get('mid'))} | "
+                                f"{_pct(answered_share(m, 'mid', 'angry'))} |")
     return rows
 
 

@@ -27,7 +27,7 @@ from edge_ser.metadata import EMOTIONS
 
 from .audio_io import load_clip
 from .corpora import Item
-from .unseen_arousal import score_arousal
+from .unseen_arousal import answered_share, score_arousal
 
 #: Only words at least this long are cut, so that the 1 s cut is a real cut.
 MIN_WORD_S = 1.6
@@ -78,8 +78,8 @@ def markdown(result: Dict[str, object]) -> str:
              "| words heard | UA | low | mid | high | normal voices answered angry |", "|---|---|---|---|---|---|"]
     for name, m in result["scores"].items():
         recall = m["answered"]["recall"]
-        mid = m["first_emotion"].get("mid") or {}
-        angry = 100 * mid.get("angry", 0) / sum(mid.values()) if mid else float("nan")
-        lines.append(f"| {name} | {100 * m['ua']:.1f} % | " + " | ".join(
-            f"{100 * recall[level]:.1f} %" for level in ("low", "mid", "high")) + f" | {angry:.1f} % |")
+        angry = answered_share(m, "mid", "angry")
+        cells = [m["ua"]] + [recall[level] for level in ("low", "mid", "high")] + [
+            float("nan") if angry is None else angry]
+        lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f} %" for v in cells) + " |")
     return "\n".join(lines) + "\n"

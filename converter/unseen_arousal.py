@@ -31,7 +31,7 @@ A recipe that trains on BAVED (an arousal head) has heard it: it gets no such sc
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from .corpora import AROUSAL_LEVELS, Item
 from .train import confusion, recall_by_class, ua_wa
 
 __all__ = ["AROUSAL_OF", "UNSEEN_LANGUAGE_CORPORA", "unseen_arousal_items", "arousal_probabilities",
-           "score_arousal"]
+           "score_arousal", "answered_share"]
 
 #: Corpora the protocol reads for this score when they are there (``../shared/datasets/<name>``);
 #: a smoke run on the project's own clips has none, and its dev rows simply go without it.
@@ -81,6 +81,13 @@ def score_arousal(probs: np.ndarray, items: Sequence[Item]) -> Dict[str, object]
     return {"clips": int(len(items)), "speakers": len({it.speaker for it in items}),
             "corpora": sorted({it.corpus for it in items}), "ua": answered["ua"],
             "answered": answered, "summed": summed, "first_emotion": first}
+
+
+def answered_share(scores: Dict[str, object], level: str, emotion: str) -> Optional[float]:
+    """Of the clips of true ``level`` in :func:`score_arousal`'s ``scores``, the share answered
+    ``emotion`` (None when that level has no clips)."""
+    counts = scores.get("first_emotion", {}).get(level) or {}
+    return counts.get(emotion, 0) / sum(counts.values()) if counts else None
 
 
 def _level_scores(y_true: np.ndarray, y_pred: np.ndarray) -> Dict[str, object]:
