@@ -284,15 +284,15 @@ def training_window(
     features: np.ndarray, window_frames: int, rng: np.random.Generator,
     short_fraction: float = 0.2, min_frames: int = 100, specaugment: bool = True, blocks: int = 1,
     band_warp: float = 0.0, centres_hz: Optional[np.ndarray] = None,
-    short_normalize: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    shortened: Optional[Callable[[int, int], np.ndarray]] = None,
 ) -> np.ndarray:
     """A random crop (a fraction of them shortened and padded like the device does; with
-    ``short_normalize``, also normalized over the shortened stretch as the device normalizes a
-    short clip), a warp of the mel axis by a factor drawn from ``1 +- band_warp`` (none when 0:
-    the random draws are then those of windows cut before the warp existed), then masks."""
+    ``shortened``, a shortened crop's features are those it gives for the stretch, e.g. the
+    stretch computed as the device computes a short clip: :func:`edge_ser.windows.random_window`),
+    a warp of the mel axis by a factor drawn from ``1 +- band_warp`` (none when 0: the random
+    draws are then those of windows cut before the warp existed), then masks."""
     use_min = min_frames if rng.random() < short_fraction else None
-    window = random_window(features, window_frames, rng, min_frames=use_min, blocks=blocks,
-                           normalize=short_normalize)
+    window = random_window(features, window_frames, rng, min_frames=use_min, blocks=blocks, shortened=shortened)
     if band_warp > 0:
         if centres_hz is None:
             raise ValueError("a band warp needs the mel bands' centre frequencies")

@@ -92,7 +92,7 @@ def _data(args, recipe):
         _log(f"corpus {name}: {len(part)} clips, {len({i.speaker for i in part})} speakers")
     treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
     return load_clipset(items, preset(recipe.features), recipe.aug_variants, args.cache, seed=0,
-                        treatment=treatment)
+                        treatment=treatment, with_mel_db=recipe.short_from_mel)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

@@ -237,9 +237,16 @@ SELECTION_RULE_MEMBER_EMA = ("The same rule, with the same margins and the same 
 
 
 #: A candidate member aimed at short utterances -> (the member recipe whose trainings' means it must
-#: keep, the one training of that recipe scored on the unseen language). Both its trainings are
-#: its own seed and ``--seed 4``, as that reference.
-SHORT_INPUT_CANDIDATES: Dict[str, Tuple[str, str]] = {"rooms-long-short": ("rooms-long", "rooms-long-seed4")}
+#: keep, the one training of that recipe scored on the unseen language, the unseen-language UA gain
+#: in points each training must reach). Both its trainings are its own seed and ``--seed 4``, as
+#: that reference.
+SHORT_INPUT_CANDIDATES: Dict[str, Tuple[str, str, float]] = {
+    "rooms-long-short": ("rooms-long", "rooms-long-seed4", 2.0),
+    "rooms-pcen-short": ("rooms-pcen", "rooms-pcen-seed4", 1.0),
+}
+#: What a candidate that passes leads to (the first: its PCEN twin was to be trained).
+SHORT_INPUT_NEXT: Dict[str, str] = {"rooms-long-short": "its PCEN member follows",
+                                    "rooms-pcen-short": "rooms-long-pcen-short goes to the folds"}
 #: The rule for :data:`SHORT_INPUT_CANDIDATES`, written before any of their rows existed.
 SELECTION_RULE_SHORT = ("`rooms-long-short` (the log-mel member `rooms-long` with its shortened training crops "
                         "normalized over themselves, as the device normalizes a short utterance, and drawn from "
@@ -258,10 +265,30 @@ SELECTION_RULE_SHORT = ("`rooms-long-short` (the log-mel member `rooms-long` wit
                         "fold criteria above; if not, it stops here.")
 
 
+#: The rule for ``rooms-pcen-short``, written after ``rooms-long-short`` stopped and before any of its rows.
+SELECTION_RULE_SHORT_PCEN = ("The same rule judges `rooms-pcen-short`: the PCEN member `rooms-pcen` with each "
+                             "shortened training crop computed as the device computes a clip of that stretch alone "
+                             "(from the clip's cached mel spectrogram: PCEN smoothed from the crop's own first "
+                             "frame, normalized over the crop; `short_from_mel`), drawn from 0.4 s. Two trainings "
+                             "(its own seed and `--seed 4`), against the means of `rooms-pcen`'s trainings, each at "
+                             "most 1 point lower, and on the unseen language against `rooms-pcen-seed4` (48.7 %, "
+                             "normal voices 4.8 %), each training at least 1 point higher UA with mid recall higher "
+                             "too. The margin is 1 point, not 2: by the time this was written, two trainings of "
+                             "`rooms-long --seed 4` had answered the unseen language 44.13 and 44.14 % and the two "
+                             "seeds of `rooms-long-short` 45.9 and 46.0 %, a spread of about 0.1 point where RAVDESS "
+                             "clean moved by 3-4. The idea came from `rooms-long-short`'s stop (its shortened crops "
+                             "scaled as the device scales them removed much of the drift towards angry on short "
+                             "words) and from the PCEN member's answers on this split (normal voices mid 4.8 %, "
+                             "against 30.8 % for the log-mel member); no fold or corpus left out is read for it. "
+                             "If all hold, `rooms-long-pcen-short` (the shipped log-mel member `rooms-long` with "
+                             "this PCEN member) goes to the folds under the fold criteria above; if not, it stops "
+                             "here.")
+
+
 def short_input_candidates(results: Results) -> List[dict]:
     """Each :data:`SHORT_INPUT_CANDIDATES` member judged by :data:`SELECTION_RULE_SHORT` on the dev split."""
     groups, out = seed_groups(results), []
-    for label, (reference, scored) in sorted(SHORT_INPUT_CANDIDATES.items()):
+    for label, (reference, scored, margin) in sorted(SHORT_INPUT_CANDIDATES.items()):
         entry: dict = {"label": label, "reference": reference, "scored": scored, "verdict": "-", "unseen": []}
         if label in groups and reference in groups:
             entry["member_change"] = _change(groups[label], groups[reference])
@@ -276,8 +303,8 @@ def short_input_candidates(results: Results) -> List[dict]:
         member = entry.get("member_change")
         if member and len(entry["trainings"]) >= 2 and len(entry["unseen"]) == len(entry["trainings"]):
             passes = (min(member[k] for k in ("ravdess", "pooled", "farfield")) >= -1
-                      and all(ua >= 2 and mid > 0 for _, ua, mid in entry["unseen"]))
-            entry["verdict"] = "its PCEN member follows" if passes else "stops here"
+                      and all(ua >= margin and mid > 0 for _, ua, mid in entry["unseen"]))
+            entry["verdict"] = SHORT_INPUT_NEXT[label] if passes else "stops here"
         out.append(entry)
     return out
 
@@ -738,7 +765,9 @@ def markdown(results: Results, order: Optional[List[str]] = None,
 
     shorts = short_input_candidates(results)
     if any("trainings" in e for e in shorts):
-        lines += ["", "### Short utterances", "", SELECTION_RULE_SHORT, "",
+        rules = [SELECTION_RULE_SHORT] + ([SELECTION_RULE_SHORT_PCEN] if any(
+            "trainings" in e for e in shorts if e["label"] == "rooms-pcen-short") else [])
+        lines += ["", "### Short utterances", "", "\n\n".join(rules), "",
                   "| candidate | trainings | change against the reference's means: RAVDESS clean / pooled / "
                   "far-field (points) | unseen language, each training against the one reference scored there: "
                   "UA / mid recall (points) | rule |", "|---|---|---|---|---|"]

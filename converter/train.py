@@ -36,6 +36,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge_ser.features import clip_features_from_mel_db
 from edge_ser.metadata import EMOTIONS
 from edge_ser.windows import split_windows
 
@@ -68,6 +69,10 @@ class Recipe:
     # the shortened crops normalized over themselves, as the device normalizes a short clip
     # (edge_ser.features.normalize_utterance); off: they keep their whole clip's normalization
     short_normalized: bool = False
+    # the shortened crops computed as the device computes a clip of that stretch alone, from the
+    # clip's cached mel spectrogram (edge_ser.features.clip_features_from_mel_db): normalized
+    # over themselves and, for PCEN, smoothed from their own first frame; implies short_normalized
+    short_from_mel: bool = False
     crops_per_clip: int = 1
     patience: int = 25
     ema: float = 0.0  # > 0: keep an exponential moving average of the weights and use it at the end
@@ -105,10 +110,15 @@ class Recipe:
 
 @dataclass
 class ClipSet:
-    """Clips with their features: ``feats[i][v]`` is variant ``v`` of clip ``i``."""
+    """Clips with their features: ``feats[i][v]`` is variant ``v`` of clip ``i``.
+
+    ``mel_db[i][v]`` (loaded for a recipe with ``short_from_mel``) is the same variant's mel
+    spectrogram in dB (:func:`edge_ser.features.mel_db_config`), row for row with ``feats[i][v]``.
+    """
 
     items: List[Item]
     feats: List[List[np.ndarray]]
+    mel_db: Optional[List[List[np.ndarray]]] = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -121,7 +131,8 @@ class ClipSet:
     def subset(self, speakers: Sequence[str], keep: bool = True) -> "ClipSet":
         wanted = set(speakers)
         idx = [i for i, it in enumerate(self.items) if (it.speaker in wanted) == keep]
-        return ClipSet([self.items[i] for i in idx], [self.feats[i] for i in idx])
+        return ClipSet([self.items[i] for i in idx], [self.feats[i] for i in idx],
+                       None if self.mel_db is None else [self.mel_db[i] for i in idx])
 
 
 #: Batches per logging/validation round when training by balanced draws.
@@ -130,17 +141,29 @@ ROUND_STEPS = 250
 
 def load_clipset(
     items: Sequence[Item], config, variants: int, cache_dir=None, seed: int = 0, treatment=None,
+    with_mel_db: bool = False,
 ) -> ClipSet:
     """Features of ``items``: the clean clip and ``variants`` augmented copies of each.
 
     A config of several blocks (``log="db+pcen"``) is loaded as its blocks, side by side:
     each block equals its own config's features bit for bit, so the blocks' cache entries
-    serve it and nothing is computed or stored twice.
+    serve it and nothing is computed or stored twice. ``with_mel_db`` also loads each
+    variant's mel spectrogram in dB (``ClipSet.mel_db``; its own cache entries, from the same
+    augmented audio), for shortened crops computed as the device computes a short clip.
     """
+    from edge_ser.features import mel_db_config
+
+    data = _load_features(items, config, variants, cache_dir, seed, treatment)
+    if with_mel_db:
+        data.mel_db = _load_features(items, mel_db_config(config), variants, cache_dir, seed, treatment).feats
+    return data
+
+
+def _load_features(items: Sequence[Item], config, variants: int, cache_dir, seed: int, treatment) -> ClipSet:
     from .cache import FeatureCache, Treatment
 
     if config.n_blocks > 1:
-        parts = [load_clipset(items, block, variants, cache_dir, seed, treatment) for block in config.blocks()]
+        parts = [_load_features(items, block, variants, cache_dir, seed, treatment) for block in config.blocks()]
         return ClipSet(list(items), [[np.concatenate(views, axis=1) for views in zip(*clips)]
                                      for clips in zip(*(part.feats for part in parts))])
     cache = FeatureCache(config, cache_dir, seed=seed, treatment=treatment or Treatment())
@@ -319,11 +342,11 @@ def class_mask(classes: Sequence[str]) -> np.ndarray:
     return mask
 
 
-def pick_variant(feats: Sequence[np.ndarray], recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
-    """The clean clip with ``clean_probability``, else one of its augmented copies."""
+def pick_variant(feats: Sequence[np.ndarray], recipe: Recipe, rng: np.random.Generator) -> int:
+    """The clean clip (0) with ``clean_probability``, else one of its augmented copies."""
     if len(feats) > 1 and rng.random() >= recipe.clean_probability:
-        return feats[int(rng.integers(1, len(feats)))]
-    return feats[0]
+        return int(rng.integers(1, len(feats)))
+    return 0
 
 
 def grouped_permutation(groups: Sequence[str], rng: np.random.Generator) -> np.ndarray:
@@ -369,7 +392,8 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
     if paired:
         x = paired_windows([data.feats[i] for i in idx], recipe, rng)
     else:
-        x = np.stack([recipe_window(pick_variant(data.feats[i], recipe, rng), recipe, rng) for i in idx])[..., None]
+        x = np.stack([clip_window(data, i, pick_variant(data.feats[i], recipe, rng), recipe, rng)
+                      for i in idx])[..., None]
     y = one_hot(labels[idx], len(EMOTIONS))
     if recipe.arousal_weight > 0:
         y = np.concatenate([y, arousal_targets(data.items, idx)], axis=1)
@@ -391,21 +415,60 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
     return x.astype(np.float32), target.astype(np.float32), np.ones(len(target), dtype=np.float32)
 
 
-def recipe_window(features: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
-    """One training window of a clip's features, cropped, warped and masked as the recipe says."""
+def clip_window(data: ClipSet, clip: int, variant: int, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
+    """One training window of variant ``variant`` of clip ``clip`` (:func:`recipe_window`)."""
+    mel_db = data.mel_db[clip][variant] if data.mel_db is not None else None
+    return recipe_window(data.feats[clip][variant], recipe, rng, mel_db=mel_db)
+
+
+def recipe_window(features: np.ndarray, recipe: Recipe, rng: np.random.Generator,
+                  mel_db: Optional[np.ndarray] = None) -> np.ndarray:
+    """One training window of a clip's features, cropped, warped and masked as the recipe says.
+
+    ``mel_db``: the clip's mel spectrogram in dB, which a recipe with ``short_from_mel`` needs.
+    """
     return training_window(features.astype(np.float32, copy=False), recipe.window_frames, rng,
                            recipe.short_fraction, recipe.min_frames, blocks=feature_blocks(recipe),
                            band_warp=recipe.band_warp,
                            centres_hz=band_centres(recipe.features) if recipe.band_warp > 0 else None,
-                           short_normalize=short_normalizer(recipe.features) if recipe.short_normalized else None)
+                           shortened=shortened_crop(features, recipe, mel_db))
+
+
+def shortened_crop(features: np.ndarray, recipe: Recipe, mel_db: Optional[np.ndarray]
+                   ) -> Optional[Callable[[int, int], np.ndarray]]:
+    """How a recipe computes a shortened crop's features from its stretch (start, length).
+
+    ``short_from_mel``: from the stretch's mel spectrogram, as the device computes a clip of it;
+    ``short_normalized``: the stretch's rows normalized over themselves; neither: ``None``,
+    the rows as cut from the whole clip's features.
+    """
+    if recipe.short_from_mel:
+        if mel_db is None:
+            raise ValueError("recipe.short_from_mel needs the clips' mel spectrograms "
+                             "(load_clipset(..., with_mel_db=True))")
+        if mel_db.shape[0] != features.shape[0]:
+            raise ValueError(f"mel spectrogram of {mel_db.shape[0]} frames beside {features.shape[0]} feature frames")
+        config = _preset(recipe.features)
+        return lambda start, length: clip_features_from_mel_db(mel_db[start:start + length], config)
+    if recipe.short_normalized:
+        normalize = short_normalizer(recipe.features)
+        return lambda start, length: normalize(features[start:start + length].astype(np.float32))
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _preset(features: str):
+    from edge_ser.features import preset
+
+    return preset(features)
 
 
 @functools.lru_cache(maxsize=None)
 def short_normalizer(features: str) -> Callable[[np.ndarray], np.ndarray]:
     """The device's per-utterance normalization for a feature preset, for shortened crops."""
-    from edge_ser.features import normalize_utterance, preset
+    from edge_ser.features import normalize_utterance
 
-    return functools.partial(normalize_utterance, config=preset(features))
+    return functools.partial(normalize_utterance, config=_preset(features))
 
 
 @functools.lru_cache(maxsize=None)

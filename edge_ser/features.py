@@ -44,6 +44,8 @@ __all__ = [
     "utterance_stage",
     "normalize_utterance",
     "log_mel",
+    "mel_db_config",
+    "clip_features_from_mel_db",
     "mel_filterbank",
     "mel_band_centres",
     "StreamingFeatures",
@@ -636,6 +638,23 @@ def _power_db(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return feats
 
 
+def _mel_to_frames(mel: np.ndarray, config: FeatureConfig, pcen: Optional[PcenState] = None) -> np.ndarray:
+    """Mel energies ``(n, n_mels)`` -> the frame stage's log, PCEN or both (before any DCT).
+
+    ``pcen`` is the state a stream carries (when PCEN runs); ``None`` starts afresh.
+    """
+    if config.log == "db":
+        return _power_db(mel, config)
+    if config.log == "ln":
+        return np.log(np.maximum(mel, np.float32(config.amin)))
+    if config.log == "pcen":
+        return _pcen(mel, config, pcen if pcen is not None else PcenState())
+    if config.log == "db+pcen":
+        return np.concatenate([_power_db(mel, config),
+                               _pcen(mel, config, pcen if pcen is not None else PcenState())], axis=1)
+    return mel
+
+
 def _frames_to_features(frames: np.ndarray, config: FeatureConfig,
                         pcen: Optional[PcenState] = None) -> np.ndarray:
     """``(n, frame_length)`` windowed-or-not samples -> ``(n, n_features)`` float32.
@@ -652,17 +671,7 @@ def _frames_to_features(frames: np.ndarray, config: FeatureConfig,
     if config.spectrum_norm == "n_fft":
         power *= np.float32(1.0 / config.n_fft)
     mel = _rowwise_product(power, _mel_filterbank64(config))
-    if config.log == "db":
-        feats = _power_db(mel, config)
-    elif config.log == "ln":
-        feats = np.log(np.maximum(mel, np.float32(config.amin)))
-    elif config.log == "pcen":
-        feats = _pcen(mel, config, pcen if pcen is not None else PcenState())
-    elif config.log == "db+pcen":
-        feats = np.concatenate([_power_db(mel, config),
-                                _pcen(mel, config, pcen if pcen is not None else PcenState())], axis=1)
-    else:
-        feats = mel
+    feats = _mel_to_frames(mel, config, pcen)
     if config.n_mfcc:
         feats = _rowwise_sequential_product(feats, _dct_matrix64(config.n_mels, config.n_mfcc))
         if config.mfcc_lifter:
@@ -766,6 +775,35 @@ def normalize_utterance(feats: np.ndarray, config: FeatureConfig) -> np.ndarray:
 def log_mel(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Features of a whole clip: frame stage then utterance stage. ``(frames, n_features)``."""
     return utterance_stage(frame_features(signal, config), config)
+
+
+def mel_db_config(config: FeatureConfig) -> FeatureConfig:
+    """``config``'s frame stage stopped at the mel spectrogram, in dB and unnormalized.
+
+    What training keeps of a clip to compute a stretch of it as the device computes a clip of
+    that stretch alone (:func:`clip_features_from_mel_db`): the mel spectrogram of a frame
+    depends only on the samples under it, while PCEN and the utterance stage depend on where
+    the clip starts and ends. dB, not energies, so it keeps its precision in float16.
+    """
+    return config.replace(log="db", db_factor=10.0, db_ref=1.0, top_db=None, n_mfcc=0, mfcc_lifter=0,
+                          mfcc_energy=False, normalize="none")
+
+
+def clip_features_from_mel_db(mel_db: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The features of a clip from its mel spectrogram in dB (:func:`mel_db_config`'s frames).
+
+    The device's own steps after the mel filterbank, with a fresh PCEN smoother, then the
+    utterance stage: for a stretch of a longer clip's ``mel_db`` rows this is what
+    :func:`log_mel` gives for the audio of that stretch alone (to float rounding; a band
+    below ``amin``, digital silence, comes back at ``amin``). Why: the daemon classifies
+    utterances from 0.4 s on, and a short utterance is scaled and PCEN-smoothed from its own
+    first frame, not from the longer recording training cut it from.
+    """
+    if config.n_mfcc:
+        raise ValueError("clip_features_from_mel_db computes mel features, not MFCC")
+    mel_db = np.asarray(mel_db, dtype=np.float32)
+    mel = np.power(np.float32(10.0), mel_db / np.float32(10.0)).astype(np.float32)
+    return utterance_stage(_mel_to_frames(mel, config), config)
 
 
 # ---------------------------------------------------------------------------------------

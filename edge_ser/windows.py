@@ -80,25 +80,25 @@ def split_windows(
 
 def random_window(
     features: np.ndarray, window_frames: int, rng: np.random.Generator, min_frames: Optional[int] = None,
-    blocks: int = 1, normalize: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    blocks: int = 1, shortened: Optional[Callable[[int, int], np.ndarray]] = None,
 ) -> np.ndarray:
     """A training crop: a random window of a long clip, or a short clip padded at a random place.
 
     ``min_frames`` (optional) first shortens the clip to a random length between it
     and the window, so the model also learns from padded windows like the device
-    builds for short utterances. ``normalize`` (optional) is then applied to the shortened
-    stretch (:func:`edge_ser.features.normalize_utterance`): the device normalizes a short
-    utterance over itself, while a stretch cut from a longer clip's features still carries
-    the longer clip's normalization, so without it a shortened crop is padded like the
-    device's but scaled unlike it.
+    builds for short utterances. ``shortened(start, length)`` (optional) then gives the
+    features of that stretch as the device computes a clip of it alone, in place of the
+    rows cut from the longer clip's features: the device normalizes a short utterance over
+    itself and starts its PCEN smoother at its first frame, while rows cut from a longer
+    clip carry the longer clip's scaling and smoother. The random draws are the same either way.
     """
     features = np.asarray(features, dtype=np.float32)
     n = features.shape[0]
     if min_frames is not None and n > min_frames:
         length = int(rng.integers(min_frames, min(n, window_frames) + 1))
         start = int(rng.integers(0, n - length + 1))
-        if normalize is not None and length < n:
-            features = normalize(features[start:start + length])
+        if shortened is not None and length < n:
+            features = np.asarray(shortened(start, length), dtype=np.float32)
         else:
             features = features[start:start + length]
         n = length

@@ -201,6 +201,65 @@ def test_a_band_warp_moves_a_tone_to_the_band_of_its_frequency_times_the_factor(
         training_window(long, 300, np.random.default_rng(3), band_warp=0.1)
 
 
+def test_a_recipe_computing_short_crops_from_the_mel_hears_them_as_the_device_hears_the_cut_audio(tmp_path):
+    """``Recipe.short_from_mel``: each clip's mel spectrogram in dB is cached beside its features
+    (from the same augmented audio), and a shortened training crop is the device's features of
+    the cut audio (PCEN from the crop's first frame, normalized over the crop), not rows cut
+    from the whole clip's PCEN; the random draws are those of any other crop."""
+    from dataclasses import replace
+
+    from converter.audio_io import load_clip
+    from converter.augment import training_window
+    from converter.corpora import Item
+    from converter.train import ClipSet, Recipe, clip_window, load_clipset
+    from edge_ser.features import log_mel, normalize_utterance, preset
+
+    rate = 16000
+    t = np.arange(4 * rate) / rate
+    paths = []
+    for k, freq in enumerate((180.0, 260.0)):  # syllables: a tone switched on and off
+        x = 0.3 * np.sin(2 * np.pi * freq * t) * (np.sin(2 * np.pi * (1.3 + k) * t) > 0.2)
+        x = x + 0.003 * np.random.default_rng(k).standard_normal(t.size)
+        path = tmp_path / f"c{k}.wav"
+        with wave.open(str(path), "wb") as fh:
+            fh.setnchannels(1)
+            fh.setsampwidth(2)
+            fh.setframerate(rate)
+            fh.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+        paths.append(path)
+    items = [Item(str(p), "happy", f"s{k}", "toy") for k, p in enumerate(paths)]
+    config = preset("edge-pcen")
+    data = load_clipset(items, config, 1, tmp_path / "cache", with_mel_db=True)
+    assert len(data.mel_db) == 2 and all(len(v) == 2 for v in data.mel_db)
+    for feats, mel in zip(data.feats, data.mel_db):
+        assert [f.shape[0] for f in feats] == [m.shape[0] for m in mel] and mel[0].shape[1] == 64
+    assert data.mel_db[0][1].dtype == np.float16  # an augmented copy, stored lean like its features
+    assert data.subset(["s1"]).mel_db == [data.mel_db[1]]
+
+    recipe = replace(Recipe(features="edge-pcen"), short_from_mel=True, min_frames=40, short_fraction=1.0)
+    audio = load_clip(str(paths[0]), rate)
+    hop, frame = config.hop_length, config.frame_length
+
+    def device(start: int, length: int) -> np.ndarray:  # the device's features of the cut audio
+        return log_mel(audio[start * hop:(start + length - 1) * hop + frame], config)
+
+    def cut_rows(start: int, length: int) -> np.ndarray:  # rows of the whole clip, normalized again
+        return normalize_utterance(data.feats[0][0][start:start + length], config)
+
+    differs = 0
+    for seed in range(8):
+        got = clip_window(data, 0, 0, recipe, np.random.default_rng(seed))
+        want = training_window(data.feats[0][0], 300, np.random.default_rng(seed), 1.0, 40, shortened=device)
+        np.testing.assert_allclose(got, want, atol=1e-3)
+        old = training_window(data.feats[0][0], 300, np.random.default_rng(seed), 1.0, 40, shortened=cut_rows)
+        differs += not np.allclose(got, old, atol=0.05)
+        np.testing.assert_allclose(clip_window(data, 0, 0, replace(recipe, short_from_mel=False, short_normalized=True),
+                                               np.random.default_rng(seed)), old, atol=1e-5)
+    assert differs >= 6  # the smoother's start is what the cut rows got wrong
+    with pytest.raises(ValueError, match="short_from_mel"):
+        clip_window(ClipSet(data.items, data.feats), 0, 0, recipe, np.random.default_rng(0))
+
+
 def test_feature_cache_reuses_entries(tmp_path):
     from converter.cache import FeatureCache
     from edge_ser.features import log_mel, preset

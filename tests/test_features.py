@@ -466,7 +466,7 @@ def test_windows_of_two_blocks_are_each_blocks_own_windows():
 
 def test_a_shortened_training_crop_can_be_normalized_as_the_device_normalizes_that_short_clip():
     """The device normalizes a short utterance over itself; a stretch cut from a longer clip's
-    normalized features carries the longer clip's scale. With ``normalize`` the training crop of a
+    normalized features carries the longer clip's scale. With ``shortened`` the training crop of a
     shortened stretch is the device's window of that stretch's own features (both views of a
     log-mel + PCEN clip, block by block), and the random draws are the same either way."""
     from edge_ser.features import frame_features, normalize_utterance, preset, utterance_stage
@@ -482,7 +482,7 @@ def test_a_shortened_training_crop_can_be_normalized_as_the_device_normalizes_th
     for seed in range(6):
         kept = random_window(whole, 300, np.random.default_rng(seed), min_frames=40, blocks=2)
         device_like = random_window(whole, 300, np.random.default_rng(seed), min_frames=40, blocks=2,
-                                    normalize=lambda f: normalize_utterance(f, config))
+                                    shortened=lambda a, n: normalize_utterance(whole[a:a + n], config))
         draws = np.random.default_rng(seed)
         length = int(draws.integers(40, min(whole.shape[0], 300) + 1))
         start = int(draws.integers(0, whole.shape[0] - length + 1))
@@ -495,9 +495,42 @@ def test_a_shortened_training_crop_can_be_normalized_as_the_device_normalizes_th
     # a clip no longer than the shortest crop is never shortened, so never normalized again
     short = whole[:40]
     np.testing.assert_array_equal(random_window(short, 300, np.random.default_rng(0), min_frames=40, blocks=2,
-                                                normalize=lambda f: f * 0),
+                                                shortened=lambda a, n: short[a:a + n] * 0),
                                   random_window(short, 300, np.random.default_rng(0), blocks=2))
     assert split_windows(short, 300, 100, blocks=2)[0].shape == (1, 300, 128)
+
+
+def test_a_clip_computed_from_its_mel_spectrogram_in_db_is_the_device_s_clip_of_that_audio():
+    """Training keeps each clip's mel spectrogram in dB (``mel_db_config``) to compute a stretch of
+    it as the device computes the audio of that stretch alone: for PCEN a fresh smoother at the
+    stretch's first frame, then the stretch's own normalization. Row for row it equals ``log_mel``
+    of the stretch's samples, for log-mel, PCEN and both; float16 storage (the cache's augmented
+    copies) stays within a few hundredths of a standard deviation."""
+    from edge_ser.features import clip_features_from_mel_db, mel_db_config, normalize_utterance
+
+    rng = np.random.default_rng(3)
+    t = np.arange(16000) / 16000
+    quiet = 1e-3 * rng.standard_normal(16000)
+    voice = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 1e-3 * rng.standard_normal(16000)
+    signal = np.concatenate([quiet, voice, quiet]).astype(np.float32)
+    for name in ("edge", "edge-pcen", "edge-db-pcen"):
+        config = preset(name)
+        mel_db = log_mel(signal, mel_db_config(config))
+        assert mel_db.shape == (num_frames(signal.size, config), config.n_mels)
+        np.testing.assert_array_equal(mel_db, frame_features(signal, preset("edge").replace(normalize="none")))
+        for start, length in ((0, mel_db.shape[0]), (120, 40), (90, 140)):
+            audio = signal[start * config.hop_length:(start + length - 1) * config.hop_length + config.frame_length]
+            device = log_mel(audio, config)
+            np.testing.assert_allclose(clip_features_from_mel_db(mel_db[start:start + length], config), device,
+                                       atol=1e-4)
+            stored = clip_features_from_mel_db(mel_db[start:start + length].astype(np.float16), config)
+            assert np.abs(stored - device).max() < 0.05
+        if "pcen" in name:  # the cut rows of the whole clip are not the device's short clip
+            whole = log_mel(signal, config)
+            assert not np.allclose(normalize_utterance(whole[120:160], config),
+                                   clip_features_from_mel_db(mel_db[120:160], config), atol=0.1)
+    with pytest.raises(ValueError, match="MFCC"):
+        clip_features_from_mel_db(np.zeros((5, 26), np.float32), preset("psf_mfcc"))
 
 
 # --------------------------------------------------------------------------- PCEN

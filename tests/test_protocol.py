@@ -1520,7 +1520,11 @@ def test_report_lists_the_unseen_language_scores_of_dev_rows_and_their_members()
 
 
 def test_report_judges_a_short_utterance_member_by_the_usual_means_and_each_training_on_the_unseen_language():
-    from converter.report import SELECTION_RULE_SHORT, markdown, short_input_candidates
+    from converter.report import SELECTION_RULE_SHORT, SELECTION_RULE_SHORT_PCEN, markdown, short_input_candidates
+
+    def judged(results: dict, label: str = "rooms-long-short") -> dict:
+        (entry,) = [e for e in short_input_candidates(results) if e["label"] == label]
+        return entry
 
     def arousal(ua: float, mid: float) -> dict:
         return {"clips": 1908, "speakers": 59, "corpora": ["baved"], "ua": ua, "first_emotion": {},
@@ -1538,25 +1542,46 @@ def test_report_judges_a_short_utterance_member_by_the_usual_means_and_each_trai
                                          outside_seed_means="the unseen language's reference")}
     one = dict(reference, **{"rooms-long-short-seed4": dev(0.66, 0.58, 0.53, arousal(0.50, 0.40),
                                                            seed_of="rooms-long-short")})
-    (entry,) = short_input_candidates(one)
+    entry = judged(one)
     assert entry["verdict"] == "-" and entry["trainings"] == ["rooms-long-short-seed4"]  # one training: no verdict
     assert entry["unseen"] == [("rooms-long-short-seed4", 5.9, 9.2)]
     good = dict(one, **{"rooms-long-short": dev(0.67, 0.575, 0.52, arousal(0.462, 0.31))})
-    (entry,) = short_input_candidates(good)
+    entry = judged(good)
     assert entry["member_change"] == {"ravdess": -0.5, "pooled": -0.3, "farfield": -0.5}
     assert entry["verdict"] == "its PCEN member follows"
     flat = dict(one, **{"rooms-long-short": dev(0.67, 0.58, 0.52, arousal(0.455, 0.31))})  # +1.4 points: too little
-    assert short_input_candidates(flat)[0]["verdict"] == "stops here"
+    assert judged(flat)["verdict"] == "stops here"
     costly = dict(good, **{"rooms-long-short": dev(0.64, 0.58, 0.52, arousal(0.50, 0.40))})  # RAVDESS -1.5 points
-    assert short_input_candidates(costly)[0]["verdict"] == "stops here"
+    assert judged(costly)["verdict"] == "stops here"
     unscored = dict(good, **{"rooms-long-short": dev(0.67, 0.58, 0.52)})  # no unseen-language score yet
-    assert short_input_candidates(unscored)[0]["verdict"] == "-"
+    assert judged(unscored)["verdict"] == "-"
     section = markdown(good).split("### Short utterances")[1]
     assert SELECTION_RULE_SHORT in section
     assert ("| rooms-long-short (against rooms-long, rooms-long-seed4) | rooms-long-short, rooms-long-short-seed4 | "
             "-0.5 / -0.3 / -0.5 | rooms-long-short: +2.1 / +0.2; rooms-long-short-seed4: +5.9 / +9.2 | "
             "its PCEN member follows |") in section
     assert "### Short utterances" not in markdown(reference)
+    assert SELECTION_RULE_SHORT_PCEN not in section  # its rule shows with its rows
+
+    # the PCEN member's candidate: the same means, a margin of 1 point on the unseen language
+    pcen = {"rooms-pcen": dev(0.61, 0.58, 0.51), "rooms-pcen-again": dev(0.63, 0.58, 0.50, seed_of="rooms-pcen"),
+            "rooms-pcen-seed4": dev(0.60, 0.57, 0.52, arousal(0.487, 0.048), seed_of="rooms-pcen",
+                                    outside_seed_means="the unseen language's reference"),
+            "rooms-pcen-short": dev(0.62, 0.575, 0.505, arousal(0.499, 0.10)),
+            "rooms-pcen-short-seed4": dev(0.61, 0.58, 0.50, arousal(0.498, 0.06), seed_of="rooms-pcen-short")}
+    entry = judged(pcen, "rooms-pcen-short")
+    assert entry["unseen"] == [("rooms-pcen-short", 1.2, 5.2), ("rooms-pcen-short-seed4", 1.1, 1.2)]
+    assert entry["verdict"] == "rooms-long-pcen-short goes to the folds"
+    assert judged(dict(pcen, **{"rooms-pcen-short-seed4": dev(0.61, 0.58, 0.50, arousal(0.495, 0.06),
+                                                               seed_of="rooms-pcen-short")}),
+                  "rooms-pcen-short")["verdict"] == "stops here"  # +0.8 points
+    assert judged(dict(pcen, **{"rooms-pcen-short": dev(0.62, 0.575, 0.505, arousal(0.499, 0.04))}),
+                  "rooms-pcen-short")["verdict"] == "stops here"  # normal voices less often mid
+    section = markdown(dict(good, **pcen)).split("### Short utterances")[1].split("\n### ")[0]
+    assert SELECTION_RULE_SHORT in section and SELECTION_RULE_SHORT_PCEN in section
+    assert ("| rooms-pcen-short (against rooms-pcen, rooms-pcen-seed4) | rooms-pcen-short, rooms-pcen-short-seed4 | "
+            "-0.5 / -0.3 / -0.3 | rooms-pcen-short: +1.2 / +5.2; rooms-pcen-short-seed4: +1.1 / +1.2 | "
+            "rooms-long-pcen-short goes to the folds |") in section
 
 
 def test_report_gives_the_unseen_language_cut_short_under_the_listening_conditions():
