@@ -902,7 +902,13 @@ def test_short_scaling_hears_the_unseen_words_whole_and_cut_short_both_ways_with
     assert list(result["scores"]) == ["whole", "1 s device", "1 s as training cut", "0.5 s device",
                                       "0.5 s as training cut"]
     assert all(m["clips"] == 3 for m in result["scores"].values())
-    assert "| 0.5 s as training cut |" in out.with_suffix(".md").read_text()
+    text = out.with_suffix(".md").read_text()
+    assert "| 0.5 s as training cut |" in text
+    gap = result["feature_gap"]["0.5 s"]  # the shipped model hears log-mel and PCEN
+    assert gap["normalized over the cut"]["all frames"]["log-mel"] < 1e-3  # normalizing again gives the device's
+    assert gap["as cut"]["all frames"]["log-mel"] > 0.05  # the whole word's scale is not the cut's
+    assert gap["normalized over the cut"]["first 10 frames"]["PCEN"] > 0.05  # the smoother's start still differs
+    assert "| 0.5 s | normalized over the cut | " in text and "PCEN, first 10 frames" in text
     shutil.rmtree(root / "baved")
     none = subprocess.run([PY, "-m", "converter", "short-scaling", "--datasets", str(root), "--out", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
