@@ -29,7 +29,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from edge_ser.features import log_mel, normalize_utterance, num_frames
+from edge_ser.features import log_mel, normalize_utterance
 from edge_ser.metadata import EMOTIONS
 
 from .audio_io import load_clip
@@ -71,7 +71,7 @@ def measure(classifier, items: Sequence[Item], cuts: Sequence[float] = CUTS_S) -
             first = (len(signal) - length) // 2 // hop  # the whole word's frames under the cut
             cut = signal[first * hop:first * hop + length]
             device_feats = log_mel(cut, config)
-            rows = whole[first:first + num_frames(length, config)]
+            rows = whole[first:first + device_feats.shape[0]]
             device = classifier.classify_signal(cut, rate)  # the device's own path
             as_trained = classifier.classify_features(rows, duration=seconds)
             probs.setdefault(f"{seconds:g} s device", []).append(_probabilities(device))

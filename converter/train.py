@@ -36,7 +36,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edge_ser.features import clip_features_from_mel_db
+from edge_ser.features import clip_features_from_mel_db, mel_db_config, normalize_utterance, preset
 from edge_ser.metadata import EMOTIONS
 from edge_ser.windows import split_windows
 
@@ -151,8 +151,6 @@ def load_clipset(
     variant's mel spectrogram in dB (``ClipSet.mel_db``; its own cache entries, from the same
     augmented audio), for shortened crops computed as the device computes a short clip.
     """
-    from edge_ser.features import mel_db_config
-
     data = _load_features(items, config, variants, cache_dir, seed, treatment)
     if with_mel_db:
         data.mel_db = _load_features(items, mel_db_config(config), variants, cache_dir, seed, treatment).feats
@@ -258,12 +256,8 @@ def epoch_batch(data: ClipSet, recipe: Recipe, weights: np.ndarray, rng: np.rand
     xs, ys = [], []
     labels = data.labels
     for _ in range(recipe.crops_per_clip):
-        for feats, label in zip(data.feats, labels):
-            if len(feats) > 1 and rng.random() >= recipe.clean_probability:
-                variant = feats[int(rng.integers(1, len(feats)))]
-            else:
-                variant = feats[0]
-            xs.append(recipe_window(variant, recipe, rng))
+        for clip, label in enumerate(labels):
+            xs.append(clip_window(data, clip, pick_variant(data.feats[clip], recipe, rng), recipe, rng))
             ys.append(label)
     order = rng.permutation(len(xs))
     x = np.stack([xs[i] for i in order])[..., None]
@@ -448,7 +442,7 @@ def shortened_crop(features: np.ndarray, recipe: Recipe, mel_db: Optional[np.nda
                              "(load_clipset(..., with_mel_db=True))")
         if mel_db.shape[0] != features.shape[0]:
             raise ValueError(f"mel spectrogram of {mel_db.shape[0]} frames beside {features.shape[0]} feature frames")
-        config = _preset(recipe.features)
+        config = preset(recipe.features)
         return lambda start, length: clip_features_from_mel_db(mel_db[start:start + length], config)
     if recipe.short_normalized:
         normalize = short_normalizer(recipe.features)
@@ -457,18 +451,9 @@ def shortened_crop(features: np.ndarray, recipe: Recipe, mel_db: Optional[np.nda
 
 
 @functools.lru_cache(maxsize=None)
-def _preset(features: str):
-    from edge_ser.features import preset
-
-    return preset(features)
-
-
-@functools.lru_cache(maxsize=None)
 def short_normalizer(features: str) -> Callable[[np.ndarray], np.ndarray]:
     """The device's per-utterance normalization for a feature preset, for shortened crops."""
-    from edge_ser.features import normalize_utterance
-
-    return functools.partial(normalize_utterance, config=_preset(features))
+    return functools.partial(normalize_utterance, config=preset(features))
 
 
 @functools.lru_cache(maxsize=None)
@@ -642,6 +627,9 @@ def train_model(
                                        and recipe.batch_size % 2 == 0):
         raise ValueError("consistency training needs a masked recipe with balanced sampling, augmented copies "
                          "and an even batch size")
+    if recipe.short_from_mel and (recipe.consistency > 0 or train.mel_db is None):
+        raise ValueError("short_from_mel needs the clips' mel spectrograms (load_clipset(..., with_mel_db=True)) "
+                         "and no consistency twins")
     model = build_model(recipe.window_frames, n_features, len(EMOTIONS), recipe.channels,
                         recipe.dropout, recipe.deltas, head=recipe.head,
                         output="logits" if recipe.masked else "probabilities",

@@ -795,7 +795,8 @@ def clip_features_from_mel_db(mel_db: np.ndarray, config: FeatureConfig) -> np.n
     The device's own steps after the mel filterbank, with a fresh PCEN smoother, then the
     utterance stage: for a stretch of a longer clip's ``mel_db`` rows this is what
     :func:`log_mel` gives for the audio of that stretch alone (to float rounding; a band
-    below ``amin``, digital silence, comes back at ``amin``). Why: the daemon classifies
+    below ``amin``, digital silence, comes back at ``amin``) when a frame depends only on the
+    samples under it: ``center=False`` and no pre-emphasis, as in the edge presets. Why: the daemon classifies
     utterances from 0.4 s on, and a short utterance is scaled and PCEN-smoothed from its own
     first frame, not from the longer recording training cut it from.
     """

@@ -211,7 +211,7 @@ def test_a_recipe_computing_short_crops_from_the_mel_hears_them_as_the_device_he
     from converter.audio_io import load_clip
     from converter.augment import training_window
     from converter.corpora import Item
-    from converter.train import ClipSet, Recipe, clip_window, load_clipset
+    from converter.train import ClipSet, Recipe, class_weights, clip_window, epoch_batch, load_clipset
     from edge_ser.features import log_mel, normalize_utterance, preset
 
     rate = 16000
@@ -258,6 +258,10 @@ def test_a_recipe_computing_short_crops_from_the_mel_hears_them_as_the_device_he
     assert differs >= 6  # the smoother's start is what the cut rows got wrong
     with pytest.raises(ValueError, match="short_from_mel"):
         clip_window(ClipSet(data.items, data.feats), 0, 0, recipe, np.random.default_rng(0))
+    x, _, _ = epoch_batch(data, recipe, class_weights(data.labels), np.random.default_rng(0))  # epoch mode too
+    assert x.shape == (2, 300, 64, 1)
+    with pytest.raises(ValueError, match="short_from_mel"):
+        epoch_batch(ClipSet(data.items, data.feats), recipe, class_weights(data.labels), np.random.default_rng(0))
 
 
 def test_feature_cache_reuses_entries(tmp_path):
