@@ -429,6 +429,8 @@ ENSEMBLES: Dict[str, Tuple[str, ...]] = {
     # rooms-long-pcen with a PCEN member whose shortened crops are computed as the device
     # computes a short clip
     "rooms-long-pcen-short": ("rooms-long", "rooms-pcen-short"),
+    # both members with their shortened crops heard as the device hears a short clip
+    "rooms-long-short-pcen-short": ("rooms-long-short", "rooms-pcen-short"),
 }
 #: Ensemble name -> its members' weights in the mean of logits (in ENSEMBLES' order); an
 #: ensemble not listed takes the plain mean.
@@ -508,6 +510,8 @@ DESCRIPTIONS: Dict[str, str] = {
                         "normalized over the crop), drawn from 0.4 s",
     "rooms-long-pcen-short": "rooms-long (log-mel) and rooms-pcen-short (PCEN), logits averaged as in "
                              "rooms-half-pcen",
+    "rooms-long-short-pcen-short": "rooms-long-short (log-mel) and rooms-pcen-short (PCEN), logits averaged as in "
+                                   "rooms-half-pcen",
 }
 
 

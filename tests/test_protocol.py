@@ -1590,6 +1590,54 @@ def test_report_judges_a_short_utterance_member_by_the_usual_means_and_each_trai
             "rooms-long-pcen-short goes to the folds |") in section
 
 
+def test_report_judges_both_short_members_as_one_ensemble_on_fresh_pairs_only():
+    """rooms-long-short-pcen-short: the pairs of seeds 5 and 6 (not the seed-4 pair read before the
+    rule) against the means of the shipped recipe's four dev ensembles, and each pair on the unseen
+    language against rooms-long-pcen-seed4: UA +1 point or more and fewer normal voices answered angry."""
+    from converter.report import SELECTION_RULE_SHORT_BOTH, both_short_candidate, markdown
+
+    def arousal(ua: float, angry: int) -> dict:
+        return {"clips": 1908, "speakers": 59, "corpora": ["baved"], "ua": ua, "summed": {"ua": 0.35},
+                "answered": {"ua": ua, "recall": {"low": 0.3, "mid": 0.2, "high": 0.9}},
+                "first_emotion": {"mid": {"neutral": 100 - angry, "angry": angry}}}
+
+    def dev(ravdess: float, pooled: float, far_all: float, unseen=None, **extra) -> dict:
+        scores = _scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7})
+        scores["farfield_all"] = {"ua": far_all}
+        if unseen:
+            scores["unseen_arousal"] = unseen
+        return {"dev": dict(extra, float=scores)}
+
+    results = {"rooms-long-pcen": dev(0.66, 0.60, 0.56), "rooms-long-pcen-seed2": dev(0.71, 0.62, 0.56),
+               "rooms-long-pcen-w50": dev(0.72, 0.62, 0.55),
+               "rooms-long-pcen-seed4": dev(0.67, 0.60, 0.55, arousal(0.472, 31)),
+               "rooms-long": dev(0.66, 0.58, 0.52),  # a short member and its reference: the section shows
+               "rooms-long-short": dev(0.64, 0.585, 0.52),
+               "rooms-long-short-pcen-short-seed4": dev(0.80, 0.70, 0.70, arousal(0.60, 0))}  # read before: ignored
+    assert both_short_candidate(results)["verdict"] == "-" and both_short_candidate(results)["pairs"] == []
+    one = dict(results, **{"rooms-long-short-pcen-short-seed5": dev(0.68, 0.60, 0.555, arousal(0.49, 22))})
+    entry = both_short_candidate(one)
+    assert entry["pairs"] == ["rooms-long-short-pcen-short-seed5"] and entry["verdict"] == "-"  # one pair: pending
+    assert entry["change"] == {"ravdess": -1.0, "pooled": -1.0, "farfield": 0.0}
+    assert entry["unseen"] == [("rooms-long-short-pcen-short-seed5", 1.8, -9.0)]
+    two = dict(one, **{"rooms-long-short-pcen-short-seed6": dev(0.69, 0.61, 0.56, arousal(0.484, 25))})
+    assert both_short_candidate(two)["verdict"] == "goes to the folds"
+    flat = dict(two, **{"rooms-long-short-pcen-short-seed6": dev(0.69, 0.61, 0.56, arousal(0.48, 25))})
+    assert both_short_candidate(flat)["verdict"] == "stops here"  # +0.8 points on the unseen language
+    angrier = dict(two, **{"rooms-long-short-pcen-short-seed6": dev(0.69, 0.61, 0.56, arousal(0.49, 31))})
+    assert both_short_candidate(angrier)["verdict"] == "stops here"  # as often angry as the reference
+    costly = dict(two, **{"rooms-long-short-pcen-short-seed6": dev(0.66, 0.61, 0.56, arousal(0.49, 20))})
+    assert both_short_candidate(costly)["change"]["ravdess"] < -1
+    assert both_short_candidate(costly)["verdict"] == "stops here"
+    section = markdown(two).split("#### Both members")[1].split("\n### ")[0]
+    assert SELECTION_RULE_SHORT_BOTH in section
+    assert ("| rooms-long-short-pcen-short | rooms-long-short-pcen-short-seed5, rooms-long-short-pcen-short-seed6 | "
+            "-0.5 / -0.5 / +0.3 | rooms-long-short-pcen-short-seed5: +1.8 / -9.0; "
+            "rooms-long-short-pcen-short-seed6: +1.2 / -6.0 | goes to the folds |") in section
+    pending = markdown(results).split("#### Both members")[1]
+    assert "| rooms-long-short-pcen-short | - | - | - | - |" in pending
+
+
 def test_report_gives_the_unseen_language_cut_short_under_the_listening_conditions():
     from converter.report import markdown
 
