@@ -1525,6 +1525,15 @@ def test_report_lists_the_unseen_language_scores_of_dev_rows_and_their_members()
     assert "### An unseen language" not in markdown({"rooms-long": results["rooms-long"]})
 
 
+def _dev_row(ravdess: float, pooled: float, far_all: float, unseen=None, **extra) -> dict:
+    """A dev results entry with the scores the short-utterance rules read (``extra``: row fields)."""
+    scores = _scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7})
+    scores["farfield_all"] = {"ua": far_all}
+    if unseen:
+        scores["unseen_arousal"] = unseen
+    return {"dev": dict(extra, float=scores)}
+
+
 def test_report_judges_a_short_utterance_member_by_the_usual_means_and_each_training_on_the_unseen_language():
     from converter.report import SELECTION_RULE_SHORT, SELECTION_RULE_SHORT_PCEN, markdown, short_input_candidates
 
@@ -1536,13 +1545,7 @@ def test_report_judges_a_short_utterance_member_by_the_usual_means_and_each_trai
         return {"clips": 1908, "speakers": 59, "corpora": ["baved"], "ua": ua, "first_emotion": {},
                 "answered": {"ua": ua, "recall": {"low": 0.3, "mid": mid, "high": 0.9}}, "summed": {"ua": 0.35}}
 
-    def dev(ravdess: float, pooled: float, far_all: float, unseen=None, **extra) -> dict:
-        scores = _scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7})
-        scores["farfield_all"] = {"ua": far_all}
-        if unseen:
-            scores["unseen_arousal"] = unseen
-        return {"dev": dict(extra, float=scores)}
-
+    dev = _dev_row
     reference = {"rooms-long": dev(0.66, 0.58, 0.52), "rooms-long-seed2": dev(0.68, 0.58, 0.54, seed_of="rooms-long"),
                  "rooms-long-seed4": dev(0.61, 0.56, 0.51, arousal(0.441, 0.308), seed_of="rooms-long",
                                          outside_seed_means="the unseen language's reference")}
@@ -1601,13 +1604,7 @@ def test_report_judges_both_short_members_as_one_ensemble_on_fresh_pairs_only():
                 "answered": {"ua": ua, "recall": {"low": 0.3, "mid": 0.2, "high": 0.9}},
                 "first_emotion": {"mid": {"neutral": 100 - angry, "angry": angry}}}
 
-    def dev(ravdess: float, pooled: float, far_all: float, unseen=None, **extra) -> dict:
-        scores = _scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7})
-        scores["farfield_all"] = {"ua": far_all}
-        if unseen:
-            scores["unseen_arousal"] = unseen
-        return {"dev": dict(extra, float=scores)}
-
+    dev = _dev_row
     results = {"rooms-long-pcen": dev(0.66, 0.60, 0.56), "rooms-long-pcen-seed2": dev(0.71, 0.62, 0.56),
                "rooms-long-pcen-w50": dev(0.72, 0.62, 0.55),
                "rooms-long-pcen-seed4": dev(0.67, 0.60, 0.55, arousal(0.472, 31)),
