@@ -45,7 +45,9 @@ UNSEEN_AROUSAL_NOTE = ("A language no recipe here trains on and no run tests on:
                        "headline, after the shipped model's row was read (by its sums, 98 % of the words were "
                        "high, a level of five emotions outvoting one of one). Leave one corpus out measures "
                        "unseen languages too but may not choose a recipe; this may, being a development measure. "
-                       "It is a measure only: no selection rule reads it yet. A recipe trained on BAVED (an "
+                       "The short-utterance rules (\"Short utterances\" above) read its answered UA, and "
+                       "from `rooms-long-short-pcen-short` on, how many normal voices are answered angry; no "
+                       "other rule reads it. A recipe trained on BAVED (an "
                        "arousal head) is not scored.")
 #: The rule from rooms-cmn on, written before any of its runs was read: the first rule's single
 #: training and 240 far-field clips could not separate recipes (a second training of the shipped
