@@ -359,10 +359,14 @@ def both_short_candidate(results: Results) -> dict:
             angry = answered_share(mine, "mid", "angry")
             entry["unseen"].append((label, _points(mine["ua"] - base["ua"]),
                                     None if None in (angry, base_angry) else _points(angry - base_angry)))
+    each_pair_holds = all(ua >= 1 and angry is not None and angry < 0 for _, ua, angry in entry["unseen"])
     if len(pairs) == len(BOTH_SHORT_PAIRS) and len(entry["unseen"]) == len(pairs):
-        passes = (min(entry["change"].values()) >= -1
-                  and all(ua >= 1 and angry is not None and angry < 0 for _, ua, angry in entry["unseen"]))
+        passes = min(entry["change"].values()) >= -1 and each_pair_holds
         entry["verdict"] = "goes to the folds" if passes else "stops here"
+    elif not each_pair_holds:
+        # a pair that misses what each pair must meet settles it: the pairs not yet read cannot undo that
+        entry["verdict"] = "stops here"
+        entry["settled_early"] = True
     return entry
 
 
@@ -843,6 +847,10 @@ def markdown(results: Results, order: Optional[List[str]] = None,
                   "normal voices answered angry (points) | rule |", "|---|---|---|---|---|",
                   f"| {both['label']} | {', '.join(both['pairs']) or '-'} | {_change_cell(both.get('change'))} | {unseen} | "
                   f"{both['verdict']} |"]
+        if both.get("settled_early"):
+            missing = [p for p in BOTH_SHORT_PAIRS if p not in both["pairs"]]
+            lines += ["", f"A pair read misses what each pair must meet on the unseen language, so no later pair can "
+                          f"make the rule pass; {', '.join(missing)} was not trained."]
     lines += _unseen_arousal_section(results, labels)
 
     again = trained_again(results)

@@ -1615,6 +1615,10 @@ def test_report_judges_both_short_members_as_one_ensemble_on_fresh_pairs_only():
     one = dict(results, **{"rooms-long-short-pcen-short-seed5": dev(0.68, 0.60, 0.555, arousal(0.49, 22))})
     entry = both_short_candidate(one)
     assert entry["pairs"] == ["rooms-long-short-pcen-short-seed5"] and entry["verdict"] == "-"  # one pair: pending
+    missed = dict(results, **{"rooms-long-short-pcen-short-seed5": dev(0.68, 0.60, 0.555, arousal(0.476, 25))})
+    early = both_short_candidate(missed)  # +0.4 points: what each pair must meet is missed, whatever seed 6 gives
+    assert early["verdict"] == "stops here" and early["settled_early"]
+    assert "rooms-long-short-pcen-short-seed6 was not trained" in markdown(missed).split("#### Both members")[1]
     assert entry["change"] == {"ravdess": -1.0, "pooled": -1.0, "farfield": 0.0}
     assert entry["unseen"] == [("rooms-long-short-pcen-short-seed5", 1.8, -9.0)]
     two = dict(one, **{"rooms-long-short-pcen-short-seed6": dev(0.69, 0.61, 0.56, arousal(0.484, 25))})
