@@ -348,9 +348,9 @@ def both_short_candidate(results: Results) -> dict:
     entry: dict = {"label": BOTH_SHORT, "pairs": [label for label, _ in pairs], "unseen": [], "verdict": "-"}
     if not pairs or len(references) < len(BOTH_SHORT_REFERENCES):
         return entry
-    mean = lambda rows, k: float(np.mean([r[k] for r in rows]))  # noqa: E731
     ours = [_dev_scores(s) for _, s in pairs]
-    entry["change"] = {k: _points(mean(ours, k) - mean(references, k)) for k in DEV_CHANGE_KEYS}
+    entry["change"] = {k: _points(float(np.mean([r[k] for r in ours]) - np.mean([r[k] for r in references])))
+                       for k in DEV_CHANGE_KEYS}
     base = (scores(BOTH_SHORT_UNSEEN_REFERENCE) or {}).get("unseen_arousal")
     base_angry = answered_share(base, "mid", "angry") if base else None
     for label, s in pairs:
@@ -837,8 +837,7 @@ def markdown(results: Results, order: Optional[List[str]] = None,
             lines.append(f"| {e['label']} (against {e['reference']}, {e['scored']}) | "
                          f"{', '.join(e.get('trainings', [])) or '-'} | {_change_cell(e.get('member_change'))} | "
                          f"{unseen} | {e['verdict']} |")
-    both = both_short_candidate(results)
-    if any("trainings" in e for e in shorts):
+        both = both_short_candidate(results)
         unseen = "; ".join(f"{t}: {ua:+.1f} / {angry:+.1f}" if angry is not None else f"{t}: {ua:+.1f} / -"
                            for t, ua, angry in both["unseen"]) or "-"
         lines += ["", "#### Both members", "", SELECTION_RULE_SHORT_BOTH, "",
