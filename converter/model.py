@@ -27,6 +27,7 @@ block gets its own time difference.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -36,6 +37,13 @@ import numpy as np
 HEADS = ("time_pool", "time_attention", "gap")
 #: Name of the auxiliary arousal layer (:func:`build_model` with ``arousal_levels``).
 AROUSAL_LAYER = "arousal"
+#: Names of the corpus-adversarial head's layers (:func:`build_model` with ``corpora``): the
+#: gradient reversal, whose strength training sets, and the corpus logits.
+CORPUS_REVERSAL_LAYER = "corpus_reversal"
+CORPUS_LAYER = "corpus"
+#: Hidden units of the corpus discriminator: one hidden layer, so that it can find corpus cues a
+#: straight line through the pooled features would miss.
+CORPUS_HIDDEN_UNITS = 64
 
 
 def build_model(
@@ -52,6 +60,7 @@ def build_model(
     arousal_levels: int = 0,
     input_norm: str = "none",
     blocks: int = 1,
+    corpora: int = 0,
 ):
     """Return an uncompiled Keras model mapping a feature window to class probabilities.
 
@@ -63,6 +72,13 @@ def build_model(
     the same pooled features, and the model outputs ``[emotion logits | arousal logits]``:
     arousal-only corpora (BAVED) then shape the shared layers. :func:`emotion_only` cuts it
     off again for evaluation and export.
+
+    ``corpora > 0`` (logits only, not with ``arousal_levels``) adds a corpus discriminator on the
+    same pooled features behind a gradient-reversal layer (:func:`gradient_reversal_class`), and the model outputs
+    ``[emotion logits | corpus logits]``. Training minimizes the discriminator's cross-entropy;
+    the reversal hands the shared layers the opposite gradient, so they learn features from
+    which the corpus (language, speakers, studio) is hard to tell, while the emotion stays easy
+    to tell (domain-adversarial training). :func:`emotion_only` cuts the head off again.
 
     ``input_norm="band_mean"`` subtracts each mel band's mean over the window from the
     features before anything else (cepstral mean normalisation, done on log-mel): a fixed
@@ -130,6 +146,7 @@ def build_model(
             second = layers.MaxPooling2D((frames, 1), name="time_max")(x)
         x = layers.Concatenate(axis=-1, name="time_stats")([mean_t, second])
         x = layers.Flatten(name="flatten")(x)
+    pooled = x
     x = layers.Dropout(dropout, name="dropout")(x)
     if output not in ("probabilities", "logits"):
         raise ValueError(f"output must be 'probabilities' or 'logits', got {output!r}")
@@ -140,7 +157,54 @@ def build_model(
             raise ValueError("an arousal head needs output='logits'")
         arousal = layers.Dense(arousal_levels, kernel_regularizer=reg, name=AROUSAL_LAYER)(x)
         outputs = layers.Concatenate(axis=-1, name="emotion_and_arousal")([outputs, arousal])
+    if corpora:
+        if output != "logits" or arousal_levels:
+            raise ValueError("a corpus-adversarial head needs output='logits' and no arousal head")
+        hidden = gradient_reversal(CORPUS_REVERSAL_LAYER)(pooled)
+        hidden = layers.Dense(CORPUS_HIDDEN_UNITS, activation="relu", name="corpus_hidden")(hidden)
+        corpus = layers.Dense(corpora, name=CORPUS_LAYER)(hidden)
+        outputs = layers.Concatenate(axis=-1, name="emotion_and_corpus")([outputs, corpus])
     return keras.Model(inputs, outputs, name=name)
+
+
+@functools.lru_cache(maxsize=None)
+def gradient_reversal_class():
+    """The gradient-reversal layer class, defined on first use: this module imports no Keras until
+    a model is built."""
+    import keras
+    from keras import ops
+
+    class GradientReversalLayer(keras.layers.Layer):
+        """Identity on the way forward; on the way back, the gradient times ``-strength``.
+
+        Why: the corpus discriminator behind it learns to tell the corpora apart, while the
+        layers in front of it receive the reversed gradient and learn to make that harder
+        (Ganin & Lempitsky's domain-adversarial training). ``strength`` is a non-trainable
+        weight that training raises from 0, so the discriminator first learns what tells the
+        corpora apart before the shared layers are pushed away from it. Not in any exported
+        graph: :func:`emotion_only` leaves the head out.
+        """
+
+        def build(self, input_shape) -> None:
+            self.strength = self.add_weight(shape=(), initializer="zeros", trainable=False, name="strength")
+
+        def call(self, x):
+            @ops.custom_gradient
+            def reverse(features, strength):
+                def grad(*args, upstream=None):
+                    if upstream is None:
+                        (upstream,) = args
+                    return -strength * upstream, ops.zeros_like(strength)
+                return ops.multiply(features, 1.0), grad
+
+            return reverse(x, ops.convert_to_tensor(self.strength))
+
+    return GradientReversalLayer
+
+
+def gradient_reversal(name: str):
+    """A gradient-reversal layer named ``name`` (:func:`gradient_reversal_class`)."""
+    return gradient_reversal_class()(name=name)
 
 
 def _blocks_as_channels(inputs, n_features: int, blocks: int, layers):
@@ -181,13 +245,13 @@ def _attention_over_time(x, layers):
 
 
 def emotion_only(model):
-    """The emotion part of a model with an arousal head: same layers and weights, one output.
+    """The emotion part of a model with an arousal or corpus head: same layers and weights, one output.
 
-    A model without the head is returned as it is.
+    A model without such a head is returned as it is.
     """
     import keras
 
-    if AROUSAL_LAYER not in [layer.name for layer in model.layers]:
+    if not {AROUSAL_LAYER, CORPUS_LAYER} & {layer.name for layer in model.layers}:
         return model
     return keras.Model(model.inputs, model.get_layer("logits").output, name=model.name)
 
