@@ -289,17 +289,7 @@ def short_input_candidates(results: Results) -> List[dict]:
     (``rooms-pcen-short``: :data:`SELECTION_RULE_SHORT_PCEN`, the same rule with its own margin)."""
     groups, out = seed_groups(results), []
     for label, (reference, scored, margin, passed) in sorted(SHORT_INPUT_CANDIDATES.items()):
-        entry: dict = {"label": label, "reference": reference, "scored": scored, "verdict": "-", "unseen": []}
-        if label in groups and reference in groups:
-            entry["member_change"] = _change(groups[label], groups[reference])
-            entry["trainings"] = groups[label]["labels"]
-        base = (results.get(scored, {}).get("dev") or {}).get("float", {}).get("unseen_arousal")
-        for training in entry.get("trainings", []):
-            mine = results[training]["dev"]["float"].get("unseen_arousal")
-            if mine and base:
-                entry["unseen"].append((training, _points(mine["ua"] - base["ua"]),
-                                        _points(mine["answered"]["recall"]["mid"]
-                                                - base["answered"]["recall"]["mid"])))
+        entry = _member_against(results, groups, label, reference, scored)
         member = entry.get("member_change")
         if member and len(entry["trainings"]) >= 2 and len(entry["unseen"]) == len(entry["trainings"]):
             passes = (min(member[k] for k in ("ravdess", "pooled", "farfield")) >= -1
@@ -338,6 +328,48 @@ SELECTION_RULE_ADVERSARY = (
     "model only if its leave-one-corpus-out mean is at least 1 point higher than `rooms-long-pcen`'s (37.2 %), "
     "its five-fold clean and far-field UA each at most 1 point lower and its far-field drop at most 10 points; "
     "if not, it stops here.")
+
+
+def _member_against(results: Results, groups: Dict[str, Dict[str, object]], label: str, reference: str,
+                    scored: str) -> dict:
+    """A candidate member's trainings against its reference recipe's on the dev split: the change of
+    their means (``member_change``, once both have seed groups) and, per training, its unseen-language
+    answered UA and mid recall against the one ``scored`` reference training (``unseen``, in points)."""
+    entry: dict = {"label": label, "reference": reference, "scored": scored, "verdict": "-", "unseen": []}
+    if label in groups and reference in groups:
+        entry["member_change"] = _change(groups[label], groups[reference])
+        entry["trainings"] = groups[label]["labels"]
+    base = (results.get(scored, {}).get("dev") or {}).get("float", {}).get("unseen_arousal")
+    for training in entry.get("trainings", []):
+        mine = results[training]["dev"]["float"].get("unseen_arousal")
+        if mine and base:
+            entry["unseen"].append((training, _points(mine["ua"] - base["ua"]),
+                                    _points(mine["answered"]["recall"]["mid"] - base["answered"]["recall"]["mid"])))
+    return entry
+
+
+def adversary_candidates(results: Results) -> List[dict]:
+    """Each :data:`ADVERSARY_CANDIDATES` member judged on the dev split by :data:`SELECTION_RULE_ADVERSARY`:
+    its trainings against its reference recipe's (:func:`_member_against`), and the ensemble it makes
+    with the kept log-mel outputs against the reference ensemble on the same outputs (``ensemble_change``,
+    ``ensemble_unseen``: the unseen language's UA change, in points)."""
+    groups, out = seed_groups(results), []
+    for label, (reference, scored, ensemble, ensemble_reference) in sorted(ADVERSARY_CANDIDATES.items()):
+        entry = _member_against(results, groups, label, reference, scored)
+        entry.update(ensemble=ensemble, ensemble_reference=ensemble_reference)
+        row, ref = (results.get(name, {}).get("dev") for name in (ensemble, ensemble_reference))
+        entry["ensemble_change"] = _paired_from_change(row, ref, shared=0)
+        unseen = [(r or {}).get("float", {}).get("unseen_arousal") for r in (row, ref)]
+        if entry["ensemble_change"] is not None and all(unseen):
+            entry["ensemble_unseen"] = _points(unseen[0]["ua"] - unseen[1]["ua"])
+        member, ua = entry.get("member_change"), [d for _, d, _ in entry["unseen"]]
+        if (member and len(entry["trainings"]) >= 2 and len(ua) == len(entry["trainings"])
+                and "ensemble_unseen" in entry):
+            passes = (min(member.values()) >= -1 and min(ua) >= 1 and np.mean(ua) >= 2
+                      and min(entry["ensemble_change"].values()) >= -1 and entry["ensemble_unseen"] > 0)
+            entry["verdict"] = "its log-mel member follows" if passes else "stops here"
+        out.append(entry)
+    return out
 
 
 #: Both members trained for short utterances, judged as the ensemble that would ship.
@@ -565,6 +597,18 @@ def _paired_dev_change(row: Optional[dict], ref: Optional[dict], members) -> Opt
     ``members`` from the same files (:func:`_same_member_files`), else None."""
     if not (row and ref and "farfield_all" in row["float"] and "farfield_all" in ref["float"]
             and _same_member_files(row, ref, members)):
+        return None
+    return _change(_dev_scores(row["float"]), _dev_scores(ref["float"]))
+
+
+def _paired_from_change(row: Optional[dict], ref: Optional[dict], shared: int) -> Optional[Dict[str, float]]:
+    """Dev row ``row`` against ``ref`` when both were paired from stored outputs (``converter pair``),
+    source number ``shared`` of each the very same outputs (by digest), and both were scored far-field
+    over every corpus; else None."""
+    sources = [(r or {}).get("paired_from") or [] for r in (row, ref)]
+    if not (all(len(s) > shared for s in sources) and sources[0][shared].get("sha256")
+            and sources[0][shared].get("sha256") == sources[1][shared].get("sha256")
+            and all("farfield_all" in r["float"] for r in (row, ref))):
         return None
     return _change(_dev_scores(row["float"]), _dev_scores(ref["float"]))
 
@@ -881,6 +925,19 @@ def markdown(results: Results, order: Optional[List[str]] = None,
             missing = [p for p in BOTH_SHORT_PAIRS if p not in both["pairs"]]
             lines += ["", f"A pair read misses what each pair must meet on the unseen language, so no later pair can "
                           f"make the rule pass; {', '.join(missing)} was not trained."]
+    adversaries = [e for e in adversary_candidates(results) if "trainings" in e]
+    if adversaries:
+        lines += ["", "### Languages not heard: a corpus adversary", "", SELECTION_RULE_ADVERSARY, "",
+                  "| candidate | trainings | change against the reference's means: RAVDESS clean / pooled / "
+                  "far-field (points) | unseen language, each training against the one reference scored there: "
+                  "UA / mid recall (points) | ensemble against its reference on the same log-mel outputs: RAVDESS "
+                  "clean / pooled / far-field; unseen language UA (points) | rule |", "|---|---|---|---|---|---|"]
+        for e in adversaries:
+            unseen = "; ".join(f"{t}: {ua:+.1f} / {mid:+.1f}" for t, ua, mid in e["unseen"]) or "-"
+            ensemble = (f"{e['ensemble']} against {e['ensemble_reference']}: {_change_cell(e['ensemble_change'])}; "
+                        f"{e['ensemble_unseen']:+.1f}" if "ensemble_unseen" in e else "-")
+            lines.append(f"| {e['label']} (against {e['reference']}, {e['scored']}) | {', '.join(e['trainings'])} | "
+                         f"{_change_cell(e.get('member_change'))} | {unseen} | {ensemble} | {e['verdict']} |")
     lines += _unseen_arousal_section(results, labels)
 
     again = trained_again(results)

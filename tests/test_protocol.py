@@ -296,6 +296,33 @@ def test_balanced_batch_appends_arousal_targets_after_the_class_mask():
     assert y_plain.shape == (64, 16)  # without a head: [targets | mask], as before
 
 
+def test_a_corpus_adversary_appends_each_clips_corpus_and_draws_the_batches_of_the_recipe_without_it():
+    from converter.train import Recipe, balanced_batch, corpus_reversal_strength
+
+    items = [Item(f"e{i}", ("sad", "angry")[i % 2], f"s{i}", "emo") for i in range(6)]
+    items += [Item(f"p{i}", ("sad", "happy", "neutral")[i % 3], f"p{i}", "polish") for i in range(6)]
+    rng = np.random.default_rng(0)
+    data = ClipSet(items, [[rng.standard_normal((40, 8)).astype(np.float32)] for _ in items])
+    plain = Recipe(window_frames=20, min_frames=10, batch_size=64, sampling="balanced", masked=True, aug_variants=0)
+    adversary = Recipe(**{**plain.__dict__, "corpus_adversary": 1.0})
+    sampler = BalancedSampler(data)
+    x, y, _ = balanced_batch(data, sampler, adversary, np.random.default_rng(3))
+    x_plain, y_plain, _ = balanced_batch(data, sampler, plain, np.random.default_rng(3))
+    assert np.array_equal(x, x_plain) and np.array_equal(y[:, :16], y_plain)  # the same draws, crops and mixup
+    assert y.shape == (64, 16 + 2) and sampler.corpora == ["emo", "polish"]
+    corpus = y[:, 16:]
+    assert np.array_equal(corpus.sum(axis=1), np.ones(64))  # mixup pairs clips of one corpus: still one-hot
+    polish = corpus[:, 1] == 1
+    assert polish.any() and (~polish).any()
+    assert np.all(y[polish][:, 8 + EMOTIONS.index("angry")] == 0)  # polish rows carry polish's class mask
+    assert np.all(y[~polish][:, 8 + EMOTIONS.index("happy")] == 0)
+    strengths = [corpus_reversal_strength(adversary, epoch, 32) for epoch in range(1, 33)]
+    assert strengths[0] == 0.0 and all(a < b for a, b in zip(strengths, strengths[1:]))
+    assert 0.99 < strengths[-1] < 1.0 and 0.84 < strengths[8] < 0.85  # a quarter of the way: 2 / (1 + e^-2.5) - 1
+    assert corpus_reversal_strength(Recipe(**{**adversary.__dict__, "corpus_adversary": 0.5}), 9, 32) \
+        == strengths[8] / 2
+
+
 def test_consistency_batches_are_clean_windows_then_degraded_twins_cut_at_the_same_draws():
     """rooms-twins: row i + half is row i's clip, same crop, masks and mixup, from a degraded copy."""
     from converter.train import Recipe, balanced_batch
@@ -422,6 +449,73 @@ print(json.dumps({"outputs": result.model.output_shape[-1], "layers": [l.name fo
     expected = -(0.9 + 0.1 / 3) * np.log(p_low) - 2 * (0.1 / 3) * np.log(1 / (np.exp(3.0) + 2))
     assert abs(arousal - expected) < 1e-4  # the arousal row: arousal cross-entropy only (smoothed), no emotion term
 
+
+
+@pytest.mark.slow
+def test_a_corpus_adversary_reverses_the_gradient_into_the_shared_layers_and_is_cut_off_before_export():
+    script = """
+import json
+import numpy as np
+import tensorflow as tf
+import keras
+from converter.corpora import Item
+from converter.evaluate import int8_model
+from converter.model import CORPUS_REVERSAL_LAYER, build_model
+from converter.quantize import TFLiteRunner
+from converter.train import ClipSet, Recipe, masked_crossentropy, train_model
+
+rng = np.random.default_rng(0)
+items = [Item(f"e{i}", ("sad", "angry")[i % 2], f"s{i % 3}", "emo") for i in range(8)]
+items += [Item(f"p{i}", ("sad", "happy", "neutral")[i % 3], f"p{i % 2}", "polish") for i in range(9)]
+data = ClipSet(items, [[rng.standard_normal((120, 16)).astype(np.float32)] for _ in items])
+recipe = Recipe(window_frames=100, min_frames=50, batch_size=8, sampling="balanced", masked=True, steps=4,
+                warmup_epochs=1, channels=(4, 8, 8), aug_variants=0, corpus_adversary=1.0)
+logs = []
+result = train_model(data, None, recipe, log=logs.append)
+tfl = int8_model(result.model, data, recipe)
+out = TFLiteRunner(tfl).predict(data.feats[0][0][None, :100, :, None])
+
+# the corpus logits' gradient reaches the shared layers negated and scaled by the reversal's strength
+model = build_model(100, 16, 8, (4, 8, 8), output="logits", corpora=2)
+x = tf.constant(rng.standard_normal((2, 100, 16, 1)).astype(np.float32))
+
+def stem_gradient(strength):
+    model.get_layer(CORPUS_REVERSAL_LAYER).strength.assign(strength)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(x, training=False)[:, 8:] ** 2)
+    return tape.gradient(loss, model.get_layer("stem_conv").kernel).numpy()
+
+features = keras.Model(model.inputs, model.get_layer("flatten").output)
+with tf.GradientTape() as tape:  # the same head without the reversal
+    head = model.get_layer("corpus")(model.get_layer("corpus_hidden")(features(x, training=False)))
+    loss = tf.reduce_sum(head ** 2)
+plain = tape.gradient(loss, model.get_layer("stem_conv").kernel).numpy()
+full, half, off = stem_gradient(1.0), stem_gradient(0.5), stem_gradient(0.0)
+
+loss = masked_crossentropy(0.1, corpora=2)
+logits = np.zeros((1, 10), dtype=np.float32)
+logits[:, 8] = 2.0  # the discriminator says "emo"
+row = np.zeros(18, dtype=np.float32)
+row[[4, 12, 13, 17]] = 1.0  # target sad; mask: sad and angry; corpus "polish"
+print(json.dumps({"outputs": result.model.output_shape[-1], "layers": [l.name for l in result.model.layers],
+                  "int8_shape": list(out.shape), "loss": float(np.asarray(loss(row[None], logits))[0]),
+                  "strengths": [h["corpus_strength"] for h in result.history],
+                  "told": [h["corpus_told_apart"] for h in result.history], "logs": logs,
+                  "reversed": bool(np.allclose(full, -plain, atol=1e-6)), "halved": bool(np.allclose(half, full / 2, atol=1e-7)),
+                  "off": float(np.abs(off).max()), "size": float(np.abs(plain).max())}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["outputs"] == 8 and info["int8_shape"] == [1, 8]
+    assert not {"corpus", "corpus_hidden", "corpus_reversal"} & set(info["layers"])
+    assert info["reversed"] and info["halved"] and info["off"] == 0.0 and info["size"] > 0
+    # two present classes at equal logits (log 2) plus the discriminator's cross-entropy for "polish"
+    assert abs(info["loss"] - (np.log(2) + np.log(np.exp(2.0) + 1))) < 1e-4
+    assert info["strengths"][0] == 0.0 and info["strengths"][-1] > 0.9 and len(info["told"]) == len(info["strengths"])
+    assert all(0.0 <= t <= 1.0 for t in info["told"])
+    assert any("the discriminator tells" in line and "chance 50.0%" in line for line in info["logs"])
 
 
 @pytest.mark.slow
@@ -1637,6 +1731,58 @@ def test_report_judges_both_short_members_as_one_ensemble_on_fresh_pairs_only():
             "rooms-long-short-pcen-short-seed6: +1.2 / -6.0 | goes to the folds |") in section
     pending = markdown(results).split("#### Both members")[1]
     assert "| rooms-long-short-pcen-short | - | - | - | - |" in pending
+
+
+def test_report_judges_a_corpus_adversary_by_its_member_means_the_unseen_language_and_its_paired_ensemble():
+    """rooms-pcen-adv: both trainings' means within 1 point of rooms-pcen's; on the unseen language each
+    training +1 point and their mean +2 against rooms-pcen-seed4; the ensemble paired from the same
+    log-mel outputs within 1 point of rooms-long-pcen-seed4 and higher on the unseen language."""
+    from converter.report import SELECTION_RULE_ADVERSARY, adversary_candidates, markdown
+
+    def arousal(ua: float) -> dict:
+        return {"clips": 1908, "speakers": 59, "corpora": ["baved"], "ua": ua, "first_emotion": {},
+                "answered": {"ua": ua, "recall": {"low": 0.4, "mid": 0.1, "high": 0.9}}, "summed": {"ua": 0.35}}
+
+    def paired(pcen_sha: str, log_mel_sha: str = "e9ad") -> dict:
+        return {"paired_from": [{"label": "rooms-long-seed4", "sha256": log_mel_sha},
+                                {"label": "pcen", "sha256": pcen_sha}]}
+
+    dev = _dev_row
+    results = {"rooms-pcen": dev(0.61, 0.58, 0.51), "rooms-pcen-again": dev(0.63, 0.58, 0.50, seed_of="rooms-pcen"),
+               "rooms-pcen-seed4": dev(0.60, 0.57, 0.52, arousal(0.487), seed_of="rooms-pcen",
+                                       outside_seed_means="the unseen language's reference"),
+               "rooms-long-pcen-seed4": dev(0.676, 0.60, 0.551, arousal(0.472), **paired("0354"))}
+    assert "### Languages not heard" not in markdown(results)  # no row of the candidate: no section
+    results.update({"rooms-pcen-adv": dev(0.62, 0.575, 0.505, arousal(0.50)),
+                    "rooms-pcen-adv-seed4": dev(0.61, 0.58, 0.50, arousal(0.52), seed_of="rooms-pcen-adv")})
+    (entry,) = adversary_candidates(results)
+    assert entry["member_change"] == {"ravdess": -0.5, "pooled": -0.3, "farfield": -0.3}
+    assert [(t, ua) for t, ua, _ in entry["unseen"]] == [("rooms-pcen-adv", 1.3), ("rooms-pcen-adv-seed4", 3.3)]
+    assert entry["verdict"] == "-" and entry["ensemble_change"] is None  # the ensemble not paired yet: pending
+    good = dict(results, **{"rooms-long-pcen-adv-seed4": dev(0.67, 0.60, 0.555, arousal(0.48), **paired("ab12"))})
+    (entry,) = adversary_candidates(good)
+    assert entry["ensemble_change"] == {"ravdess": -0.6, "pooled": 0.0, "farfield": 0.4}
+    assert entry["ensemble_unseen"] == 0.8 and entry["verdict"] == "its log-mel member follows"
+
+    def verdict(**rows) -> str:
+        return adversary_candidates(dict(good, **rows))[0]["verdict"]
+
+    assert verdict(**{"rooms-pcen-adv": dev(0.62, 0.575, 0.505, arousal(0.492))}) == "stops here"  # +0.5: each needs 1
+    assert verdict(**{"rooms-pcen-adv-seed4": dev(0.61, 0.58, 0.50, arousal(0.505),  # +1.3 and +1.8: mean under 2
+                                                  seed_of="rooms-pcen-adv")}) == "stops here"
+    assert verdict(**{"rooms-pcen-adv": dev(0.58, 0.575, 0.505, arousal(0.50))}) == "stops here"  # RAVDESS -2.5
+    assert verdict(**{"rooms-long-pcen-adv-seed4": dev(0.65, 0.60, 0.555, arousal(0.48), **paired("ab12"))}) \
+        == "stops here"  # the ensemble's RAVDESS -2.6
+    assert verdict(**{"rooms-long-pcen-adv-seed4": dev(0.67, 0.60, 0.555, arousal(0.47), **paired("ab12"))}) \
+        == "stops here"  # the ensemble no better on the unseen language
+    other_log_mel = {"rooms-long-pcen-adv-seed4": dev(0.67, 0.60, 0.555, arousal(0.48), **paired("ab12", "ffff"))}
+    assert verdict(**other_log_mel) == "-"  # not the same log-mel outputs: not paired, no verdict
+    section = markdown(good).split("### Languages not heard: a corpus adversary")[1].split("\n### ")[0]
+    assert SELECTION_RULE_ADVERSARY in section
+    assert ("| rooms-pcen-adv (against rooms-pcen, rooms-pcen-seed4) | rooms-pcen-adv, rooms-pcen-adv-seed4 | "
+            "-0.5 / -0.3 / -0.3 | rooms-pcen-adv: +1.3 / +0.0; rooms-pcen-adv-seed4: +3.3 / +0.0 | "
+            "rooms-long-pcen-adv-seed4 against rooms-long-pcen-seed4: -0.6 / +0.0 / +0.4; +0.8 | "
+            "its log-mel member follows |") in section
 
 
 def test_report_gives_the_unseen_language_cut_short_under_the_listening_conditions():
