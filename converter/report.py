@@ -368,6 +368,10 @@ def adversary_candidates(results: Results) -> List[dict]:
             passes = (min(member.values()) >= -1 and min(ua) >= 1 and np.mean(ua) >= 2
                       and min(entry["ensemble_change"].values()) >= -1 and entry["ensemble_unseen"] > 0)
             entry["verdict"] = "its log-mel member follows" if passes else "stops here"
+        elif ua and min(ua) < 1:
+            # a training that misses what each training must meet settles it, whatever the others give
+            entry["verdict"] = "stops here"
+            entry["settled_early"] = True
         out.append(entry)
     return out
 
@@ -938,6 +942,10 @@ def markdown(results: Results, order: Optional[List[str]] = None,
                         f"{e['ensemble_unseen']:+.1f}" if "ensemble_unseen" in e else "-")
             lines.append(f"| {e['label']} (against {e['reference']}, {e['scored']}) | {', '.join(e['trainings'])} | "
                          f"{_change_cell(e.get('member_change'))} | {unseen} | {ensemble} | {e['verdict']} |")
+        for e in (e for e in adversaries if e.get("settled_early")):
+            lines += ["", f"{e['label']}: a training read misses the unseen-language margin each training must meet, "
+                          f"so the rule cannot pass whatever the other training and the ensemble give; they were not "
+                          f"completed (the means above are of the trainings read)."]
     lines += _unseen_arousal_section(results, labels)
 
     again = trained_again(results)
