@@ -37,13 +37,13 @@ import numpy as np
 HEADS = ("time_pool", "time_attention", "gap")
 #: Name of the auxiliary arousal layer (:func:`build_model` with ``arousal_levels``).
 AROUSAL_LAYER = "arousal"
-#: Names of the corpus-adversarial head's layers (:func:`build_model` with ``corpora``): the
-#: gradient reversal, whose strength training sets, and the corpus logits.
-CORPUS_REVERSAL_LAYER = "corpus_reversal"
-CORPUS_LAYER = "corpus"
-#: Hidden units of the corpus discriminator: one hidden layer, so that it can find corpus cues a
-#: straight line through the pooled features would miss.
-CORPUS_HIDDEN_UNITS = 64
+#: Names of the adversarial head's layers (:func:`build_model` with ``adversary_classes``): the
+#: gradient reversal, whose strength training sets, and the discriminator's logits.
+REVERSAL_LAYER = "adversary_reversal"
+ADVERSARY_LAYER = "adversary"
+#: Hidden units of the discriminator: one hidden layer, so that it can find cues of a corpus or a
+#: speaker that a straight line through the pooled features would miss.
+ADVERSARY_HIDDEN_UNITS = 64
 
 
 def build_model(
@@ -60,7 +60,7 @@ def build_model(
     arousal_levels: int = 0,
     input_norm: str = "none",
     blocks: int = 1,
-    corpora: int = 0,
+    adversary_classes: int = 0,
 ):
     """Return an uncompiled Keras model mapping a feature window to class probabilities.
 
@@ -73,12 +73,14 @@ def build_model(
     arousal-only corpora (BAVED) then shape the shared layers. :func:`emotion_only` cuts it
     off again for evaluation and export.
 
-    ``corpora > 0`` (logits only, not with ``arousal_levels``) adds a corpus discriminator on the
-    same pooled features behind a gradient-reversal layer (:func:`gradient_reversal_class`), and the model outputs
-    ``[emotion logits | corpus logits]``. Training minimizes the discriminator's cross-entropy;
-    the reversal hands the shared layers the opposite gradient, so they learn features from
-    which the corpus (language, speakers, studio) is hard to tell, while the emotion stays easy
-    to tell (domain-adversarial training). :func:`emotion_only` cuts the head off again.
+    ``adversary_classes > 0`` (logits only, not with ``arousal_levels``) adds a discriminator of that
+    many classes (the training corpora, or the training speakers) on the same pooled features
+    behind a gradient-reversal layer (:func:`gradient_reversal_class`), and the model outputs
+    ``[emotion logits | discriminator logits]``. Training minimizes the discriminator's
+    cross-entropy; the reversal hands the shared layers the opposite gradient, so they learn
+    features from which the corpus (language, studio) or the speaker is hard to tell, while the
+    emotion stays easy to tell (domain-adversarial training). :func:`emotion_only` cuts the head
+    off again.
 
     ``input_norm="band_mean"`` subtracts each mel band's mean over the window from the
     features before anything else (cepstral mean normalisation, done on log-mel): a fixed
@@ -157,13 +159,13 @@ def build_model(
             raise ValueError("an arousal head needs output='logits'")
         arousal = layers.Dense(arousal_levels, kernel_regularizer=reg, name=AROUSAL_LAYER)(x)
         outputs = layers.Concatenate(axis=-1, name="emotion_and_arousal")([outputs, arousal])
-    if corpora:
+    if adversary_classes:
         if output != "logits" or arousal_levels:
-            raise ValueError("a corpus-adversarial head needs output='logits' and no arousal head")
-        hidden = gradient_reversal(CORPUS_REVERSAL_LAYER)(pooled)
-        hidden = layers.Dense(CORPUS_HIDDEN_UNITS, activation="relu", name="corpus_hidden")(hidden)
-        corpus = layers.Dense(corpora, name=CORPUS_LAYER)(hidden)
-        outputs = layers.Concatenate(axis=-1, name="emotion_and_corpus")([outputs, corpus])
+            raise ValueError("an adversarial head needs output='logits' and no arousal head")
+        hidden = gradient_reversal(REVERSAL_LAYER)(pooled)
+        hidden = layers.Dense(ADVERSARY_HIDDEN_UNITS, activation="relu", name="adversary_hidden")(hidden)
+        adversary = layers.Dense(adversary_classes, name=ADVERSARY_LAYER)(hidden)
+        outputs = layers.Concatenate(axis=-1, name="emotion_and_adversary")([outputs, adversary])
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -177,11 +179,11 @@ def gradient_reversal_class():
     class GradientReversalLayer(keras.layers.Layer):
         """Identity on the way forward; on the way back, the gradient times ``-strength``.
 
-        Why: the corpus discriminator behind it learns to tell the corpora apart, while the
+        Why: the discriminator behind it learns to tell corpora (or speakers) apart, while the
         layers in front of it receive the reversed gradient and learn to make that harder
         (Ganin & Lempitsky's domain-adversarial training). ``strength`` is a non-trainable
-        weight that training raises from 0, so the discriminator first learns what tells the
-        corpora apart before the shared layers are pushed away from it. Not in any exported
+        weight that training raises from 0, so the discriminator first learns what tells them
+        apart before the shared layers are pushed away from it. Not in any exported
         graph: :func:`emotion_only` leaves the head out.
         """
 
@@ -245,13 +247,13 @@ def _attention_over_time(x, layers):
 
 
 def emotion_only(model):
-    """The emotion part of a model with an arousal or corpus head: same layers and weights, one output.
+    """The emotion part of a model with an arousal or adversarial head: same layers and weights, one output.
 
     A model without such a head is returned as it is.
     """
     import keras
 
-    if not {AROUSAL_LAYER, CORPUS_LAYER} & {layer.name for layer in model.layers}:
+    if not {AROUSAL_LAYER, ADVERSARY_LAYER} & {layer.name for layer in model.layers}:
         return model
     return keras.Model(model.inputs, model.get_layer("logits").output, name=model.name)
 

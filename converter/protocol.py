@@ -391,6 +391,25 @@ def _rooms_pcen_adv_recipe() -> Recipe:
     return replace(_rooms_pcen_recipe(), corpus_adversary=1.0)
 
 
+def _rooms_pcen_spk_recipe() -> Recipe:
+    """rooms-pcen with a speaker-adversarial head: its pooled features are pushed to hide who speaks.
+
+    Why: the product hears voices no corpus holds, and the one criterion the shipped model misses
+    is new voices, RAVDESS actors it never heard (66.2 % on the folds against 67.9 %). The corpus
+    adversary (rooms-pcen-adv) did not help the unseen language and cost pooled clean UA: hiding
+    the corpus also hides what the corpora's emotions have in common with where they were
+    recorded. A speaker is a finer thing to hide, and one every corpus shares: each of the
+    training speakers (each speaker of each corpus one class) is told apart by a discriminator
+    behind the same gradient reversal, so the network keeps less of what makes a voice that
+    voice and more of what makes a state of voice that state. Speaker-adversarial training gave
+    speaker-independent emotion recognition gains on IEMOCAP and a 250-speaker corpus (Tu et
+    al. 2019, arXiv 1903.09606; Li et al., ICASSP 2020). The settings are the corpus
+    adversary's (loss weight 1, reversal rising to 1, 64 hidden units), none tuned; the head is
+    cut off before export: the same device cost as rooms-pcen, the same batches for the same seed.
+    """
+    return replace(_rooms_pcen_recipe(), speaker_adversary=1.0)
+
+
 #: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
 RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "baseline": (Recipe, ("ravdess",)),
@@ -417,6 +436,7 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-long-short": (_rooms_long_short_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen-short": (_rooms_pcen_short_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen-adv": (_rooms_pcen_adv_recipe, ("ravdess", "nemo", "ased")),
+    "rooms-pcen-spk": (_rooms_pcen_spk_recipe, ("ravdess", "nemo", "ased")),
 }
 #: Ensemble name -> member recipes: each member's model of the same run, logits averaged in one
 #: graph (:mod:`converter.ensemble`).
@@ -455,6 +475,8 @@ ENSEMBLES: Dict[str, Tuple[str, ...]] = {
     "rooms-long-short-pcen-short": ("rooms-long-short", "rooms-pcen-short"),
     # the shipped log-mel member with a PCEN member trained against a corpus discriminator
     "rooms-long-pcen-adv": ("rooms-long", "rooms-pcen-adv"),
+    # the shipped log-mel member with a PCEN member trained against a speaker discriminator
+    "rooms-long-pcen-spk": ("rooms-long", "rooms-pcen-spk"),
 }
 #: Ensemble name -> its members' weights in the mean of logits (in ENSEMBLES' order); an
 #: ensemble not listed takes the plain mean.
@@ -540,6 +562,10 @@ DESCRIPTIONS: Dict[str, str] = {
                       "(domain-adversarial training: the features are pushed to hide which corpus a clip comes "
                       "from; reversal rising to 1, the head not exported)",
     "rooms-long-pcen-adv": "rooms-long (log-mel) and rooms-pcen-adv (PCEN), logits averaged as in rooms-half-pcen",
+    "rooms-pcen-spk": "rooms-pcen with a discriminator of the training speakers on its pooled features behind a "
+                      "gradient reversal (speaker-adversarial training: the features are pushed to hide who speaks; "
+                      "the corpus adversary's settings, the head not exported)",
+    "rooms-long-pcen-spk": "rooms-long (log-mel) and rooms-pcen-spk (PCEN), logits averaged as in rooms-half-pcen",
 }
 
 

@@ -89,9 +89,12 @@ class Recipe:
     # loss weighted by this; the head is dropped from the model that is evaluated and exported
     arousal_weight: float = 0.0
     # > 0 (masked, balanced recipes): a corpus discriminator behind a gradient reversal on the pooled
-    # features (converter.model.build_model with ``corpora``); the reversal's strength rises from 0 to
-    # this over training (corpus_reversal_strength); the head is dropped like the arousal head
+    # features (converter.model.build_model with ``adversary_classes``); the reversal's strength rises
+    # from 0 to this over training (reversal_strength); the head is dropped like the arousal head
     corpus_adversary: float = 0.0
+    # > 0: the same, with a discriminator of the training speakers (each speaker of each corpus a
+    # class) instead of the corpora; not together with corpus_adversary
+    speaker_adversary: float = 0.0
     # "band_mean": the network first subtracts each mel band's mean over the window
     # (converter.model.build_model)
     input_norm: str = "none"
@@ -309,6 +312,9 @@ class BalancedSampler:
                         for label in self.classes[name]]
             self.groups[name] = by_label
         self.masks = {name: class_mask(self.classes.get(name, ())) for name in self.corpora}
+        # every speaker drawn from, as ``corpus/speaker`` (speaker ids repeat across corpora)
+        self.speakers = sorted({speaker_key(data.items[i]) for groups in self.groups.values()
+                                for group in groups for i in group})
 
     def draw(self, count: int, rng: np.random.Generator) -> Tuple[np.ndarray, List[str]]:
         """``count`` clip indices and their corpus names."""
@@ -372,12 +378,33 @@ def arousal_targets(items: Sequence[Item], idx: np.ndarray) -> np.ndarray:
     return np.concatenate([one_hot(levels, len(AROUSAL_LEVELS)), (levels >= 0)[:, None].astype(np.float32)], axis=1)
 
 
-def corpus_targets(names: Sequence[str], corpora: Sequence[str]) -> np.ndarray:
-    """One-hot rows of each drawn clip's corpus, in the order of ``corpora`` (the sampler's)."""
-    return one_hot(np.array([list(corpora).index(n) for n in names]), len(corpora))
+def speaker_key(item: Item) -> str:
+    """A speaker named so that it is one speaker across corpora (``corpus/speaker``)."""
+    return f"{item.corpus}/{item.speaker}"
 
 
-def corpus_reversal_strength(recipe: Recipe, epoch: int, epochs: int) -> float:
+def adversary_peak(recipe: Recipe) -> float:
+    """The reversal strength the recipe's adversary rises to (0: none); one adversary at a time."""
+    if recipe.corpus_adversary > 0 and recipe.speaker_adversary > 0:
+        raise ValueError("a recipe has a corpus adversary or a speaker adversary, not both")
+    return max(recipe.corpus_adversary, recipe.speaker_adversary, 0.0)
+
+
+def adversary_classes(sampler: "BalancedSampler", recipe: Recipe) -> List[str]:
+    """What the recipe's discriminator tells apart: the sampler's corpora or its speakers."""
+    return sampler.speakers if recipe.speaker_adversary > 0 else sampler.corpora
+
+
+def adversary_targets(items: Sequence[Item], idx: np.ndarray, names: Sequence[str], sampler: "BalancedSampler",
+                      recipe: Recipe) -> np.ndarray:
+    """One-hot rows of each drawn clip's corpus (``names``) or speaker, in :func:`adversary_classes`' order."""
+    classes = adversary_classes(sampler, recipe)
+    position = {c: k for k, c in enumerate(classes)}
+    keys = [speaker_key(items[i]) for i in idx] if recipe.speaker_adversary > 0 else list(names)
+    return one_hot(np.array([position[k] for k in keys]), len(classes))
+
+
+def reversal_strength(recipe: Recipe, epoch: int, epochs: int) -> float:
     """The gradient reversal's strength for round ``epoch`` (from 1) of ``epochs``.
 
     Ganin & Lempitsky's schedule, ``peak * (2 / (1 + exp(-10 p)) - 1)`` with ``p`` the share of
@@ -386,17 +413,18 @@ def corpus_reversal_strength(recipe: Recipe, epoch: int, epochs: int) -> float:
     the same strengths.
     """
     done = (epoch - 1) / max(1, epochs)
-    return float(recipe.corpus_adversary * (2.0 / (1.0 + math.exp(-10.0 * done)) - 1.0))
+    return float(adversary_peak(recipe) * (2.0 / (1.0 + math.exp(-10.0 * done)) - 1.0))
 
 
 def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng: np.random.Generator):
     """One batch of balanced draws: windows, ``[targets | class mask]`` and unit weights.
 
     With an arousal head (``recipe.arousal_weight > 0``) the targets go on with
-    ``[arousal levels | has arousal]`` (:func:`arousal_targets`); with a corpus adversary
-    (``recipe.corpus_adversary > 0``), with the clips' corpora (:func:`corpus_targets`), which
-    mixup keeps one-hot (it pairs clips of one corpus). Neither draws a random number, so a
-    recipe with a head draws the same batches as the one without. Windows are cut here, batch
+    ``[arousal levels | has arousal]`` (:func:`arousal_targets`); with an adversary
+    (``recipe.corpus_adversary`` or ``speaker_adversary > 0``), with the clips' corpora or speakers
+    (:func:`adversary_targets`), mixed up like the emotions (corpora stay one-hot: mixup pairs clips
+    of one corpus). Neither draws a random number, so a recipe with a head draws the same batches
+    as the one without. Windows are cut here, batch
     by batch, so memory holds the cached features and one batch, never an epoch of windows.
 
     With ``recipe.consistency > 0`` the batch is :func:`paired_windows`: ``batch_size // 2``
@@ -415,8 +443,8 @@ def balanced_batch(data: ClipSet, sampler: BalancedSampler, recipe: Recipe, rng:
     y = one_hot(labels[idx], len(EMOTIONS))
     if recipe.arousal_weight > 0:
         y = np.concatenate([y, arousal_targets(data.items, idx)], axis=1)
-    if recipe.corpus_adversary > 0:
-        y = np.concatenate([y, corpus_targets(names, sampler.corpora)], axis=1)
+    if adversary_peak(recipe) > 0:
+        y = np.concatenate([y, adversary_targets(data.items, idx, names, sampler, recipe)], axis=1)
     mask = np.stack([sampler.masks[n] for n in names])
     if recipe.mixup_alpha > 0:
         lam = rng.beta(recipe.mixup_alpha, recipe.mixup_alpha, size=len(idx)).astype(np.float32)
@@ -510,32 +538,32 @@ def paired_windows(clips: Sequence[Sequence[np.ndarray]], recipe: Recipe, rng: n
     return np.stack(clean + degraded)[..., None]
 
 
-#: Batches of training draws the corpus discriminator is probed on after every round.
-CORPUS_PROBE_BATCHES = 8
+#: Batches of training draws the discriminator is probed on after every round.
+PROBE_BATCHES = 8
 
 
-def corpus_probe(data: ClipSet, sampler: BalancedSampler, recipe: Recipe) -> Tuple[np.ndarray, np.ndarray]:
-    """Fixed training draws (windows, corpus indices) on which training logs how well the corpus
-    discriminator tells the corpora apart: a diagnostic of the adversary, not a score. Its own
-    random numbers (the recipe's seed + 1), so the training's batches are those of the recipe
-    without the adversary."""
+def adversary_probe(data: ClipSet, sampler: BalancedSampler, recipe: Recipe) -> Tuple[np.ndarray, np.ndarray]:
+    """Fixed training draws (windows, the discriminator's class of each: the larger share of a mixed-up
+    window) on which training logs how well the discriminator tells them apart: a diagnostic of the
+    adversary, not a score. Its own random numbers (the recipe's seed + 1), so the training's
+    batches are those of the recipe without the adversary."""
     rng = np.random.default_rng(recipe.seed + 1)
-    batches = [balanced_batch(data, sampler, recipe, rng) for _ in range(CORPUS_PROBE_BATCHES)]
+    batches = [balanced_batch(data, sampler, recipe, rng) for _ in range(PROBE_BATCHES)]
     n = len(EMOTIONS)
     x = np.concatenate([b[0] for b in batches])
-    corpus = np.concatenate([b[1][:, 2 * n:] for b in batches]).argmax(axis=1)
-    return x, corpus
+    told = np.concatenate([b[1][:, 2 * n:] for b in batches]).argmax(axis=1)
+    return x, told
 
 
-def corpus_accuracy(model, probe: Tuple[np.ndarray, np.ndarray], emotions: int) -> float:
-    """Share of the probe windows whose corpus the discriminator names (inference mode)."""
-    x, corpus = probe
+def adversary_accuracy(model, probe: Tuple[np.ndarray, np.ndarray], emotions: int) -> float:
+    """Share of the probe windows whose class the discriminator names (inference mode)."""
+    x, told = probe
     logits = np.concatenate([np.asarray(model(x[i:i + 64], training=False)) for i in range(0, len(x), 64)])
-    return float(np.mean(logits[:, emotions:].argmax(axis=1) == corpus))
+    return float(np.mean(logits[:, emotions:].argmax(axis=1) == told))
 
 
 def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0, consistency: float = 0.0,
-                        corpora: int = 0):
+                        adversary_classes: int = 0):
     """Cross-entropy over the classes a clip's corpus has; ``y_true`` is ``[targets | mask]``.
 
     Absent classes (mask 0) get a logit of -1e9 (probability 0) and no target mass, so they
@@ -547,9 +575,9 @@ def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0, con
     arousal level adds ``arousal_weight`` times the cross-entropy of the arousal head; an
     arousal-only clip (mask all zero) adds nothing through the emotion term.
 
-    With ``corpora > 0`` the output is ``[8 emotion logits | corpus logits]`` and ``y_true`` goes
-    on with the clip's corpus, one-hot: the corpus discriminator's cross-entropy (unsmoothed) is
-    added with weight 1. The discriminator minimizes it; the gradient reversal in front of it
+    With ``adversary_classes > 0`` the output is ``[8 emotion logits | discriminator logits]`` and
+    ``y_true`` goes on with the clip's corpus or speaker (:func:`adversary_targets`): the
+    discriminator's cross-entropy (unsmoothed) is added with weight 1. The discriminator minimizes it; the gradient reversal in front of it
     (:func:`converter.model.gradient_reversal_class`) makes the shared layers work against it.
 
     With ``consistency > 0`` the batch is :func:`balanced_batch`'s pairs (clean half, then
@@ -593,9 +621,9 @@ def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0, con
             target = (1.0 - label_smoothing) * target + label_smoothing * has[:, None] / levels
             log_probs = ops.log_softmax(logits[:, n:n + levels], axis=-1)
             value = value - arousal_weight * ops.sum(target * log_probs, axis=-1)
-        if corpora:
-            log_probs = ops.log_softmax(logits[:, n:n + corpora], axis=-1)
-            value = value - ops.sum(y_true[:, 2 * n:2 * n + corpora] * log_probs, axis=-1)
+        if adversary_classes:
+            log_probs = ops.log_softmax(logits[:, n:n + adversary_classes], axis=-1)
+            value = value - ops.sum(y_true[:, 2 * n:2 * n + adversary_classes] * log_probs, axis=-1)
         return value
 
     return loss
@@ -674,7 +702,7 @@ def train_model(
     import keras
 
     from .checkpoint import TrainingCheckpoint, TrainingState
-    from .model import CORPUS_REVERSAL_LAYER, build_model, emotion_only
+    from .model import REVERSAL_LAYER, build_model, emotion_only
 
     set_seeds(recipe)
     rng = np.random.default_rng(recipe.seed)
@@ -689,20 +717,20 @@ def train_model(
     if recipe.short_from_mel and (recipe.consistency > 0 or train.mel_db is None):
         raise ValueError("short_from_mel needs the clips' mel spectrograms (load_clipset(..., with_mel_db=True)) "
                          "and no consistency twins")
-    adversary = recipe.corpus_adversary > 0
+    adversary = adversary_peak(recipe) > 0
     if adversary and not (recipe.masked and recipe.sampling == "balanced" and not arousal and recipe.consistency == 0):
-        raise ValueError("a corpus adversary needs a masked recipe with balanced sampling, and no arousal head "
+        raise ValueError("an adversary needs a masked recipe with balanced sampling, and no arousal head "
                          "or consistency twins")
     balanced = recipe.sampling == "balanced"
     sampler = BalancedSampler(train, recipe.corpus_weights, arousal=arousal) if balanced else None
-    if adversary and len(sampler.corpora) < 2:
-        raise ValueError("a corpus adversary needs at least two corpora to tell apart")
-    corpora = len(sampler.corpora) if adversary else 0
+    told_apart = adversary_classes(sampler, recipe) if adversary else []
+    if adversary and len(told_apart) < 2:
+        raise ValueError("an adversary needs at least two corpora or speakers to tell apart")
     model = build_model(recipe.window_frames, n_features, len(EMOTIONS), recipe.channels,
                         recipe.dropout, recipe.deltas, head=recipe.head,
                         output="logits" if recipe.masked else "probabilities",
                         arousal_levels=len(AROUSAL_LEVELS) if arousal else 0, input_norm=recipe.input_norm,
-                        blocks=feature_blocks(recipe), corpora=corpora)
+                        blocks=feature_blocks(recipe), adversary_classes=len(told_apart))
     # the emotion output alone (the same layers and weights): what is validated and exported
     emotions = emotion_only(model) if arousal or adversary else model
     if balanced:
@@ -724,7 +752,7 @@ def train_model(
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay,
                                          use_ema=recipe.ema > 0, ema_momentum=recipe.ema or 0.99),
-        loss=(masked_crossentropy(recipe.label_smoothing, recipe.arousal_weight, recipe.consistency, corpora)
+        loss=(masked_crossentropy(recipe.label_smoothing, recipe.arousal_weight, recipe.consistency, len(told_apart))
               if recipe.masked
               else keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)),
         weighted_metrics=[],
@@ -744,15 +772,15 @@ def train_model(
         history, best = state.history, (state.best_ua, state.best_epoch, state.best_weights)
         earlier_seconds = sum(row.get("seconds", 0.0) for row in history)
         log(f"  resumed from {checkpoint} after epoch {state.epoch}/{last_epoch}")
-    probe = corpus_probe(train, sampler, recipe) if adversary else None
+    probe = adversary_probe(train, sampler, recipe) if adversary else None
     done = state.epoch if state is not None else 0
     stop = done if state is not None and state.finished else last_epoch  # stopped early: train no further
     epoch = done
     for epoch in range(done + 1, stop + 1):
         t0 = time.time()
         if adversary:
-            strength = corpus_reversal_strength(recipe, epoch, recipe_epochs)
-            model.get_layer(CORPUS_REVERSAL_LAYER).strength.assign(strength)
+            strength = reversal_strength(recipe, epoch, recipe_epochs)
+            model.get_layer(REVERSAL_LAYER).strength.assign(strength)
         if balanced:
             batches = (balanced_batch(train, sampler, recipe, rng) for _ in range(steps))
         else:
@@ -765,8 +793,8 @@ def train_model(
             losses.append(float(out[0] if isinstance(out, (list, tuple)) else out))
         row = {"epoch": epoch, "loss": float(np.mean(losses))}
         if probe is not None:
-            row["corpus_strength"] = strength
-            row["corpus_told_apart"] = corpus_accuracy(model, probe, len(EMOTIONS))
+            row["reversal_strength"] = strength
+            row["adversary_told_apart"] = adversary_accuracy(model, probe, len(EMOTIONS))
         if val is not None and val.items:
             probs = predict_clips(keras_predictor(emotions, logits=recipe.masked), [f[0] for f in val.feats],
                                   recipe.window_frames, recipe.hop_frames, feature_blocks(recipe))
@@ -780,8 +808,9 @@ def train_model(
         if saver is not None:  # before the round is logged: a logged round is a saved round
             saver.save(TrainingState(epoch, history, best[0], best[1], best[2], finished), model, rng)
         if probe is not None:
-            log(f"  corpus reversal {strength:.3f}: the discriminator tells {row['corpus_told_apart']:.1%} of "
-                f"{len(probe[0])} probe windows' corpora apart (chance {1 / corpora:.1%})")
+            what = "speakers" if recipe.speaker_adversary > 0 else "corpora"
+            log(f"  reversal {strength:.3f}: the discriminator tells {row['adversary_told_apart']:.1%} of "
+                f"{len(probe[0])} probe windows' {what} apart (chance {1 / len(told_apart):.1%})")
         extra = f" val UA {row['val_ua']:.3f} WA {row['val_wa']:.3f} (best {best[0]:.3f} @ {best[1]})" if "val_ua" in row else ""
         log(f"  epoch {epoch:3d}/{last_epoch} loss {row['loss']:.4f}{extra} [{row['seconds']:.1f}s]")
         if finished:
@@ -793,7 +822,7 @@ def train_model(
     last_weights = emotions.get_weights()
     if best[2] is not None:
         model.set_weights(best[2])
-    # an arousal head or a corpus adversary is training material only: the model handed on has the emotion output alone
+    # an arousal head or an adversary is training material only: the model handed on has the emotion output alone
     return TrainResult(emotions, best[1] if best[2] is not None else epoch, best[0] if best[2] is not None else None,
                        epoch, earlier_seconds + time.time() - start, history, last_weights)
 

@@ -297,7 +297,7 @@ def test_balanced_batch_appends_arousal_targets_after_the_class_mask():
 
 
 def test_a_corpus_adversary_appends_each_clips_corpus_and_draws_the_batches_of_the_recipe_without_it():
-    from converter.train import Recipe, balanced_batch, corpus_reversal_strength
+    from converter.train import Recipe, balanced_batch, reversal_strength
 
     items = [Item(f"e{i}", ("sad", "angry")[i % 2], f"s{i}", "emo") for i in range(6)]
     items += [Item(f"p{i}", ("sad", "happy", "neutral")[i % 3], f"p{i}", "polish") for i in range(6)]
@@ -316,11 +316,27 @@ def test_a_corpus_adversary_appends_each_clips_corpus_and_draws_the_batches_of_t
     assert polish.any() and (~polish).any()
     assert np.all(y[polish][:, 8 + EMOTIONS.index("angry")] == 0)  # polish rows carry polish's class mask
     assert np.all(y[~polish][:, 8 + EMOTIONS.index("happy")] == 0)
-    strengths = [corpus_reversal_strength(adversary, epoch, 32) for epoch in range(1, 33)]
+    strengths = [reversal_strength(adversary, epoch, 32) for epoch in range(1, 33)]
     assert strengths[0] == 0.0 and all(a < b for a, b in zip(strengths, strengths[1:]))
     assert 0.99 < strengths[-1] < 1.0 and 0.84 < strengths[8] < 0.85  # a quarter of the way: 2 / (1 + e^-2.5) - 1
-    assert corpus_reversal_strength(Recipe(**{**adversary.__dict__, "corpus_adversary": 0.5}), 9, 32) \
-        == strengths[8] / 2
+    assert reversal_strength(Recipe(**{**adversary.__dict__, "corpus_adversary": 0.5}), 9, 32) == strengths[8] / 2
+
+    # a speaker adversary: one class per speaker of each corpus (speaker ids repeat across corpora)
+    items[6] = Item("p0", "sad", "s0", "polish")  # "s0" speaks in both corpora: two speakers
+    data = ClipSet(items, data.feats)
+    sampler = BalancedSampler(data)
+    assert sampler.speakers == sorted([f"emo/s{i}" for i in range(6)] + ["polish/s0"] + [f"polish/p{i}" for i in range(1, 6)])
+    speakers = Recipe(**{**plain.__dict__, "speaker_adversary": 1.0, "mixup_alpha": 0.0})
+    x, y, _ = balanced_batch(data, sampler, speakers, np.random.default_rng(3))
+    x_plain, y_plain, _ = balanced_batch(data, sampler, Recipe(**{**plain.__dict__, "mixup_alpha": 0.0}),
+                                         np.random.default_rng(3))
+    assert np.array_equal(x, x_plain) and np.array_equal(y[:, :16], y_plain) and y.shape == (64, 16 + 12)
+    idx, _ = sampler.draw(64, np.random.default_rng(3))
+    named = [sampler.speakers[k] for k in y[:, 16:].argmax(axis=1)]
+    assert named == [f"{items[i].corpus}/{items[i].speaker}" for i in idx]
+    assert reversal_strength(speakers, 9, 32) == strengths[8]
+    with pytest.raises(ValueError, match="not both"):
+        reversal_strength(Recipe(**{**speakers.__dict__, "corpus_adversary": 1.0}), 9, 32)
 
 
 def test_consistency_batches_are_clean_windows_then_degraded_twins_cut_at_the_same_draws():
@@ -460,7 +476,7 @@ import tensorflow as tf
 import keras
 from converter.corpora import Item
 from converter.evaluate import int8_model
-from converter.model import CORPUS_REVERSAL_LAYER, build_model
+from converter.model import REVERSAL_LAYER, build_model
 from converter.quantize import TFLiteRunner
 from converter.train import ClipSet, Recipe, masked_crossentropy, train_model
 
@@ -476,31 +492,31 @@ tfl = int8_model(result.model, data, recipe)
 out = TFLiteRunner(tfl).predict(data.feats[0][0][None, :100, :, None])
 
 # the corpus logits' gradient reaches the shared layers negated and scaled by the reversal's strength
-model = build_model(100, 16, 8, (4, 8, 8), output="logits", corpora=2)
+model = build_model(100, 16, 8, (4, 8, 8), output="logits", adversary_classes=2)
 x = tf.constant(rng.standard_normal((2, 100, 16, 1)).astype(np.float32))
 
 def stem_gradient(strength):
-    model.get_layer(CORPUS_REVERSAL_LAYER).strength.assign(strength)
+    model.get_layer(REVERSAL_LAYER).strength.assign(strength)
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(model(x, training=False)[:, 8:] ** 2)
     return tape.gradient(loss, model.get_layer("stem_conv").kernel).numpy()
 
 features = keras.Model(model.inputs, model.get_layer("flatten").output)
 with tf.GradientTape() as tape:  # the same head without the reversal
-    head = model.get_layer("corpus")(model.get_layer("corpus_hidden")(features(x, training=False)))
+    head = model.get_layer("adversary")(model.get_layer("adversary_hidden")(features(x, training=False)))
     loss = tf.reduce_sum(head ** 2)
 plain = tape.gradient(loss, model.get_layer("stem_conv").kernel).numpy()
 full, half, off = stem_gradient(1.0), stem_gradient(0.5), stem_gradient(0.0)
 
-loss = masked_crossentropy(0.1, corpora=2)
+loss = masked_crossentropy(0.1, adversary_classes=2)
 logits = np.zeros((1, 10), dtype=np.float32)
 logits[:, 8] = 2.0  # the discriminator says "emo"
 row = np.zeros(18, dtype=np.float32)
 row[[4, 12, 13, 17]] = 1.0  # target sad; mask: sad and angry; corpus "polish"
 print(json.dumps({"outputs": result.model.output_shape[-1], "layers": [l.name for l in result.model.layers],
                   "int8_shape": list(out.shape), "loss": float(np.asarray(loss(row[None], logits))[0]),
-                  "strengths": [h["corpus_strength"] for h in result.history],
-                  "told": [h["corpus_told_apart"] for h in result.history], "logs": logs,
+                  "strengths": [h["reversal_strength"] for h in result.history],
+                  "told": [h["adversary_told_apart"] for h in result.history], "logs": logs,
                   "reversed": bool(np.allclose(full, -plain, atol=1e-6)), "halved": bool(np.allclose(half, full / 2, atol=1e-7)),
                   "off": float(np.abs(off).max()), "size": float(np.abs(plain).max())}))
 """
@@ -509,7 +525,7 @@ print(json.dumps({"outputs": result.model.output_shape[-1], "layers": [l.name fo
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["outputs"] == 8 and info["int8_shape"] == [1, 8]
-    assert not {"corpus", "corpus_hidden", "corpus_reversal"} & set(info["layers"])
+    assert not {"adversary", "adversary_hidden", "adversary_reversal"} & set(info["layers"])
     assert info["reversed"] and info["halved"] and info["off"] == 0.0 and info["size"] > 0
     # two present classes at equal logits (log 2) plus the discriminator's cross-entropy for "polish"
     assert abs(info["loss"] - (np.log(2) + np.log(np.exp(2.0) + 1))) < 1e-4
@@ -1737,7 +1753,7 @@ def test_report_judges_a_corpus_adversary_by_its_member_means_the_unseen_languag
     """rooms-pcen-adv: both trainings' means within 1 point of rooms-pcen's; on the unseen language each
     training +1 point and their mean +2 against rooms-pcen-seed4; the ensemble paired from the same
     log-mel outputs within 1 point of rooms-long-pcen-seed4 and higher on the unseen language."""
-    from converter.report import SELECTION_RULE_ADVERSARY, adversary_candidates, markdown
+    from converter.report import SELECTION_RULE_ADVERSARY, SELECTION_RULE_ADVERSARY_SPEAKER, markdown
 
     def arousal(ua: float) -> dict:
         return {"clips": 1908, "speakers": 59, "corpora": ["baved"], "ua": ua, "first_emotion": {},
@@ -1752,20 +1768,20 @@ def test_report_judges_a_corpus_adversary_by_its_member_means_the_unseen_languag
                "rooms-pcen-seed4": dev(0.60, 0.57, 0.52, arousal(0.487), seed_of="rooms-pcen",
                                        outside_seed_means="the unseen language's reference"),
                "rooms-long-pcen-seed4": dev(0.676, 0.60, 0.551, arousal(0.472), **paired("0354"))}
-    assert "### Languages not heard" not in markdown(results)  # no row of the candidate: no section
+    assert "### Adversaries" not in markdown(results)  # no row of the candidate: no section
     results.update({"rooms-pcen-adv": dev(0.62, 0.575, 0.505, arousal(0.50)),
                     "rooms-pcen-adv-seed4": dev(0.61, 0.58, 0.50, arousal(0.52), seed_of="rooms-pcen-adv")})
-    (entry,) = adversary_candidates(results)
+    entry = _adversary(results)
     assert entry["member_change"] == {"ravdess": -0.5, "pooled": -0.3, "farfield": -0.3}
     assert [(t, ua) for t, ua, _ in entry["unseen"]] == [("rooms-pcen-adv", 1.3), ("rooms-pcen-adv-seed4", 3.3)]
     assert entry["verdict"] == "-" and entry["ensemble_change"] is None  # the ensemble not paired yet: pending
     good = dict(results, **{"rooms-long-pcen-adv-seed4": dev(0.67, 0.60, 0.555, arousal(0.48), **paired("ab12"))})
-    (entry,) = adversary_candidates(good)
+    entry = _adversary(good)
     assert entry["ensemble_change"] == {"ravdess": -0.6, "pooled": 0.0, "farfield": 0.4}
     assert entry["ensemble_unseen"] == 0.8 and entry["verdict"] == "its log-mel member follows"
 
     def verdict(**rows) -> str:
-        return adversary_candidates(dict(good, **rows))[0]["verdict"]
+        return _adversary(dict(good, **rows))["verdict"]
 
     assert verdict(**{"rooms-pcen-adv": dev(0.62, 0.575, 0.505, arousal(0.492))}) == "stops here"  # +0.5: each needs 1
     assert verdict(**{"rooms-pcen-adv-seed4": dev(0.61, 0.58, 0.50, arousal(0.505),  # +1.3 and +1.8: mean under 2
@@ -1777,12 +1793,48 @@ def test_report_judges_a_corpus_adversary_by_its_member_means_the_unseen_languag
         == "stops here"  # the ensemble no better on the unseen language
     other_log_mel = {"rooms-long-pcen-adv-seed4": dev(0.67, 0.60, 0.555, arousal(0.48), **paired("ab12", "ffff"))}
     assert verdict(**other_log_mel) == "-"  # not the same log-mel outputs: not paired, no verdict
-    section = markdown(good).split("### Languages not heard: a corpus adversary")[1].split("\n### ")[0]
+    one = {k: v for k, v in results.items() if k != "rooms-pcen-adv-seed4"}
+    one["rooms-pcen-adv"] = dev(0.62, 0.575, 0.505, arousal(0.488))  # +0.1: what each training must meet is missed
+    early = _adversary(one)
+    assert early["verdict"] == "stops here" and early["settled_early"]
+    assert "rooms-pcen-adv: a training read misses the unseen-language margin" in markdown(one)
+    assert not _adversary(dict(one, **{"rooms-pcen-adv": dev(0.62, 0.575, 0.505, arousal(0.50))})).get(
+        "settled_early")  # +1.3 alone: the other training and the ensemble still decide
+    section = markdown(good).split("### Adversaries: hiding the corpus or the speaker")[1].split("\n### ")[0]
     assert SELECTION_RULE_ADVERSARY in section
     assert ("| rooms-pcen-adv (against rooms-pcen, rooms-pcen-seed4) | rooms-pcen-adv, rooms-pcen-adv-seed4 | "
             "-0.5 / -0.3 / -0.3 | rooms-pcen-adv: +1.3 / +0.0; rooms-pcen-adv-seed4: +3.3 / +0.0 | "
             "rooms-long-pcen-adv-seed4 against rooms-long-pcen-seed4: -0.6 / +0.0 / +0.4; +0.8 | "
             "its log-mel member follows |") in section
+    assert SELECTION_RULE_ADVERSARY_SPEAKER not in section  # its rule shows with its rows
+
+    # the speaker adversary: pooled clean +1 point on the means, the unseen language at most 1 point lower
+    speaker = dict(results, **{
+        "rooms-pcen-spk": dev(0.61, 0.595, 0.505, arousal(0.48)),
+        "rooms-pcen-spk-seed4": dev(0.61, 0.59, 0.50, arousal(0.478), seed_of="rooms-pcen-spk"),
+        "rooms-long-pcen-spk-seed4": dev(0.67, 0.605, 0.545, arousal(0.465), **paired("cd34"))})
+    entry = _adversary(speaker, "rooms-pcen-spk")
+    assert entry["member_change"] == {"ravdess": -1.0, "pooled": 1.3, "farfield": -0.3}  # -1.0: still within
+    assert entry["ensemble_change"] == {"ravdess": -0.6, "pooled": 0.5, "farfield": -0.6}
+    assert entry["verdict"] == "its log-mel member follows"
+    flat = dict(speaker, **{"rooms-pcen-spk": dev(0.61, 0.58, 0.505, arousal(0.48))})  # pooled +0.5 only
+    assert _adversary(flat, "rooms-pcen-spk")["verdict"] == "stops here"
+    level = dict(speaker, **{"rooms-long-pcen-spk-seed4": dev(0.67, 0.60, 0.545, arousal(0.465), **paired("cd34"))})
+    assert _adversary(level, "rooms-pcen-spk")["verdict"] == "stops here"  # the ensemble's pooled not higher
+    lost = dict(speaker, **{"rooms-pcen-spk": dev(0.61, 0.595, 0.505, arousal(0.47))})  # -1.7 on the unseen language
+    assert _adversary(lost, "rooms-pcen-spk")["verdict"] == "stops here"
+    early = {k: v for k, v in lost.items() if k != "rooms-pcen-spk-seed4"}
+    assert _adversary(early, "rooms-pcen-spk")["settled_early"]
+    section = markdown(speaker).split("### Adversaries: hiding the corpus or the speaker")[1].split("\n### ")[0]
+    assert SELECTION_RULE_ADVERSARY in section and SELECTION_RULE_ADVERSARY_SPEAKER in section
+    assert "| rooms-pcen-spk (against rooms-pcen, rooms-pcen-seed4) | rooms-pcen-spk, rooms-pcen-spk-seed4 | " in section
+
+
+def _adversary(results: dict, label: str = "rooms-pcen-adv") -> dict:
+    from converter.report import adversary_candidates
+
+    (entry,) = [e for e in adversary_candidates(results) if e["label"] == label]
+    return entry
 
 
 def test_report_gives_the_unseen_language_cut_short_under_the_listening_conditions():
