@@ -1019,6 +1019,25 @@ def markdown(results: Results, order: Optional[List[str]] = None,
                       f"{spread['farfield_five']:.1f} far-field (over the square root of 5 again, folds taken "
                       "as independent). These pairs are single models; an ensemble of two averages some of it away."]
 
+    spread = dev_training_spread(results)
+    if spread:
+        lines += ["", "## How far a development score moves between trainings", "",
+                  "Every recipe trained more than once on the development split (its own seed, other seeds, or "
+                  "again with the same seed; single members and paired ensembles alike, rows kept out of the seed "
+                  "means included) gives the spread of one training around its recipe's mean. Pooled over the "
+                  "recipes (the squared deviations from each recipe's mean over the trainings beyond each "
+                  "recipe's first), it says how far a rule's margin is from noise: the difference between the "
+                  "means of two trainings and of three, the usual comparison of a candidate with its reference, "
+                  "has a standard error of the spread times the square root of 1/2 + 1/3, and one training "
+                  "against one of the square root of 2. Trainings of one recipe share the clips, so this is the "
+                  "training's noise alone, not the clips'. No rule reads this table; it was added after the rules "
+                  "above were applied.", "",
+                  "| score | spread of one training (points) | trainings (recipes) | standard error: 2 against 3 "
+                  "trainings | 1 against 1 |", "|---|---|---|---|---|"]
+        for name, s in spread.items():
+            lines.append(f"| {name} | {s['sd']:.1f} | {s['trainings']} ({s['recipes']}) | "
+                         f"{s['sd'] * np.sqrt(1 / 2 + 1 / 3):.1f} | {s['sd'] * np.sqrt(2):.1f} |")
+
     seeds = seed_fold_pairs(results)
     if seeds:
         lines += ["", "## Another seed on the folds", "",
@@ -1109,6 +1128,45 @@ def trained_again(results: Results) -> List[tuple]:
             for member, info in sorted((row.get("members") or {}).items()):
                 if info.get("source") == "trained" and run in results.get(member, {}):
                     out.append((member, f"{run} (in {label})", results[member][run]["float"], info["float"]))
+    return out
+
+
+#: The dev scores whose spread between trainings :func:`dev_training_spread` gives, and how each is read.
+SPREAD_SCORES = {
+    "RAVDESS clean": lambda f: _ravdess_pair(f)[0],
+    "pooled clean": lambda f: f["clean"]["ua"],
+    "far-field, every corpus": lambda f: (f.get("farfield_all") or {}).get("ua"),
+    "unseen language (answered UA)": lambda f: (f.get("unseen_arousal") or {}).get("ua"),
+}
+
+
+def dev_training_spread(results: Results) -> Dict[str, Dict[str, float]]:
+    """Per :data:`SPREAD_SCORES` score, the pooled standard deviation of one dev training around its
+    recipe's mean, in points, over every recipe with two or more dev trainings scored on it.
+
+    A training belongs to the recipe it repeats (``seed_of``, ``again_of``) or to its own label, as
+    in :func:`seed_groups`, but rows kept out of the seed means count here: their scores are
+    trainings of the recipe all the same. Pooled: the squared deviations from each recipe's own
+    mean, summed and divided by the trainings beyond each recipe's first.
+    """
+    scores: Dict[str, Dict[str, List[float]]] = {name: {} for name in SPREAD_SCORES}
+    for label, runs in sorted(results.items()):
+        row = runs.get("dev")
+        if not row or "float" not in row:
+            continue
+        recipe = row.get("seed_of") or row.get("again_of") or label
+        for name, read in SPREAD_SCORES.items():
+            value = read(row["float"])
+            if value is not None:
+                scores[name].setdefault(recipe, []).append(float(value))
+    out = {}
+    for name, by_recipe in scores.items():
+        groups = [np.array(v) for v in by_recipe.values() if len(v) >= 2]
+        freedom = sum(len(g) - 1 for g in groups)
+        if freedom:
+            squares = sum(float(np.sum((g - g.mean()) ** 2)) for g in groups)
+            out[name] = {"sd": 100 * float(np.sqrt(squares / freedom)), "trainings": sum(len(g) for g in groups),
+                         "recipes": len(groups)}
     return out
 
 

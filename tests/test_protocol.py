@@ -1830,6 +1830,30 @@ def test_report_judges_a_corpus_adversary_by_its_member_means_the_unseen_languag
     assert "| rooms-pcen-spk (against rooms-pcen, rooms-pcen-seed4) | rooms-pcen-spk, rooms-pcen-spk-seed4 | " in section
 
 
+def test_report_gives_how_far_each_dev_score_moves_between_trainings_of_one_recipe():
+    """Pooled over recipes with two or more trainings: squared deviations from each recipe's own mean
+    over the trainings beyond each recipe's first; a recipe trained once adds nothing."""
+    from converter.report import dev_training_spread, markdown
+
+    arousal = {"clips": 1908, "speakers": 59, "corpora": ["baved"], "ua": 0.5, "first_emotion": {},
+               "answered": {"ua": 0.5, "recall": {"low": 0.3, "mid": 0.3, "high": 0.9}}, "summed": {"ua": 0.35}}
+    dev = _dev_row
+    results = {"a": dev(0.60, 0.58, 0.50), "a-seed2": dev(0.64, 0.58, 0.52, seed_of="a"),
+               "b": dev(0.90, 0.10, 0.10, arousal),  # one training: no spread
+               "c": dev(0.50, 0.55, 0.50), "c-again": dev(0.52, 0.55, 0.50, again_of="c"),
+               "c-seed4": dev(0.54, 0.55, 0.53, seed_of="c", outside_seed_means="counted here all the same")}
+    spread = dev_training_spread(results)
+    assert set(spread) == {"RAVDESS clean", "pooled clean", "far-field, every corpus"}  # the unseen language: once
+    assert abs(spread["RAVDESS clean"]["sd"] - 100 * np.sqrt((2 * 0.02 ** 2 + 2 * 0.02 ** 2) / 3)) < 1e-9
+    assert spread["pooled clean"]["sd"] == 0 and spread["RAVDESS clean"]["trainings"] == 5
+    assert spread["RAVDESS clean"]["recipes"] == 2
+    far = ((0.01 ** 2) * 2 + (0.01 ** 2) * 2 + 0.02 ** 2) / 3  # a: 0.50, 0.52; c: 0.50, 0.50, 0.53
+    assert abs(spread["far-field, every corpus"]["sd"] - 100 * np.sqrt(far)) < 1e-9
+    section = markdown(results).split("## How far a development score moves between trainings")[1].split("\n## ")[0]
+    assert "| RAVDESS clean | 2.3 | 5 (2) | 2.1 | 3.3 |" in section
+    assert "## How far a development score" not in markdown({"b": results["b"]})
+
+
 def _adversary(results: dict, label: str = "rooms-pcen-adv") -> dict:
     from converter.report import adversary_candidates
 
