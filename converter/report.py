@@ -374,7 +374,7 @@ SELECTION_RULE_ADVERSARY_SPEAKER = (
     "folds and the corpora left out, where it replaces the shipped model only if its five-fold clean UA is at "
     "least 0.5 points higher than `rooms-long-pcen`'s, its far-field drop at most 10 points, and its "
     "five-fold far-field UA and leave-one-corpus-out mean each at most 1 point lower; if not, it stops here.")
-#: Each adversary's rule text, in :data:`ADVERSARY_CANDIDATES`' order.
+#: Each :data:`ADVERSARY_CANDIDATES` member's rule, as the report prints it.
 ADVERSARY_RULES = {"rooms-pcen-adv": SELECTION_RULE_ADVERSARY, "rooms-pcen-spk": SELECTION_RULE_ADVERSARY_SPEAKER}
 
 
@@ -991,9 +991,9 @@ def markdown(results: Results, order: Optional[List[str]] = None,
             lines.append(f"| {e['label']} (against {e['reference']}, {e['scored']}) | {', '.join(e['trainings'])} | "
                          f"{_change_cell(e.get('member_change'))} | {unseen} | {ensemble} | {e['verdict']} |")
         for e in (e for e in adversaries if e.get("settled_early")):
-            lines += ["", f"{e['label']}: a training read misses the unseen-language margin each training must meet, "
-                          f"so the rule cannot pass whatever the other training and the ensemble give; they were not "
-                          f"completed (the means above are of the trainings read)."]
+            lines += ["", f"{e['label']}: a training read misses what each training must meet on the unseen "
+                          f"language, so the rule cannot pass whatever the other training and the ensemble give; they "
+                          f"were not completed (the means above are of the trainings read)."]
     lines += _unseen_arousal_section(results, labels)
 
     again = trained_again(results)

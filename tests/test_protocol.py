@@ -1797,7 +1797,7 @@ def test_report_judges_a_corpus_adversary_by_its_member_means_the_unseen_languag
     one["rooms-pcen-adv"] = dev(0.62, 0.575, 0.505, arousal(0.488))  # +0.1: what each training must meet is missed
     early = _adversary(one)
     assert early["verdict"] == "stops here" and early["settled_early"]
-    assert "rooms-pcen-adv: a training read misses the unseen-language margin" in markdown(one)
+    assert "rooms-pcen-adv: a training read misses what each training must meet on the unseen language" in markdown(one)
     assert not _adversary(dict(one, **{"rooms-pcen-adv": dev(0.62, 0.575, 0.505, arousal(0.50))})).get(
         "settled_early")  # +1.3 alone: the other training and the ensemble still decide
     section = markdown(good).split("### Adversaries: hiding the corpus or the speaker")[1].split("\n### ")[0]
