@@ -313,6 +313,7 @@ class AdversaryRule:
     unseen_mean: float  # ... and of their mean
     ensemble_floor: Dict[str, float]  # per DEV_CHANGE_KEYS: the ensemble's least change
     ensemble_unseen: float  # the ensemble's least unseen-language UA change
+    text: str  # the rule as the report prints it
 
     def passes(self, member: Dict[str, float], unseen: List[float], ensemble: Dict[str, float],
                ensemble_unseen: float) -> bool:
@@ -322,18 +323,6 @@ class AdversaryRule:
                 and ensemble_unseen >= self.ensemble_unseen)
 
 
-#: Members trained against a discriminator -> their rule's figures (:class:`AdversaryRule`). Each
-#: has two trainings, its own seed and ``--seed 4``.
-ADVERSARY_CANDIDATES: Dict[str, AdversaryRule] = {
-    "rooms-pcen-adv": AdversaryRule(
-        "rooms-pcen", "rooms-pcen-seed4", "rooms-long-pcen-adv-seed4", "rooms-long-pcen-seed4",
-        member_floor={"ravdess": -1.0, "pooled": -1.0, "farfield": -1.0}, unseen_each=1.0, unseen_mean=2.0,
-        ensemble_floor={"ravdess": -1.0, "pooled": -1.0, "farfield": -1.0}, ensemble_unseen=0.1),
-    "rooms-pcen-spk": AdversaryRule(
-        "rooms-pcen", "rooms-pcen-seed4", "rooms-long-pcen-spk-seed4", "rooms-long-pcen-seed4",
-        member_floor={"ravdess": -1.0, "pooled": 1.0, "farfield": -1.0}, unseen_each=-1.0, unseen_mean=-1.0,
-        ensemble_floor={"ravdess": -1.0, "pooled": 0.1, "farfield": -1.0}, ensemble_unseen=-1.0),
-}
 #: The rule for ``rooms-pcen-adv``, written before any of its rows existed.
 SELECTION_RULE_ADVERSARY = (
     "`rooms-pcen-adv` is the shipped recipe's PCEN member `rooms-pcen` trained against a corpus discriminator: "
@@ -374,8 +363,20 @@ SELECTION_RULE_ADVERSARY_SPEAKER = (
     "folds and the corpora left out, where it replaces the shipped model only if its five-fold clean UA is at "
     "least 0.5 points higher than `rooms-long-pcen`'s, its far-field drop at most 10 points, and its "
     "five-fold far-field UA and leave-one-corpus-out mean each at most 1 point lower; if not, it stops here.")
-#: Each :data:`ADVERSARY_CANDIDATES` member's rule, as the report prints it.
-ADVERSARY_RULES = {"rooms-pcen-adv": SELECTION_RULE_ADVERSARY, "rooms-pcen-spk": SELECTION_RULE_ADVERSARY_SPEAKER}
+#: Members trained against a discriminator -> their rule's figures (:class:`AdversaryRule`). Each
+#: has two trainings, its own seed and ``--seed 4``.
+ADVERSARY_CANDIDATES: Dict[str, AdversaryRule] = {
+    "rooms-pcen-adv": AdversaryRule(
+        "rooms-pcen", "rooms-pcen-seed4", "rooms-long-pcen-adv-seed4", "rooms-long-pcen-seed4",
+        member_floor={"ravdess": -1.0, "pooled": -1.0, "farfield": -1.0}, unseen_each=1.0, unseen_mean=2.0,
+        ensemble_floor={"ravdess": -1.0, "pooled": -1.0, "farfield": -1.0}, ensemble_unseen=0.1,
+        text=SELECTION_RULE_ADVERSARY),
+    "rooms-pcen-spk": AdversaryRule(
+        "rooms-pcen", "rooms-pcen-seed4", "rooms-long-pcen-spk-seed4", "rooms-long-pcen-seed4",
+        member_floor={"ravdess": -1.0, "pooled": 1.0, "farfield": -1.0}, unseen_each=-1.0, unseen_mean=-1.0,
+        ensemble_floor={"ravdess": -1.0, "pooled": 0.1, "farfield": -1.0}, ensemble_unseen=-1.0,
+        text=SELECTION_RULE_ADVERSARY_SPEAKER),
+}
 
 
 def _member_against(results: Results, groups: Dict[str, Dict[str, object]], label: str, reference: str,
@@ -397,7 +398,7 @@ def _member_against(results: Results, groups: Dict[str, Dict[str, object]], labe
 
 
 def adversary_candidates(results: Results) -> List[dict]:
-    """Each :data:`ADVERSARY_CANDIDATES` member judged on the dev split by its rule (:data:`ADVERSARY_RULES`):
+    """Each :data:`ADVERSARY_CANDIDATES` member judged on the dev split by its rule (:class:`AdversaryRule`):
     its trainings against its reference recipe's (:func:`_member_against`), and the ensemble it makes
     with the kept log-mel outputs against the reference ensemble on the same outputs (``ensemble_change``,
     ``ensemble_unseen``: the unseen language's UA change, in points)."""
@@ -979,7 +980,7 @@ def markdown(results: Results, order: Optional[List[str]] = None,
     adversaries = [e for e in adversary_candidates(results) if "trainings" in e]
     if adversaries:
         lines += ["", "### Adversaries: hiding the corpus or the speaker", "",
-                  "\n\n".join(ADVERSARY_RULES[e["label"]] for e in adversaries), "",
+                  "\n\n".join(ADVERSARY_CANDIDATES[e["label"]].text for e in adversaries), "",
                   "| candidate | trainings | change against the reference's means: RAVDESS clean / pooled / "
                   "far-field (points) | unseen language, each training against the one reference scored there: "
                   "UA / mid recall (points) | ensemble against its reference on the same log-mel outputs: RAVDESS "
@@ -1092,6 +1093,11 @@ def markdown(results: Results, order: Optional[List[str]] = None,
     return "\n".join(lines) + "\n"
 
 
+def _recipe_of(label: str, row: dict) -> str:
+    """The recipe a results row is a training of: the one it repeats (``seed_of``, ``again_of``) or its own."""
+    return row.get("seed_of") or row.get("again_of") or label
+
+
 def seed_groups(results: Results) -> Dict[str, Dict[str, object]]:
     """Per recipe, the mean dev scores of its trainings that have the far-field over every corpus.
 
@@ -1105,7 +1111,7 @@ def seed_groups(results: Results) -> Dict[str, Dict[str, object]]:
         if not row or "farfield_all" not in row.get("float", {}) or row.get("outside_seed_means"):
             continue
         scores = row["float"]
-        recipe = row.get("seed_of") or row.get("again_of") or label
+        recipe = _recipe_of(label, row)
         found.setdefault(recipe, []).append((label, _ravdess_pair(scores)[0], scores["clean"]["ua"],
                                              scores["farfield_all"]["ua"]))
     return {recipe: {"labels": [r[0] for r in rows], "ravdess": _mean([r[1] for r in rows]),
@@ -1144,17 +1150,17 @@ def dev_training_spread(results: Results) -> Dict[str, Dict[str, float]]:
     """Per :data:`SPREAD_SCORES` score, the pooled standard deviation of one dev training around its
     recipe's mean, in points, over every recipe with two or more dev trainings scored on it.
 
-    A training belongs to the recipe it repeats (``seed_of``, ``again_of``) or to its own label, as
-    in :func:`seed_groups`, but rows kept out of the seed means count here: their scores are
-    trainings of the recipe all the same. Pooled: the squared deviations from each recipe's own
-    mean, summed and divided by the trainings beyond each recipe's first.
+    A training belongs to its recipe (:func:`_recipe_of`), as in :func:`seed_groups`, but rows kept
+    out of the seed means count here: their scores are trainings of the recipe all the same.
+    Pooled: the squared deviations from each recipe's own mean, summed and divided by the trainings
+    beyond each recipe's first.
     """
     scores: Dict[str, Dict[str, List[float]]] = {name: {} for name in SPREAD_SCORES}
     for label, runs in sorted(results.items()):
         row = runs.get("dev")
         if not row or "float" not in row:
             continue
-        recipe = row.get("seed_of") or row.get("again_of") or label
+        recipe = _recipe_of(label, row)
         for name, read in SPREAD_SCORES.items():
             value = read(row["float"])
             if value is not None:

@@ -577,8 +577,9 @@ def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0, con
 
     With ``adversary_classes > 0`` the output is ``[8 emotion logits | discriminator logits]`` and
     ``y_true`` goes on with the clip's corpus or speaker (:func:`adversary_targets`): the
-    discriminator's cross-entropy (unsmoothed) is added with weight 1. The discriminator minimizes it; the gradient reversal in front of it
-    (:func:`converter.model.gradient_reversal_class`) makes the shared layers work against it.
+    discriminator's cross-entropy (unsmoothed) is added with weight 1. The discriminator minimizes
+    it; the gradient reversal in front of it (:func:`converter.model.gradient_reversal_class`) makes
+    the shared layers work against it.
 
     With ``consistency > 0`` the batch is :func:`balanced_batch`'s pairs (clean half, then
     the degraded twins in the same order): each twin adds ``consistency`` times the KL

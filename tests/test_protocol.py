@@ -325,7 +325,8 @@ def test_a_corpus_adversary_appends_each_clips_corpus_and_draws_the_batches_of_t
     items[6] = Item("p0", "sad", "s0", "polish")  # "s0" speaks in both corpora: two speakers
     data = ClipSet(items, data.feats)
     sampler = BalancedSampler(data)
-    assert sampler.speakers == sorted([f"emo/s{i}" for i in range(6)] + ["polish/s0"] + [f"polish/p{i}" for i in range(1, 6)])
+    assert sampler.speakers == sorted([f"emo/s{i}" for i in range(6)] + ["polish/s0"]
+                                      + [f"polish/p{i}" for i in range(1, 6)])
     speakers = Recipe(**{**plain.__dict__, "speaker_adversary": 1.0, "mixup_alpha": 0.0})
     x, y, _ = balanced_batch(data, sampler, speakers, np.random.default_rng(3))
     x_plain, y_plain, _ = balanced_batch(data, sampler, Recipe(**{**plain.__dict__, "mixup_alpha": 0.0}),
@@ -517,7 +518,8 @@ print(json.dumps({"outputs": result.model.output_shape[-1], "layers": [l.name fo
                   "int8_shape": list(out.shape), "loss": float(np.asarray(loss(row[None], logits))[0]),
                   "strengths": [h["reversal_strength"] for h in result.history],
                   "told": [h["adversary_told_apart"] for h in result.history], "logs": logs,
-                  "reversed": bool(np.allclose(full, -plain, atol=1e-6)), "halved": bool(np.allclose(half, full / 2, atol=1e-7)),
+                  "reversed": bool(np.allclose(full, -plain, atol=1e-6)),
+                  "halved": bool(np.allclose(half, full / 2, atol=1e-7)),
                   "off": float(np.abs(off).max()), "size": float(np.abs(plain).max())}))
 """
     proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
@@ -1827,7 +1829,8 @@ def test_report_judges_a_corpus_adversary_by_its_member_means_the_unseen_languag
     assert _adversary(early, "rooms-pcen-spk")["settled_early"]
     section = markdown(speaker).split("### Adversaries: hiding the corpus or the speaker")[1].split("\n### ")[0]
     assert SELECTION_RULE_ADVERSARY in section and SELECTION_RULE_ADVERSARY_SPEAKER in section
-    assert "| rooms-pcen-spk (against rooms-pcen, rooms-pcen-seed4) | rooms-pcen-spk, rooms-pcen-spk-seed4 | " in section
+    assert ("| rooms-pcen-spk (against rooms-pcen, rooms-pcen-seed4) | rooms-pcen-spk, rooms-pcen-spk-seed4 | "
+            in section)
 
 
 def test_report_gives_how_far_each_dev_score_moves_between_trainings_of_one_recipe():
