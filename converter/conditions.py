@@ -7,10 +7,21 @@ the middle second or half second of each clip (a clip already shorter stays whol
 device then normalizes and pads as it does any short utterance. Each condition here is a
 function of one clip's audio and a per-clip seed, so every model scored under it hears the
 very same copy and the copy can be cached (:class:`converter.cache.Treatment`).
+
+The voice shifts (:data:`VOICE_SHIFTS`) take ``pitch+2`` apart. A pitch shift that keeps the
+tempo is two steps, a time stretch and a resampling, and the stretch can be made two ways: a
+phase vocoder (librosa's, which ``pitch+2`` uses) keeps every frequency but smears the phase
+between them, so voices sound washed and transients blur; WSOLA (sox's ``pitch`` and ``tempo``
+effects) cuts and overlaps whole stretches of the waveform, so each stretch keeps its own
+shape. Scored side by side with the resampling alone (``speed+2``: pitch, formants and tempo
+together) and with each stretch alone (the tempo conditions, pitch kept), they tell what a
+model loses to a higher voice from what it loses to the shifter.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
@@ -32,6 +43,37 @@ def _pitch_up(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) ->
 
     return librosa.effects.pitch_shift(np.asarray(signal, dtype=np.float32), sr=sample_rate,
                                        n_steps=PITCH_STEPS).astype(np.float32)
+
+
+def _speed_up(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    from .augment import change_speed
+
+    return change_speed(np.asarray(signal, dtype=np.float32), _shift_factor())
+
+
+def _vocoder_tempo(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    import librosa  # workstation only
+
+    return librosa.effects.time_stretch(np.asarray(signal, dtype=np.float32),
+                                        rate=_shift_factor()).astype(np.float32)
+
+
+def _shift_factor() -> float:
+    """The frequency (or tempo) ratio of :data:`PITCH_STEPS` semitones: 1.122 for 2."""
+    return float(2.0 ** (PITCH_STEPS / 12.0))
+
+
+def _sox(*effect: str) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
+    """A condition that pipes the clip through the ``sox`` program's ``effect`` (32-bit float, mono)."""
+    def through_sox(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+        program = shutil.which("sox")
+        if program is None:
+            raise RuntimeError("the WSOLA conditions need the sox program (apt-get install sox)")
+        raw = ["-t", "f32", "-r", str(sample_rate), "-c", "1"]
+        done = subprocess.run([program, *raw, "-", *raw, "-", *effect],
+                              input=np.asarray(signal, dtype="<f4").tobytes(), capture_output=True, check=True)
+        return np.frombuffer(done.stdout, dtype="<f4").astype(np.float32)
+    return through_sox
 
 
 def _reverb(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -56,7 +98,17 @@ CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
     "reverb": _reverb,
     "short-1s": _middle(1.0),
     "short-0.5s": _middle(0.5),
+    "pitch+2-wsola": _sox("pitch", f"{100 * PITCH_STEPS:.0f}"),
+    "speed+2": _speed_up,
+    "tempo-vocoder": _vocoder_tempo,
+    "tempo-wsola": _sox("tempo", "-s", f"{_shift_factor():.4f}"),
 }
+
+#: The conditions of the listening-conditions tables: the independent evaluation's and the device's.
+LISTENING = ("telephone", "pitch+2", "reverb", "short-1s", "short-0.5s")
+#: ``pitch+2`` taken apart (see the module doc): the vocoder's and WSOLA's pitch shift, the
+#: resampling alone, and each time stretch alone, all by :data:`PITCH_STEPS` semitones.
+VOICE_SHIFTS = ("pitch+2", "pitch+2-wsola", "speed+2", "tempo-vocoder", "tempo-wsola")
 
 
 def check_conditions(names: Sequence[str]) -> Tuple[str, ...]:

@@ -1260,7 +1260,7 @@ def conditions_section(conditions: Results) -> List[str]:
     fold counted only where it has that score. Development models (float, every corpus): one
     line per folder with its pooled UA, clean, far-field over every corpus and per condition.
     """
-    from .conditions import CONDITIONS, PITCH_STEPS
+    from .conditions import LISTENING, PITCH_STEPS
 
     fold_rows, dev_rows = [], []
     for label, runs in sorted(conditions.items()):
@@ -1268,12 +1268,12 @@ def conditions_section(conditions: Results) -> List[str]:
         folds = [runs[r][kind] for r in CV_RUNS if r in runs and "conditions" in runs[r].get(kind, {})]
         if folds:
             cells = [_mean([_ravdess_pair(f)[0] for f in folds]), _mean([_ravdess_pair(f)[1] for f in folds])]
-            cells += [_mean([f["conditions"][c]["ua"] for f in folds if c in f["conditions"]]) for c in CONDITIONS]
+            cells += [_mean([f["conditions"][c]["ua"] for f in folds if c in f["conditions"]]) for c in LISTENING]
             fold_rows.append(f"| {label} | {kind} | {len(folds)} | " + " | ".join(_pct(v) for v in cells) + " |")
         dev = runs.get("dev", {}).get("float", {})
         if "conditions" in dev:
             cells = [_ravdess_pair(dev)[0], dev["clean"]["ua"], dev.get("farfield_all", {}).get("ua")]
-            cells += [dev["conditions"].get(c, {}).get("ua") for c in CONDITIONS]
+            cells += [dev["conditions"].get(c, {}).get("ua") for c in LISTENING]
             dev_rows.append(f"| {label} | " + " | ".join(_pct(v) for v in cells) + " |")
     short_rows = _unseen_conditions_rows(conditions)
     if not fold_rows and not dev_rows and not short_rows:
@@ -1287,26 +1287,74 @@ def conditions_section(conditions: Results) -> List[str]:
              "from 0.4 s on. Measured after every recipe was chosen; nothing is chosen on them."]
     if fold_rows:
         lines += ["", "Fold models: 8-way UA on each fold's unseen RAVDESS actors, the mean over the folds.", "",
-                  "| fold models | model | folds | clean | far-field | " + " | ".join(CONDITIONS) + " |",
-                  "|---|---|---|---|---|" + "---|" * len(CONDITIONS)] + fold_rows
+                  "| fold models | model | folds | clean | far-field | " + " | ".join(LISTENING) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(LISTENING)] + fold_rows
     if dev_rows:
         lines += ["", "Development models (float): UA on the development split's held-out speakers of every "
                   "corpus, pooled as in the member rules, and RAVDESS alone for clean speech.", "",
                   "| development model | RAVDESS clean | pooled clean | far-field, every corpus | "
-                  + " | ".join(CONDITIONS) + " |",
-                  "|---|---|---|---|" + "---|" * len(CONDITIONS)] + dev_rows
+                  + " | ".join(LISTENING) + " |",
+                  "|---|---|---|---|" + "---|" * len(LISTENING)] + dev_rows
     if short_rows:
         lines += ["", "The unseen language (BAVED arousal, answered reading) whole and under each condition a model "
                   "was scored on: UA, the normal voices' (mid) recall, and how many of the normal voices were "
                   "answered angry.", "",
                   "| model | run | condition | UA | mid recall | normal voices answered angry |",
                   "|---|---|---|---|---|---|"] + short_rows
-    return lines
+    return lines + voice_shift_section(conditions)
+
+
+#: What a voice-shift line reads: (what it says, the clean block, the conditions' block, the corpus
+#: read within them or None for the pooled UA).
+_VOICE_MEASURES = (("RAVDESS", "clean", "conditions", "ravdess"),
+                   ("every corpus, pooled", "clean", "conditions", None),
+                   ("unseen language", "unseen_arousal", "unseen_arousal_conditions", None))
+
+
+def _ua_of(block: Optional[dict], corpus: Optional[str]) -> Optional[float]:
+    """UA of a score block, or of one corpus in it; None where it has no such score."""
+    if not block:
+        return None
+    return block.get("ua") if corpus is None else block.get("by_corpus", {}).get(corpus, {}).get("ua")
+
+
+def voice_shift_section(conditions: Results) -> List[str]:
+    """``pitch+2`` taken apart (:data:`converter.conditions.VOICE_SHIFTS`), for every kept model
+    scored under a voice shift other than ``pitch+2`` itself: per model and run, one line for
+    RAVDESS, the pooled corpora and the unseen language where the run has them."""
+    from .conditions import PITCH_STEPS, VOICE_SHIFTS
+
+    rows = []
+    for label, runs in sorted(conditions.items()):
+        for run, row in sorted(runs.items()):
+            for kind in ("int8", "float"):
+                scores = row.get(kind, {})
+                heard = set(scores.get("conditions", {})) | set(scores.get("unseen_arousal_conditions", {}))
+                if not heard & (set(VOICE_SHIFTS) - {"pitch+2"}):
+                    continue
+                for measure, clean, shifted, corpus in _VOICE_MEASURES:
+                    cells = [_ua_of(scores.get(clean), corpus)]
+                    cells += [_ua_of(scores.get(shifted, {}).get(c), corpus) for c in VOICE_SHIFTS]
+                    if cells[0] is not None and any(v is not None for v in cells[1:]):
+                        rows.append(f"| {label} | {run} ({kind}) | {measure} | "
+                                    + " | ".join(_pct(v) for v in cells) + " |")
+    if not rows:
+        return []
+    faster = 100 * (2.0 ** (PITCH_STEPS / 12.0) - 1)
+    return ["", "### A higher voice, or the pitch shifter?", "",
+            f"`pitch+2` raises the voice {PITCH_STEPS:g} semitones and keeps the tempo: librosa stretches the clip "
+            "in time with a phase vocoder, then resamples it. The same shift by WSOLA (sox `pitch`), the "
+            f"resampling alone (`speed+2`: pitch, formants and tempo together, {faster:.0f} % faster) and each stretch "
+            f"alone (`tempo-vocoder`, `tempo-wsola`: {faster:.0f} % faster, pitch kept) tell what a model loses to a higher voice "
+            "from what it loses to the shifter. UA; unseen language = BAVED arousal, answered reading. Measured "
+            "after every recipe was chosen; nothing is chosen on them.", "",
+            "| model | run | scored on | clean | " + " | ".join(VOICE_SHIFTS) + " |",
+            "|---|---|---|---|" + "---|" * len(VOICE_SHIFTS)] + rows
 
 
 def _unseen_conditions_rows(conditions: Results) -> List[str]:
     """Table rows of the models scored on the unseen language under listening conditions."""
-    from .conditions import CONDITIONS
+    from .conditions import LISTENING
 
     rows = []
     for label, runs in sorted(conditions.items()):
@@ -1317,7 +1365,7 @@ def _unseen_conditions_rows(conditions: Results) -> List[str]:
                     continue
                 scored = scores["unseen_arousal_conditions"]
                 heard = ([("whole clips", scores["unseen_arousal"])] if "unseen_arousal" in scores else []) \
-                    + [(name, scored[name]) for name in CONDITIONS if name in scored]
+                    + [(name, scored[name]) for name in LISTENING if name in scored]
                 for name, m in heard:
                     rows.append(f"| {label} | {run} ({kind}) | {name} | {_pct(m['ua'])} | "
                                 f"{_pct(m['answered']['recall'].get('mid'))} | "
