@@ -504,6 +504,28 @@ class HttpTarget(Target):
 _REFUSALS = frozenset({400, 408, 414, 431, 501, 503, 505})
 
 
+def _request_head(data: bytes) -> Tuple[List[bytes], bool]:
+    """The request line and header lines as RFC 9112 lets a server read them, and whether a blank
+    line ended them.
+
+    One empty line before the request line is skipped (section 2.2), and a bare LF ends a line
+    as CRLF does (a CR before the LF is dropped): the dashboard server reads requests so, and
+    judging them any other way reads header lines it never sees (a ``Host`` after a bare-LF
+    blank line is in the body, not a second ``Host``).
+    """
+    lines = data.split(b"\n")
+    if lines[0] in (b"", b"\r") and len(lines) > 1:
+        lines = lines[1:]
+    head: List[bytes] = []
+    for line in lines[:-1]:  # the last piece has no LF: not a whole line
+        line = line[:-1] if line.endswith(b"\r") else line
+        if not line:
+            return head, True
+        head.append(line)
+    head += [lines[-1]] if lines[-1] else []
+    return head, False
+
+
 def _framing_violation(data: bytes) -> Optional[str]:
     """What makes this request's framing ambiguous (issue 11: answer 400), or None.
 
@@ -511,17 +533,16 @@ def _framing_violation(data: bytes) -> Optional[str]:
     Content-Length headers, or a Content-Length that is not ASCII digits once the
     surrounding spaces are gone (``+12``, ``1_2``, Arabic-Indic digits, ``12, 12``).
     """
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
+    lines, ended = _request_head(data)
+    if not ended or not lines:
         return None
-    lines = data[:end].split(b"\r\n")
     words = lines[0].decode("latin-1").split()
     if len(words) != 3 or not re.fullmatch(r"HTTP/1\.[01]", words[2]):
         return None  # the request line is refused or read another way first
     hosts = lengths = 0
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or name != name.strip():
+        if not colon or name != name.strip() or b"\r" in line:
             return None  # a malformed line: refused as such (not judged here)
         key = name.lower()
         if key == b"host":
@@ -539,8 +560,9 @@ def _framing_violation(data: bytes) -> Optional[str]:
 
 
 def _request_words(data: bytes) -> List[str]:
-    """The request line as the standard library's parser splits it (latin-1, any whitespace)."""
-    return data.split(b"\n", 1)[0].decode("latin-1").split()
+    """The request line split on any whitespace (latin-1), read as :func:`_request_head` reads it."""
+    lines, _ = _request_head(data)
+    return lines[0].decode("latin-1").split() if lines else []
 
 
 def _request_path(data: bytes) -> str:

@@ -89,3 +89,29 @@ def test_the_classify_target_on_a_full_scale_step_at_8_khz() -> None:
         target.check(wav_bytes(np.r_[np.zeros(4000), -np.ones(4000)].astype(np.float32), 8000))
     finally:
         target.close()
+
+
+def test_the_http_target_reads_a_request_head_as_the_server_does() -> None:
+    """Found by a campaign: the judge read a request differently from RFC 9112 and the server.
+    One empty line before the request line is skipped (a dashboard 401 for ``/`` was taken for
+    an error on no path), and a bare-LF blank line ends the header block (a ``Host`` after it,
+    in the body, was counted as a second ``Host``). Framing after a bare-LF head is still judged."""
+    from fuzz.targets import HttpTarget, _framing_violation, _request_path
+
+    skipped_blank_line = b"\nGET /?t0yes HTTP/1.0\r\nHt: */*\r\n\r\n"
+    host_in_the_body = (b"GET /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bea;rer x\n\n"
+                        b"Host: 127.0.0.1\r\n\r\n")
+    two_hosts_bare_lf = b"GET / HTTP/1.1\nHost: 127.0.0.1\nHost: example.com\n\n"
+    assert _request_path(skipped_blank_line) == "/"
+    assert _framing_violation(host_in_the_body) is None
+    assert _framing_violation(two_hosts_bare_lf) == "two Host headers"
+    assert _framing_violation(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == "two Host headers"
+    target = HttpTarget()
+    target.setup()
+    try:
+        for data in (skipped_blank_line, host_in_the_body, two_hosts_bare_lf):
+            target.check(data)  # a Finding fails the test with what it saw
+        answer, _ = target._exchange(two_hosts_bare_lf)
+        assert answer.startswith(b"HTTP/1.1 400 ") or answer.startswith(b"HTTP/1.0 400 "), answer[:80]
+    finally:
+        target.close()
