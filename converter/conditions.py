@@ -15,7 +15,8 @@ between them, so voices sound washed and transients blur; WSOLA (sox's ``pitch``
 effects) cuts and overlaps whole stretches of the waveform, so each stretch keeps its own
 shape. Scored side by side with the resampling alone (``speed+2``: pitch, formants and tempo
 together) and with each stretch alone (the tempo conditions, pitch kept), they tell what a
-model loses to a higher voice from what it loses to the shifter.
+model loses to a higher voice from what it loses to the shifter; ``pitch-2-wsola`` is a voice as
+much lower.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
     "short-1s": _middle(1.0),
     "short-0.5s": _middle(0.5),
     "pitch+2-wsola": _sox("pitch", f"{100 * PITCH_STEPS:.0f}"),
+    "pitch-2-wsola": _sox("pitch", f"{-100 * PITCH_STEPS:.0f}"),
     "speed+2": _speed_up,
     "tempo-vocoder": _vocoder_tempo,
     "tempo-wsola": _sox("tempo", "-s", f"{_shift_factor():.4f}"),
@@ -107,8 +109,9 @@ CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
 #: The conditions of the listening-conditions tables: the independent evaluation's and the device's.
 LISTENING = ("telephone", "pitch+2", "reverb", "short-1s", "short-0.5s")
 #: ``pitch+2`` taken apart (see the module doc): the vocoder's and WSOLA's pitch shift, the
-#: resampling alone, and each time stretch alone, all by :data:`PITCH_STEPS` semitones.
-VOICE_SHIFTS = ("pitch+2", "pitch+2-wsola", "speed+2", "tempo-vocoder", "tempo-wsola")
+#: resampling alone, and each time stretch alone, all by :data:`PITCH_STEPS` semitones; and a
+#: voice as much lower, by WSOLA.
+VOICE_SHIFTS = ("pitch+2", "pitch+2-wsola", "speed+2", "tempo-vocoder", "tempo-wsola", "pitch-2-wsola")
 
 
 def check_conditions(names: Sequence[str]) -> Tuple[str, ...]:

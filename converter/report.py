@@ -1346,7 +1346,7 @@ def voice_shift_section(conditions: Results) -> List[str]:
             "in time with a phase vocoder, then resamples it. The same shift by WSOLA (sox `pitch`), the "
             f"resampling alone (`speed+2`: pitch, formants and tempo together, {faster:.0f} % faster) and each stretch "
             f"alone (`tempo-vocoder`, `tempo-wsola`: {faster:.0f} % faster, pitch kept) tell what a model loses to a higher voice "
-            "from what it loses to the shifter. UA; unseen language = BAVED arousal, answered reading. Measured "
+            "from what it loses to the shifter; `pitch-2-wsola` is a voice as much lower. UA; unseen language = BAVED arousal, answered reading. Measured "
             "after every recipe was chosen; nothing is chosen on them.", "",
             "| model | run | scored on | clean | " + " | ".join(VOICE_SHIFTS) + " |",
             "|---|---|---|---|" + "---|" * len(VOICE_SHIFTS)] + rows
