@@ -1304,18 +1304,24 @@ def conditions_section(conditions: Results) -> List[str]:
     return lines + voice_shift_section(conditions)
 
 
-#: What a voice-shift line reads: (what it says, the clean block, the conditions' block, the corpus
-#: read within them or None for the pooled UA).
+#: What a voice-shift line reads: (what it says, the clean block, the conditions' block, which UA
+#: of them: a corpus's, "pooled" over the corpora of a run that has several, or None for the whole).
 _VOICE_MEASURES = (("RAVDESS", "clean", "conditions", "ravdess"),
-                   ("every corpus, pooled", "clean", "conditions", None),
+                   ("every corpus, pooled", "clean", "conditions", "pooled"),
                    ("unseen language", "unseen_arousal", "unseen_arousal_conditions", None))
 
 
-def _ua_of(block: Optional[dict], corpus: Optional[str]) -> Optional[float]:
-    """UA of a score block, or of one corpus in it; None where it has no such score."""
+def _ua_of(block: Optional[dict], part: Optional[str]) -> Optional[float]:
+    """UA of a score block (``part`` None), pooled over its corpora ("pooled") or of one corpus;
+    None where it has no such score. A block without corpora is a RAVDESS fold's: RAVDESS only."""
     if not block:
         return None
-    return block.get("ua") if corpus is None else block.get("by_corpus", {}).get(corpus, {}).get("ua")
+    by_corpus = block.get("by_corpus")
+    if part is None or (by_corpus is None and part == "ravdess"):
+        return block.get("ua")
+    if by_corpus is None:
+        return None
+    return block.get("ua") if part == "pooled" else by_corpus.get(part, {}).get("ua")
 
 
 def voice_shift_section(conditions: Results) -> List[str]:

@@ -2150,8 +2150,10 @@ def test_report_takes_pitch_shift_apart_for_models_scored_under_the_voice_shifts
     only_pitch = _scores(0.61, None, {"ravdess": 0.65})
     only_pitch["conditions"] = {"pitch+2": shifted(0.5, 0.5)}  # the old condition alone: no line here
     unseen = {"unseen_arousal": arousal(0.48), "unseen_arousal_conditions": {"tempo-wsola": arousal(0.47)}}
+    fold = _scores(0.64, 0.55)  # a RAVDESS fold: no corpora, so its UA is RAVDESS's and nothing is pooled
+    fold["conditions"] = {"pitch+2": {"ua": 0.51}, "pitch+2-wsola": {"ua": 0.62}}
     conditions = {"log-mel-seed5": {"dev": {"float": dev}}, "older": {"dev": {"float": only_pitch}},
-                  "shipped": {"unseen": {"int8": unseen}}}
+                  "shipped": {"unseen": {"int8": unseen}}, "fold-model": {"cv1": {"int8": fold}}}
     text = markdown({}, conditions=conditions)
     section = text.split("### A higher voice, or the pitch shifter?")[1].split("## Calibration")[0]
     assert ("| model | run | scored on | clean | pitch+2 | pitch+2-wsola | speed+2 | tempo-vocoder | tempo-wsola | "
@@ -2163,6 +2165,8 @@ def test_report_takes_pitch_shift_apart_for_models_scored_under_the_voice_shifts
     assert "| log-mel-seed5 | dev (float) | unseen language | 44.0 % | 39.0 % | - | 42.0 % | - | - | - |" in section
     assert "| shipped | unseen (int8) | unseen language | 48.0 % | - | - | - | - | 47.0 % | - |" in section
     assert "| older |" not in section and "| shipped | unseen (int8) | RAVDESS" not in section
+    assert "| fold-model | cv1 (int8) | RAVDESS | 64.0 % | 51.0 % | 62.0 % | - | - | - | - |" in section
+    assert "| fold-model | cv1 (int8) | every corpus" not in section
     # the listening-conditions tables keep their columns: the voice shifts are not among them
     assert "| log-mel-seed5 | 66.0 % | 60.0 % | 52.0 % | 50.0 % | 53.0 % | - | - | - |" in text
     assert "| shipped | unseen (int8) | tempo-wsola |" not in text
