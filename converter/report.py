@@ -1348,12 +1348,13 @@ def voice_shift_section(conditions: Results) -> List[str]:
         return []
     faster = 100 * (2.0 ** (PITCH_STEPS / 12.0) - 1)
     return ["", "### A higher voice, or the pitch shifter?", "",
-            f"`pitch+2` raises the voice {PITCH_STEPS:g} semitones and keeps the tempo: librosa stretches the clip "
-            "in time with a phase vocoder, then resamples it. The same shift by WSOLA (sox `pitch`), the "
-            f"resampling alone (`speed+2`: pitch, formants and tempo together, {faster:.0f} % faster) and each stretch "
-            f"alone (`tempo-vocoder`, `tempo-wsola`: {faster:.0f} % faster, pitch kept) tell what a model loses to a higher voice "
-            "from what it loses to the shifter; `pitch-2-wsola` is a voice as much lower. UA; unseen language = BAVED arousal, answered reading. Measured "
-            "after every recipe was chosen; nothing is chosen on them.", "",
+            f"`pitch+2` raises the voice {PITCH_STEPS:g} semitones and keeps the tempo: librosa stretches the "
+            "clip in time with a phase vocoder, then resamples it. The same shift by WSOLA (sox `pitch`), the "
+            f"resampling alone (`speed+2`: pitch, formants and tempo together, {faster:.0f} % faster) and each "
+            f"stretch alone (`tempo-vocoder`, `tempo-wsola`: {faster:.0f} % faster, pitch kept) tell what a model "
+            "loses to a higher voice from what it loses to the shifter; `pitch-2-wsola` is a voice as much lower. "
+            "UA; unseen language = BAVED arousal, answered reading. Measured after every recipe was chosen; "
+            "nothing is chosen on them.", "",
             "| model | run | scored on | clean | " + " | ".join(VOICE_SHIFTS) + " |",
             "|---|---|---|---|" + "---|" * len(VOICE_SHIFTS)] + rows
 

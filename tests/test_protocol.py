@@ -2139,9 +2139,11 @@ def test_report_takes_pitch_shift_apart_for_models_scored_under_the_voice_shifts
 
     dev = _scores(0.60, None, {"ravdess": 0.66, "nemo": 0.40, "ased": 0.80})
     dev["farfield_all"] = {"ua": 0.52}
-    dev["conditions"] = {"telephone": {"ua": 0.50}, "pitch+2": shifted(0.53, 0.50), "pitch+2-wsola": shifted(0.59, 0.63),
-                         "speed+2": shifted(0.56, 0.60), "tempo-vocoder": shifted(0.52, 0.49),
-                         "tempo-wsola": shifted(0.55, 0.60), "pitch-2-wsola": shifted(0.58, 0.62)}
+    dev["conditions"] = {"telephone": {"ua": 0.50}, "pitch+2": shifted(0.53, 0.50),
+                         "pitch+2-wsola": shifted(0.59, 0.63), "speed+2": shifted(0.56, 0.60),
+                         "tempo-vocoder": shifted(0.52, 0.49), "tempo-wsola": shifted(0.55, 0.60),
+                         "pitch-2-wsola": shifted(0.58, 0.62)}
+
     def arousal(ua: float) -> dict:
         return {"ua": ua, "answered": {"recall": {"mid": 0.2}}, "first_emotion": {"mid": {"angry": 1, "neutral": 4}}}
 
