@@ -31,6 +31,8 @@ from .augment import reverberate, telephone_band
 
 #: How far a "pitch" condition moves the voice, in semitones.
 PITCH_STEPS = 2.0
+#: The frequency (or tempo) ratio of :data:`PITCH_STEPS` semitones: 1.122 for 2.
+SHIFT_FACTOR = float(2.0 ** (PITCH_STEPS / 12.0))
 #: The synthetic room's reverberation time is drawn per clip from this range, in seconds.
 REVERB_RT60 = (0.4, 0.8)
 
@@ -49,19 +51,14 @@ def _pitch_up(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) ->
 def _speed_up(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     from .augment import change_speed
 
-    return change_speed(np.asarray(signal, dtype=np.float32), _shift_factor())
+    return change_speed(np.asarray(signal, dtype=np.float32), SHIFT_FACTOR)
 
 
 def _vocoder_tempo(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     import librosa  # workstation only
 
     return librosa.effects.time_stretch(np.asarray(signal, dtype=np.float32),
-                                        rate=_shift_factor()).astype(np.float32)
-
-
-def _shift_factor() -> float:
-    """The frequency (or tempo) ratio of :data:`PITCH_STEPS` semitones: 1.122 for 2."""
-    return float(2.0 ** (PITCH_STEPS / 12.0))
+                                        rate=SHIFT_FACTOR).astype(np.float32)
 
 
 def _sox(*effect: str) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
@@ -103,7 +100,7 @@ CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
     "pitch-2-wsola": _sox("pitch", f"{-100 * PITCH_STEPS:.0f}"),
     "speed+2": _speed_up,
     "tempo-vocoder": _vocoder_tempo,
-    "tempo-wsola": _sox("tempo", "-s", f"{_shift_factor():.4f}"),
+    "tempo-wsola": _sox("tempo", "-s", f"{SHIFT_FACTOR:.4f}"),
 }
 
 #: The conditions of the listening-conditions tables: the independent evaluation's and the device's.

@@ -1246,10 +1246,20 @@ def _pair_change(first: tuple, second: tuple) -> str:
 
 def _ravdess_pair(scores: dict) -> tuple:
     """RAVDESS clean and far-field UA of a float score block (pooled when RAVDESS is all it has)."""
-    clean = scores["clean"]
-    by_corpus = clean.get("by_corpus")
-    ua = clean["ua"] if by_corpus is None else by_corpus.get("ravdess", {}).get("ua")
-    return ua, scores.get("farfield", {}).get("ua")
+    return _ua_of(scores["clean"], "ravdess"), scores.get("farfield", {}).get("ua")
+
+
+def _ua_of(block: Optional[dict], part: Optional[str]) -> Optional[float]:
+    """UA of a score block (``part`` None), pooled over its corpora ("pooled") or of one corpus;
+    None where it has no such score. A block without corpora is a RAVDESS fold's: RAVDESS only."""
+    if not block:
+        return None
+    by_corpus = block.get("by_corpus")
+    if part is None or (by_corpus is None and part == "ravdess"):
+        return block.get("ua")
+    if by_corpus is None:
+        return None
+    return block.get("ua") if part == "pooled" else by_corpus.get(part, {}).get("ua")
 
 
 def conditions_section(conditions: Results) -> List[str]:
@@ -1311,24 +1321,11 @@ _VOICE_MEASURES = (("RAVDESS", "clean", "conditions", "ravdess"),
                    ("unseen language", "unseen_arousal", "unseen_arousal_conditions", None))
 
 
-def _ua_of(block: Optional[dict], part: Optional[str]) -> Optional[float]:
-    """UA of a score block (``part`` None), pooled over its corpora ("pooled") or of one corpus;
-    None where it has no such score. A block without corpora is a RAVDESS fold's: RAVDESS only."""
-    if not block:
-        return None
-    by_corpus = block.get("by_corpus")
-    if part is None or (by_corpus is None and part == "ravdess"):
-        return block.get("ua")
-    if by_corpus is None:
-        return None
-    return block.get("ua") if part == "pooled" else by_corpus.get(part, {}).get("ua")
-
-
 def voice_shift_section(conditions: Results) -> List[str]:
     """``pitch+2`` taken apart (:data:`converter.conditions.VOICE_SHIFTS`), for every kept model
     scored under a voice shift other than ``pitch+2`` itself: per model and run, one line for
     RAVDESS, the pooled corpora and the unseen language where the run has them."""
-    from .conditions import PITCH_STEPS, VOICE_SHIFTS
+    from .conditions import PITCH_STEPS, SHIFT_FACTOR, VOICE_SHIFTS
 
     rows = []
     for label, runs in sorted(conditions.items()):
@@ -1346,7 +1343,7 @@ def voice_shift_section(conditions: Results) -> List[str]:
                                     + " | ".join(_pct(v) for v in cells) + " |")
     if not rows:
         return []
-    faster = 100 * (2.0 ** (PITCH_STEPS / 12.0) - 1)
+    faster = 100 * (SHIFT_FACTOR - 1)
     return ["", "### A higher voice, or the pitch shifter?", "",
             f"`pitch+2` raises the voice {PITCH_STEPS:g} semitones and keeps the tempo: librosa stretches the "
             "clip in time with a phase vocoder, then resamples it. The same shift by WSOLA (sox `pitch`), the "

@@ -2076,7 +2076,7 @@ def test_report_gives_kept_fold_and_development_models_scores_under_the_other_li
 
 
 def test_the_listening_conditions_band_limit_raise_reverberate_or_shorten_one_clip_the_same_way_each_time():
-    from converter.conditions import CONDITIONS, apply_condition
+    from converter.conditions import CONDITIONS, LISTENING, apply_condition
 
     sr = 16000
     t = np.arange(sr) / sr
@@ -2095,7 +2095,7 @@ def test_the_listening_conditions_band_limit_raise_reverberate_or_shorten_one_cl
     wet = apply_condition("reverb", tone, sr, np.random.default_rng(5))
     assert wet.shape == tone.shape and np.array_equal(wet, apply_condition("reverb", tone, sr, np.random.default_rng(5)))
     assert np.isclose(np.abs(wet).max(), np.abs(tone).max(), rtol=1e-4) and not np.allclose(wet, tone)
-    assert list(CONDITIONS)[:5] == ["telephone", "pitch+2", "reverb", "short-1s", "short-0.5s"]
+    assert list(CONDITIONS)[:5] == list(LISTENING) == ["telephone", "pitch+2", "reverb", "short-1s", "short-0.5s"]
     # a short utterance of the same voice: the middle of the clip, a clip already shorter kept whole
     ramp = np.arange(3 * sr, dtype=np.float32) / (3 * sr)
     middle = apply_condition("short-1s", ramp, sr, np.random.default_rng(0))
