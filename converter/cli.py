@@ -668,6 +668,33 @@ def cmd_short_scaling(args, argv) -> int:
     return 0
 
 
+def cmd_speaker_pitch(args, argv) -> int:
+    """A speaker's own pitch on the unseen language: the answers' fit, and an oracle normalization
+    against a control (converter.speaker_pitch)."""
+    from edge_ser.classify import Classifier
+
+    from .cache import default_cache_dir
+    from .corpora import datasets_dir, speaker_genders
+    from .protocol import LOCO_CORPORA, plan_run
+    from .speaker_pitch import markdown, measure
+
+    root = Path(args.datasets) if args.datasets else datasets_dir()
+    plan = plan_run("unseen", _protocol_items(args), LOCO_CORPORA)
+    if not plan.unseen_arousal:
+        raise SystemExit("error: no unseen-language corpus (BAVED) under the datasets folder")
+    genders: Dict[str, str] = {}
+    for corpus in sorted({it.corpus for it in plan.train + plan.unseen_arousal}):
+        genders.update(speaker_genders(root / corpus))
+    model = Path(args.model).resolve()
+    shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model)
+    cache = Path(args.cache) if args.cache else default_cache_dir()
+    classifier = Classifier(str(model))
+    result = {"model": shown, "backend": classifier.backend_name,
+              **measure(classifier, plan.unseen_arousal, plan.train, genders, cache)}
+    _write_results(Path(args.out), result, markdown(result))
+    return 0
+
+
 def cmd_window_restart(args, argv) -> int:
     """Continuous mode on a PCEN model: smoother restarted per window vs carried (converter.window_restart)."""
     from edge_ser.features import preset
@@ -859,6 +886,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(DEFAULT_RESULTS / "short-scaling.json"))
     p.add_argument("--datasets")
     p.set_defaults(func=cmd_short_scaling)
+
+    p = sub.add_parser("speaker-pitch", help="the unseen language: how the answers follow a speaker's own pitch, "
+                                             "and each speaker's voice moved to the training speakers' normal "
+                                             "pitch (an oracle) against as far in a random direction")
+    p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL), help="an int8 model file with edge-ser metadata")
+    p.add_argument("--out", default=str(DEFAULT_RESULTS / "speaker-pitch.json"))
+    p.add_argument("--cache", help="where word pitches are kept (default: the feature cache)")
+    p.add_argument("--datasets")
+    p.set_defaults(func=cmd_speaker_pitch)
 
     p = sub.add_parser("stamp", help="refresh a model's embedded protocol figures and its card (no retraining)")
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))

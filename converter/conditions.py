@@ -61,17 +61,29 @@ def _vocoder_tempo(signal: np.ndarray, sample_rate: int, rng: np.random.Generato
                                         rate=SHIFT_FACTOR).astype(np.float32)
 
 
+def through_sox(signal: np.ndarray, sample_rate: int, *effect: str) -> np.ndarray:
+    """``signal`` piped through the ``sox`` program's ``effect`` (32-bit float, mono, rate kept)."""
+    program = shutil.which("sox")
+    if program is None:
+        raise RuntimeError("the WSOLA shifts need the sox program (apt-get install sox)")
+    raw = ["-t", "f32", "-r", str(sample_rate), "-c", "1"]
+    done = subprocess.run([program, *raw, "-", *raw, "-", *effect],
+                          input=np.asarray(signal, dtype="<f4").tobytes(), capture_output=True, check=True)
+    return np.frombuffer(done.stdout, dtype="<f4").astype(np.float32)
+
+
+def wsola_pitch_shift(signal: np.ndarray, sample_rate: int, semitones: float) -> np.ndarray:
+    """``signal`` moved ``semitones`` up (down if negative), tempo kept, by sox's WSOLA ``pitch``
+    effect (whole cents; zero gives the clip back untouched)."""
+    cents = int(round(100 * semitones))
+    return np.array(signal, dtype=np.float32) if cents == 0 else through_sox(signal, sample_rate, "pitch", str(cents))
+
+
 def _sox(*effect: str) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
-    """A condition that pipes the clip through the ``sox`` program's ``effect`` (32-bit float, mono)."""
-    def through_sox(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-        program = shutil.which("sox")
-        if program is None:
-            raise RuntimeError("the WSOLA conditions need the sox program (apt-get install sox)")
-        raw = ["-t", "f32", "-r", str(sample_rate), "-c", "1"]
-        done = subprocess.run([program, *raw, "-", *raw, "-", *effect],
-                              input=np.asarray(signal, dtype="<f4").tobytes(), capture_output=True, check=True)
-        return np.frombuffer(done.stdout, dtype="<f4").astype(np.float32)
-    return through_sox
+    """A condition that pipes the clip through the ``sox`` program's ``effect``."""
+    def condition(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+        return through_sox(signal, sample_rate, *effect)
+    return condition
 
 
 def _reverb(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:

@@ -38,7 +38,7 @@ from edge_ser.metadata import EMOTIONS
 __all__ = [
     "Item", "CorpusError", "normalize_label", "read_ravdess", "read_folders", "read_manifest",
     "read_corpus", "read_corpora", "corpus_classes", "default_data_dir", "datasets_dir", "EMOBOX_FOLDS",
-    "cv_folds", "ravdess_code", "AROUSAL_LEVELS",
+    "cv_folds", "ravdess_code", "AROUSAL_LEVELS", "speaker_genders",
 ]
 
 AUDIO_SUFFIXES = (".wav", ".wave")
@@ -267,6 +267,34 @@ def read_corpora(locations: Sequence["str | os.PathLike[str]"]) -> List[Item]:
             seen[name] = str(location)
         items += part
     return items
+
+
+def speaker_genders(location: "str | os.PathLike[str]") -> Dict[str, str]:
+    """``{speaker: "f" or "m"}`` where the corpus says: RAVDESS by its actor number (odd actors are
+    male, even ones female, as the corpus documents), a manifest by its ``gender`` column (the
+    first letter of the cell). Speakers the corpus says nothing about, or whose rows disagree,
+    are left out; a folder-per-label corpus says nothing."""
+    location = Path(location)
+    manifest = location if location.is_file() else location / "manifest.csv"
+    if not manifest.is_file():
+        if location.is_dir() and any(location.glob("Actor_*")):
+            return {it.speaker: "m" if int(it.speaker) % 2 else "f" for it in read_ravdess(location)}
+        return {}
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if "gender" not in header:
+        return {}
+    i_gender = header.index("gender")
+    i_speaker = header.index("speaker") if "speaker" in header else None
+    i_path = header.index("path") if "path" in header else None
+    seen: Dict[str, set] = {}
+    for row in rows[1:]:
+        speaker = _cell(row, i_speaker) or (_speaker_from_name(Path(_cell(row, i_path))) if i_path is not None else "")
+        gender = _cell(row, i_gender)[:1].lower()
+        if speaker and gender in ("f", "m"):
+            seen.setdefault(speaker, set()).add(gender)
+    return {speaker: genders.pop() for speaker, genders in seen.items() if len(genders) == 1}
 
 
 def corpus_classes(items: Iterable[Item]) -> Dict[str, Tuple[str, ...]]:

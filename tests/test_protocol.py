@@ -1028,6 +1028,60 @@ def test_short_scaling_hears_the_unseen_words_whole_and_cut_short_both_ways_with
     assert len(none.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox is an apt package of the project; make test installs it")
+def test_speaker_pitch_fits_the_answers_and_moves_each_unseen_speaker_to_the_training_speakers_normal_pitch(tmp_path):
+    """converter speaker-pitch on the shipped model: targets from the training speakers whose corpus
+    says their gender (RAVDESS's stand-in actors, neutral at 140 Hz), each unseen-language speaker's
+    normal pitch from their mid words, the oracle and five control shifts, every way of hearing scored,
+    word pitches kept in the cache; a speaker without a gender is not moved."""
+    from converter.speaker_pitch import semitones
+
+    opus = {"format": "OGG", "subtype": "OPUS"}
+    root = _dev_corpora(tmp_path / "datasets")
+    shutil.rmtree(root / "baved")
+    (root / "baved").mkdir()
+    rows = ["path,label,speaker,arousal,gender"]
+    t = np.arange(24000) / 16000
+    words = [("baved-0", "m", "low", 110), ("baved-0", "m", "mid", 130), ("baved-0", "m", "high", 170),
+             ("baved-1", "f", "mid", 220), ("baved-1", "f", "high", 280), ("baved-2", "", "mid", 200)]
+    for i, (speaker, gender, level, hz) in enumerate(words):
+        x = sum(0.15 / k * np.sin(2 * np.pi * k * hz * t) for k in (1, 2, 3))
+        x = x + 0.003 * np.random.default_rng(i).standard_normal(t.size)
+        soundfile.write(str(root / "baved" / f"w{i}.opus"), x.astype(np.float32), 16000, **opus)
+        rows.append(f"w{i}.opus,,{speaker},{level},{gender}")
+    (root / "baved" / "manifest.csv").write_text("\n".join(rows) + "\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    out, cache = tmp_path / "speaker-pitch.json", tmp_path / "cache"
+    command = [PY, "-m", "converter", "speaker-pitch", "--datasets", str(root), "--out", str(out),
+               "--cache", str(cache)]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["words"] == 6 and result["speakers"] == 3 and result["unvoiced_words"] == 0
+    neutral = semitones(140.0)  # every stand-in actor's neutral clip
+    assert result["targets"].keys() == {"f", "m"} and result["targets"]["m"]["speakers"] == 2
+    assert all(abs(v["semitones"] - neutral) < 0.3 for v in result["targets"].values())
+    oracle, control = result["shifts"]["oracle"], result["shifts"]["control 1"]
+    assert abs(oracle["baved-0"] - (neutral - semitones(130.0))) < 0.3  # moved up 1.3 semitones
+    assert abs(oracle["baved-1"] - (neutral - semitones(220.0))) < 0.3  # moved down 7.8
+    assert oracle["baved-2"] == 0.0 == control["baved-2"] and result["moved_speakers"] == 2
+    assert all(abs(control[s]) == abs(oracle[s]) for s in oracle)
+    assert list(result["scores"]) == ["as recorded", "oracle"] + [f"control {d}" for d in range(1, 6)]
+    assert all(m["clips"] == 6 for m in result["scores"].values())
+    assert result["reading"]["words"] == 5  # baved-2 has no gender: left out of the fit
+    text = out.with_suffix(".md").read_text()
+    assert "| oracle | every speaker (6 words) |" in text and "2 speakers moved" in text
+    assert "| control, mean of 5 (UA lowest-highest) | the speakers moved (5 words) |" in text
+    assert result["moved_scores"]["oracle"]["clips"] == 5
+    kept = json.loads((cache / "pitch.json").read_text())
+    assert len(next(iter(kept.values()))) == 6 + 3  # the words and the stand-in actors' neutral clips
+    shutil.rmtree(root / "baved")
+    none = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert none.returncode != 0 and "no unseen-language corpus" in none.stderr
+    assert len(none.stderr.strip().splitlines()) == 1
+
+
 def test_window_restart_differs_only_in_pcen_and_only_after_the_stream_has_run():
     """The continuous-mode diagnosis: a window classified alone (the daemon) and the same
     frames cut from the whole stream share the log-mel block always, the PCEN block in the
