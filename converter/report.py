@@ -785,7 +785,12 @@ def markdown(results: Results, order: Optional[List[str]] = None,
     lines = ["# Room-ready evaluation protocol", "",
              "Produced by `python -m converter report` from the per-run files beside this one "
              "(`python -m converter protocol --recipe NAME` writes them; see `converter/protocol.py`). "
-             "int8 models unless marked float. A dash is a run not done (yet).", ""]
+             "int8 models unless marked float. A dash is a run not done (yet). int8 models run in "
+             "TensorFlow's interpreter on its default (XNNPACK) kernels, whose outputs LiteRT computes "
+             "bit for bit; tflite-runtime's builtin kernels round some outputs a step differently, "
+             "which changes a near tie's answer now and then (the shipped model on every fifth word "
+             "of the unseen language: 10 top answers of 382 differ; on all its words, UA 47.9 % "
+             "through tflite-runtime in `models/results/speaker-pitch.md` against 48.3 % here).", ""]
     described = [label for label in labels if label in DESCRIPTIONS]
     if described:
         lines += ["Recipes (`converter/protocol.py`):", ""]

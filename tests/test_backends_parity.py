@@ -18,14 +18,19 @@ What is and is not identical, measured on the shipped model (see the runtime rep
   which now and then flips the rounding of a quantized input on a boundary (3 of
   57,600 inputs on 1 of 240 clips), moving one output by one step.
 
+* **The protocol.** The converter scores int8 models in TensorFlow's interpreter, whose
+  default XNNPACK kernels give LiteRT's default outputs bit for bit on the same windows, so
+  protocol.md's int8 figures are what a LiteRT device computes.
+
 So the contracts checked: identical int8 windows -> identical outputs with builtin
-kernels; end to end with builtin kernels, probabilities within one output step and
+kernels, and the protocol's runner's outputs equal to LiteRT's XNNPACK ones; end to end with builtin kernels, probabilities within one output step and
 nearly all clips bit-identical; with LiteRT's XNNPACK, within 8 steps; and the same
 top-1 whenever the reference leads by more than twice the allowed difference.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -59,9 +64,23 @@ _WINDOWS = """
 import json, sys
 import numpy
 from edge_ser.model import Model
-model, backend, windows = sys.argv[1:]
-m = Model.load(model, backend=backend, xnnpack=False)
+model, backend, windows, *xnnpack = sys.argv[1:]
+m = Model.load(model, backend=backend, xnnpack=xnnpack == ["on"])
 print(json.dumps({"backend": m.backend_name, "probabilities": m.predict(numpy.load(windows)).tolist()}))
+"""
+
+# the protocol's int8 scoring (converter.protocol scores int8 models through this runner)
+_PROTOCOL_WINDOWS = """
+import json, sys
+import numpy
+from converter.quantize import TFLiteRunner
+from edge_ser.metadata import load_metadata
+model, windows = sys.argv[1:]
+out = TFLiteRunner(open(model, "rb").read()).predict(numpy.load(windows))
+if load_metadata(model).output == "logits":
+    out = numpy.exp(out - out.max(axis=1, keepdims=True))
+    out = out / out.sum(axis=1, keepdims=True)
+print(json.dumps({"probabilities": out.astype(numpy.float32).tolist()}))
 """
 
 
@@ -133,8 +152,8 @@ def _assert_close(reference: Dict, other: Dict, clips: List[str], tolerance: flo
     return identical
 
 
-def test_builtin_kernels_identical_on_identical_windows(model, clips, tmp_path):
-    """The kernels alone: the same float windows through both backends, XNNPACK off."""
+def _windows_file(model: Path, clips: List[str], path: Path) -> Path:
+    """The float windows of the first six clips, by the device's own code, saved to ``path``."""
     from edge_ser.audio import load_audio
     from edge_ser.features import log_mel
     from edge_ser.metadata import load_metadata
@@ -147,13 +166,31 @@ def test_builtin_kernels_identical_on_identical_windows(model, clips, tmp_path):
         samples, _ = load_audio(clip, config.sample_rate)
         windows.append(split_windows(log_mel(samples, config), meta.window_frames, meta.hop_frames,
                                      config.n_blocks)[0])
-    path = tmp_path / "windows.npy"
     np.save(path, np.concatenate(windows))
+    return path
+
+
+def test_builtin_kernels_identical_on_identical_windows(model, clips, tmp_path):
+    """The kernels alone: the same float windows through both backends, XNNPACK off."""
+    path = _windows_file(model, clips, tmp_path / "windows.npy")
     a = _run(Path(sys.executable), _WINDOWS, str(model), "tflite-runtime", str(path))
     b = _run(_litert_python(), _WINDOWS, str(model), "litert", str(path))
     assert (a["backend"], b["backend"]) == ("tflite-runtime", "litert")
     assert len(a["probabilities"]) > 6
     assert a["probabilities"] == b["probabilities"]
+
+
+def test_the_protocols_int8_scores_are_litert_xnnpack_outputs_on_identical_windows(model, clips, tmp_path):
+    """The protocol scores int8 models in TensorFlow's interpreter (converter.quantize.TFLiteRunner),
+    whose default XNNPACK kernels give LiteRT's default outputs bit for bit, so protocol.md's int8
+    figures are what a LiteRT device computes; tflite-runtime's kernels (builtin) round otherwise."""
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("the protocol's runner needs TensorFlow (requirements-dev.txt); make test installs it")
+    path = _windows_file(model, clips, tmp_path / "windows.npy")
+    protocol = _run(Path(sys.executable), _PROTOCOL_WINDOWS, str(model), str(path))
+    litert = _run(_litert_python(), _WINDOWS, str(model), "litert", str(path), "on")
+    assert litert["backend"] == "litert" and len(litert["probabilities"]) > 6
+    np.testing.assert_allclose(protocol["probabilities"], litert["probabilities"], rtol=0, atol=1e-6)
 
 
 def test_litert_builtin_kernels_match_tflite_runtime(model, clips, reference):
