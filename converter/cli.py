@@ -914,9 +914,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", help="what the model is (stored in the results)")
     p.add_argument("--conditions", help="also score under these listening conditions, comma list of "
                                         "telephone, pitch+2, reverb, short-1s, short-0.5s and the voice shifts "
-                                        "pitch+2-wsola, speed+2, tempo-vocoder, tempo-wsola, pitch-2-wsola "
-                                        "(converter.conditions; a dev or unseen run scores its unseen language "
-                                        "under them too); such rows go to --results models/results/conditions")
+                                        "pitch+2-wsola, speed+2, tempo-vocoder, tempo-wsola, pitch-2-wsola, and "
+                                        "the backgrounds noise, talker, babble (converter.conditions; a dev or "
+                                        "unseen run scores its unseen language under them too, but a background "
+                                        "made of its own voices); such rows go to --results models/results/conditions")
     p.add_argument("--recipe-from", metavar="LABEL[:MEMBER]",
                    help="a model without metadata (a fold model the protocol kept; every .keras model) is scored "
                         "as the recipe of this label's row for the run says (windows, features, output); "

@@ -17,13 +17,21 @@ shape. Scored side by side with the resampling alone (``speed+2``: pitch, forman
 together) and with each stretch alone (the tempo conditions, pitch kept), they tell what a
 model loses to a higher voice from what it loses to the shifter; ``pitch-2-wsola`` is a voice as
 much lower.
+
+The backgrounds (:data:`BACKGROUNDS`) put other voices behind the speaker, a TV or a room of
+people, where the far-field condition has only non-speech noise: one talker (``talker``) or four
+(``babble``) made of words of a corpus no recipe trains on, against the far-field condition's
+held-out noise recordings alone (``noise``), each at the far-field SNR and nothing else (no room,
+no attenuation). Another voice carries an emotion of its own, which noise does not.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
-from typing import Callable, Dict, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -101,6 +109,77 @@ def _middle(seconds: float) -> Callable[[np.ndarray, int, np.random.Generator], 
     return keep_middle
 
 
+#: The SNR range of the background conditions, in dB against the speech: the far-field one's.
+BACKGROUND_SNR_DB = (5.0, 20.0)
+#: The corpus whose words are the background voices: one no recipe trains on (unseen speakers
+#: and language), so a background voice is never one the model learned.
+BACKGROUND_VOICES_CORPUS = "baved"
+#: Words kept per background speaker (enough to fill a clip with several voices).
+BACKGROUND_WORDS_PER_SPEAKER = 6
+
+
+@functools.lru_cache(maxsize=2)
+def background_voices(root: str, sample_rate: int) -> Tuple[Tuple[np.ndarray, ...], ...]:
+    """The background voices' words: per speaker of :data:`BACKGROUND_VOICES_CORPUS` under
+    ``root``, their first :data:`BACKGROUND_WORDS_PER_SPEAKER` words (decoded once per process)."""
+    from .audio_io import load_clip
+    from .corpora import read_corpus
+
+    folder = Path(root) / BACKGROUND_VOICES_CORPUS
+    if not folder.is_dir():
+        raise RuntimeError(f"{folder}: the background-voice conditions need the {BACKGROUND_VOICES_CORPUS} corpus")
+    words: Dict[str, List[np.ndarray]] = {}
+    for item in read_corpus(folder):
+        kept = words.setdefault(item.speaker, [])
+        if len(kept) < BACKGROUND_WORDS_PER_SPEAKER:
+            kept.append(load_clip(item.path, sample_rate))
+    return tuple(tuple(w for w in speaker_words if w.size) for _, speaker_words in sorted(words.items()))
+
+
+def voice_stream(words: Sequence[np.ndarray], length: int, sample_rate: int, rng: np.random.Generator
+                 ) -> np.ndarray:
+    """One background talker: ``words`` in a random order, 0.1-0.4 s apart, looped to ``length``
+    samples from a random start, at unit RMS."""
+    parts: List[np.ndarray] = []
+    total = 0
+    while total < 2 * length or not parts:
+        for k in rng.permutation(len(words)):
+            gap = np.zeros(int(rng.uniform(0.1, 0.4) * sample_rate), dtype=np.float32)
+            parts += [gap, np.asarray(words[k], dtype=np.float32)]
+            total += gap.size + words[k].size
+    stream = np.concatenate(parts)
+    start = int(rng.integers(0, stream.size - length + 1))
+    piece = stream[start:start + length].astype(np.float64)
+    level = float(np.sqrt(np.mean(piece ** 2))) if piece.size else 0.0
+    return (piece / level if level > 0 else piece).astype(np.float32)
+
+
+def _talkers(count: int) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
+    """A condition: ``count`` background talkers (distinct speakers of :data:`BACKGROUND_VOICES_CORPUS`)
+    summed and mixed at an SNR drawn from :data:`BACKGROUND_SNR_DB`: a TV or a room of people."""
+    def behind(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+        from .corpora import datasets_dir
+        from .rooms import mix_at_snr
+
+        x = np.asarray(signal, dtype=np.float32)
+        speakers = background_voices(str(datasets_dir()), sample_rate)
+        chosen = rng.choice(len(speakers), size=min(count, len(speakers)), replace=False)
+        voices = sum(voice_stream(speakers[int(k)], x.size, sample_rate, rng) for k in chosen)
+        return mix_at_snr(x, np.asarray(voices, dtype=np.float32), float(rng.uniform(*BACKGROUND_SNR_DB)))
+    return behind
+
+
+def _held_out_noise(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The far-field condition's held-out noise recordings alone, at the background SNR: the
+    reference the background voices are read against."""
+    from .rooms import load_bank, mix_at_snr, noise_segment
+
+    x = np.asarray(signal, dtype=np.float32)
+    noises = load_bank("test", sample_rate=sample_rate).noises
+    noise = noise_segment(noises[int(rng.integers(len(noises)))], x.size, rng)
+    return mix_at_snr(x, noise, float(rng.uniform(*BACKGROUND_SNR_DB)))
+
+
 #: Condition name -> function of (audio, sample rate, per-clip generator) -> degraded audio.
 CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "telephone": _telephone,
@@ -113,6 +192,9 @@ CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
     "speed+2": _speed_up,
     "tempo-vocoder": _vocoder_tempo,
     "tempo-wsola": _sox("tempo", "-s", f"{SHIFT_FACTOR:.4f}"),
+    "noise": _held_out_noise,
+    "talker": _talkers(1),
+    "babble": _talkers(4),
 }
 
 #: The conditions of the listening-conditions tables: the independent evaluation's and the device's.
@@ -121,6 +203,14 @@ LISTENING = ("telephone", "pitch+2", "reverb", "short-1s", "short-0.5s")
 #: resampling alone, and each time stretch alone, all by :data:`PITCH_STEPS` semitones; and a
 #: voice as much lower, by WSOLA.
 VOICE_SHIFTS = ("pitch+2", "pitch+2-wsola", "speed+2", "tempo-vocoder", "tempo-wsola", "pitch-2-wsola")
+
+
+#: Other voices behind the speaker (a TV, a room of people) against real noise at the same SNR:
+#: ``noise`` (the held-out noise recordings), ``talker`` (one unseen-language voice) and
+#: ``babble`` (four of them).
+BACKGROUNDS = ("noise", "talker", "babble")
+#: Conditions whose sound is taken from a corpus: never scored on that corpus's own clips.
+BORROWS_FROM: Dict[str, str] = {"talker": BACKGROUND_VOICES_CORPUS, "babble": BACKGROUND_VOICES_CORPUS}
 
 
 def check_conditions(names: Sequence[str]) -> Tuple[str, ...]:

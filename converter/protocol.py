@@ -808,13 +808,17 @@ class Scorer:
 
     def unseen_arousal_conditions(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
                                   names: Sequence[str]) -> Dict[str, object]:
-        """Arousal scores of the plan's unseen-language clips under each named condition."""
+        """Arousal scores of the plan's unseen-language clips under each named condition (but those
+        whose sound is taken from the unseen language itself, :data:`converter.conditions.BORROWS_FROM`)."""
+        from .conditions import BORROWS_FROM
+
         items = self.plan.unseen_arousal
         if not items:
             return {}
+        corpora = {it.corpus for it in items}
         return {name: score_arousal(clip_probabilities(
                     window_outputs(predict, self.features(items, condition=name), self.recipe), logits), items)
-                for name in names}
+                for name in names if BORROWS_FROM.get(name) not in corpora}
 
     def farfield_every_corpus(self, predict: Callable[[np.ndarray], np.ndarray], logits: bool,
                               draws: int = DEV_FARFIELD_DRAWS, keep: Optional[Dict[str, ScoredSet]] = None

@@ -1405,14 +1405,24 @@ def test_score_runs_a_model_file_on_the_features_and_output_its_metadata_names(t
     assert all(c["clips"] == 6 and 0.0 <= c["ua"] <= 1.0 for c in scored["conditions"].values())
     assert scored["clean"] == clean
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3 * 2 * clean["clips"]
-    # the unseen language alone (no test speakers), whole and cut short
-    proc = subprocess.run([PY, "-m", "converter", "score", f"unseen={shipped}", "--conditions", "short-0.5s",
+    # the unseen language alone (no test speakers), whole and cut short; never under a background
+    # made of its own words
+    proc = subprocess.run([PY, "-m", "converter", "score", f"unseen={shipped}", "--conditions", "short-0.5s,babble",
                            *common], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     unseen = json.loads((tmp_path / "results" / "shipped" / "unseen.json").read_text())["int8"]
     assert "conditions" not in unseen and "clean" not in unseen
+    assert list(unseen["unseen_arousal_conditions"]) == ["short-0.5s"]
     assert unseen["unseen_arousal"]["clips"] == unseen["unseen_arousal_conditions"]["short-0.5s"]["clips"] == 3
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3 * 2 * clean["clips"] + 2 * 2 * 3
+    # the backgrounds, their voices from the datasets folder's unseen-language corpus
+    proc = subprocess.run([PY, "-m", "converter", "score", f"loco-nemo={shipped}", "--conditions", "noise,babble",
+                           *common], cwd=ROOT, env=dict(env, EDGE_SER_DATASETS=str(datasets)), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    behind = json.loads((tmp_path / "results" / "shipped" / "loco-nemo.json").read_text())["int8"]["conditions"]
+    assert sorted(behind) == ["babble", "noise"] and all(c["clips"] == 6 for c in behind.values())
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 5 * 2 * clean["clips"] + 2 * 2 * 3
     unknown = subprocess.run([PY, "-m", "converter", "score", f"loco-nemo={shipped}", "--conditions", "underwater",
                               *common], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert unknown.returncode != 0 and "unknown condition 'underwater'" in unknown.stderr
@@ -2164,7 +2174,7 @@ def test_the_listening_conditions_band_limit_raise_reverberate_or_shorten_one_cl
 def test_the_voice_shifts_move_pitch_and_tempo_as_their_names_say():
     """pitch+2 taken apart: the WSOLA shift raises a tone and keeps the length, the resampling
     raises it and shortens the clip, each stretch alone keeps the tone and shortens the clip."""
-    from converter.conditions import CONDITIONS, LISTENING, VOICE_SHIFTS, apply_condition
+    from converter.conditions import BACKGROUNDS, CONDITIONS, LISTENING, VOICE_SHIFTS, apply_condition
 
     sr = 16000
     tone = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(2 * sr) / sr)).astype(np.float32)
@@ -2176,13 +2186,66 @@ def test_the_voice_shifts_move_pitch_and_tempo_as_their_names_say():
     expected = {"pitch+2": (494.0, tone.size), "pitch+2-wsola": (494.0, tone.size), "speed+2": (494.0, shorter),
                 "tempo-vocoder": (440.0, shorter), "tempo-wsola": (440.0, shorter),
                 "pitch-2-wsola": (392.0, tone.size)}
-    assert list(VOICE_SHIFTS) == list(expected) and set(VOICE_SHIFTS) | set(LISTENING) == set(CONDITIONS)
+    assert list(VOICE_SHIFTS) == list(expected)
+    assert set(VOICE_SHIFTS) | set(LISTENING) | set(BACKGROUNDS) == set(CONDITIONS)
     for name, (hz, size) in expected.items():
         shifted = apply_condition(name, tone, sr, np.random.default_rng(0))
         assert shifted.dtype == np.float32 and abs(shifted.size - size) <= 2, name
         assert abs(peak_hz(shifted) - hz) <= 2.0, name
         assert 0.5 < np.sqrt(np.mean(shifted ** 2)) / np.sqrt(np.mean(tone ** 2)) < 1.5, name
         np.testing.assert_array_equal(shifted, apply_condition(name, tone, sr, np.random.default_rng(1)))
+
+
+def test_the_backgrounds_put_one_or_four_unseen_voices_or_held_out_noise_behind_the_speaker(tmp_path, monkeypatch):
+    """noise, talker and babble: the clip's length kept, the background 5-20 dB below the speech, the
+    same copy from the same generator; one talker is one voice, babble several; a missing voice corpus
+    is a clear error."""
+    from converter import conditions, rooms
+    from converter.conditions import BACKGROUNDS, BORROWS_FROM, apply_condition
+
+    root = _dev_corpora(tmp_path / "datasets")
+    shutil.rmtree(root / "baved")
+    (root / "baved").mkdir()
+    rows = ["path,label,speaker,arousal"]
+    voices = (170.0, 230.0, 290.0, 350.0, 410.0)  # one steady "voice" per background speaker
+    t = np.arange(8000) / 16000
+    for i, hz in enumerate(voices):
+        soundfile.write(str(root / "baved" / f"v{i}.wav"), (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32),
+                        16000)
+        rows.append(f"v{i}.wav,,baved-{i},mid")
+    (root / "baved" / "manifest.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("EDGE_SER_DATASETS", str(root))
+    conditions.background_voices.cache_clear()
+    rooms.load_bank.cache_clear()
+    sr = 16000
+    speech = (0.3 * np.sin(2 * np.pi * 100.0 * np.arange(3 * sr) / sr)).astype(np.float32)
+
+    def heard(residual: np.ndarray) -> set:
+        spectrum = np.abs(np.fft.rfft(residual))
+        floor = 0.05 * spectrum.max()
+        return {hz for hz in voices if spectrum[int(hz * residual.size / sr)] > floor}
+
+    try:
+        assert BACKGROUNDS == ("noise", "talker", "babble") and set(BORROWS_FROM) == {"talker", "babble"}
+        for name in BACKGROUNDS:
+            for seed in range(4):
+                out = apply_condition(name, speech, sr, np.random.default_rng(seed))
+                assert out.shape == speech.shape and out.dtype == np.float32, name
+                np.testing.assert_array_equal(out, apply_condition(name, speech, sr, np.random.default_rng(seed)))
+                residual = out - speech
+                snr = 20 * np.log10(np.sqrt(np.mean(speech ** 2)) / np.sqrt(np.mean(residual.astype(np.float64) ** 2)))
+                assert 5.0 - 1e-3 <= snr <= 20.0 + 1e-3, (name, snr)
+                if name == "talker":
+                    assert len(heard(residual)) == 1
+                elif name == "babble":
+                    assert len(heard(residual)) == 4
+        shutil.rmtree(root / "baved")
+        conditions.background_voices.cache_clear()
+        with pytest.raises(RuntimeError, match="need the baved corpus"):
+            apply_condition("babble", speech, sr, np.random.default_rng(0))
+    finally:
+        conditions.background_voices.cache_clear()
+        rooms.load_bank.cache_clear()
 
 
 def test_report_takes_pitch_shift_apart_for_models_scored_under_the_voice_shifts():
@@ -2227,6 +2290,31 @@ def test_report_takes_pitch_shift_apart_for_models_scored_under_the_voice_shifts
     assert "| log-mel-seed5 | 66.0 % | 60.0 % | 52.0 % | 50.0 % | 53.0 % | - | - | - |" in text
     assert "| shipped | unseen (int8) | tempo-wsola |" not in text
     assert "### A higher voice" not in markdown({}, conditions={"older": {"dev": {"float": only_pitch}}})
+
+
+def test_report_sets_other_voices_behind_the_speaker_against_noise_at_the_same_snr():
+    from converter.report import markdown
+
+    def behind(ua: float, ravdess: float, nemo: float) -> dict:
+        return {"ua": ua, "by_corpus": {"ravdess": {"ua": ravdess}, "nemo": {"ua": nemo}}}
+
+    dev = _scores(0.60, None, {"ravdess": 0.66, "nemo": 0.40})
+    dev["conditions"] = {"pitch+2": behind(0.5, 0.5, 0.5), "noise": behind(0.55, 0.61, 0.35),
+                         "talker": behind(0.50, 0.57, 0.30), "babble": behind(0.45, 0.52, 0.27)}
+    dev["unseen_arousal"] = {"ua": 0.44, "answered": {"recall": {}}, "first_emotion": {}}
+    dev["unseen_arousal_conditions"] = {"noise": {"ua": 0.41, "answered": {"recall": {}}, "first_emotion": {}}}
+    shifted_only = _scores(0.61, None, {"ravdess": 0.65})
+    shifted_only["conditions"] = {"pitch+2-wsola": behind(0.5, 0.5, 0.5)}
+    conditions = {"pcen-seed5": {"dev": {"float": dev}}, "shifted": {"dev": {"float": shifted_only}}}
+    text = markdown({}, conditions=conditions)
+    section = text.split("### Other voices behind the speaker")[1].split("## Calibration")[0]
+    assert "| model | run | scored on | clean | noise | talker | babble |" in section and "5-20 dB" in section
+    assert "| pcen-seed5 | dev (float) | RAVDESS | 66.0 % | 61.0 % | 57.0 % | 52.0 % |" in section
+    assert "| pcen-seed5 | dev (float) | nEMO | 40.0 % | 35.0 % | 30.0 % | 27.0 % |" in section
+    assert "| pcen-seed5 | dev (float) | every corpus, pooled | 60.0 % | 55.0 % | 50.0 % | 45.0 % |" in section
+    assert "| pcen-seed5 | dev (float) | unseen language | 44.0 % | 41.0 % | - | - |" in section
+    assert "| pcen-seed5 | dev (float) | ASED" not in section and "| shifted |" not in section
+    assert "### Other voices" not in markdown({}, conditions={"shifted": {"dev": {"float": shifted_only}}})
 
 
 def test_report_judges_a_third_member_against_both_pairs_it_contains_on_the_same_files():
