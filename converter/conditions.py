@@ -132,14 +132,21 @@ def background_voices(root: str, sample_rate: int) -> Tuple[Tuple[np.ndarray, ..
     for item in read_corpus(folder):
         kept = words.setdefault(item.speaker, [])
         if len(kept) < BACKGROUND_WORDS_PER_SPEAKER:
-            kept.append(load_clip(item.path, sample_rate))
-    return tuple(tuple(w for w in speaker_words if w.size) for _, speaker_words in sorted(words.items()))
+            word = load_clip(item.path, sample_rate)
+            if word.size:
+                kept.append(word)
+    voices = tuple(tuple(kept) for _, kept in sorted(words.items()) if kept)
+    if not voices:
+        raise RuntimeError(f"{folder}: no word to make a background voice of")
+    return voices
 
 
 def voice_stream(words: Sequence[np.ndarray], length: int, sample_rate: int, rng: np.random.Generator
                  ) -> np.ndarray:
-    """One background talker: ``words`` in a random order, 0.1-0.4 s apart, looped to ``length``
-    samples from a random start, at unit RMS."""
+    """One background talker: ``words`` (at least one) in a random order, 0.1-0.4 s apart, looped
+    to ``length`` samples from a random start, at unit RMS."""
+    if not words:
+        raise ValueError("a background talker needs at least one word")
     parts: List[np.ndarray] = []
     total = 0
     while total < 2 * length or not parts:

@@ -1348,7 +1348,7 @@ def _condition_lines(conditions: Results, names: Sequence[str],
     return rows
 
 
-#: What a background line reads: RAVDESS, every corpus pooled, and each other corpus.
+#: What a background line reads: each corpus, every corpus pooled, and the unseen language.
 _BACKGROUND_MEASURES = (("RAVDESS", "clean", "conditions", "ravdess"),
                         ("nEMO", "clean", "conditions", "nemo"),
                         ("ASED", "clean", "conditions", "ased"),

@@ -23,9 +23,10 @@ What is and is not identical, measured on the shipped model (see the runtime rep
   protocol.md's int8 figures are what a LiteRT device computes.
 
 So the contracts checked: identical int8 windows -> identical outputs with builtin
-kernels, and the protocol's runner's outputs equal to LiteRT's XNNPACK ones; end to end with builtin kernels, probabilities within one output step and
-nearly all clips bit-identical; with LiteRT's XNNPACK, within 8 steps; and the same
-top-1 whenever the reference leads by more than twice the allowed difference.
+kernels, and the protocol's runner's outputs equal to LiteRT's XNNPACK ones; end to end
+with builtin kernels, probabilities within one output step and nearly all clips
+bit-identical; with LiteRT's XNNPACK, within 8 steps; and the same top-1 whenever the
+reference leads by more than twice the allowed difference.
 """
 
 from __future__ import annotations

@@ -2243,6 +2243,8 @@ def test_the_backgrounds_put_one_or_four_unseen_voices_or_held_out_noise_behind_
         conditions.background_voices.cache_clear()
         with pytest.raises(RuntimeError, match="need the baved corpus"):
             apply_condition("babble", speech, sr, np.random.default_rng(0))
+        with pytest.raises(ValueError, match="at least one word"):  # never an endless loop
+            conditions.voice_stream([], 100, sr, np.random.default_rng(0))
     finally:
         conditions.background_voices.cache_clear()
         rooms.load_bank.cache_clear()
