@@ -1348,6 +1348,18 @@ def _condition_lines(conditions: Results, names: Sequence[str],
     return rows
 
 
+def _condition_section(title: str, text: str, names: Sequence[str], rows: List[str]) -> List[str]:
+    """A section of one table of :func:`_condition_lines` ``rows`` (none: no section): per model, run
+    and measure, the clean UA and the UA under each of ``names``."""
+    if not rows:
+        return []
+    return ["", f"### {title}", "",
+            f"{text} UA; unseen language = BAVED arousal, answered reading. Measured after every recipe was "
+            "chosen; nothing is chosen on them.", "",
+            "| model | run | scored on | clean | " + " | ".join(names) + " |",
+            "|---|---|---|---|" + "---|" * len(names)] + rows
+
+
 #: What a background line reads: each corpus, every corpus pooled, and the unseen language.
 _BACKGROUND_MEASURES = (("RAVDESS", "clean", "conditions", "ravdess"),
                         ("nEMO", "clean", "conditions", "nemo"),
@@ -1362,20 +1374,16 @@ def background_section(conditions: Results) -> List[str]:
     from .conditions import BACKGROUND_SNR_DB, BACKGROUND_VOICES_CORPUS, BACKGROUNDS
 
     rows = _condition_lines(conditions, BACKGROUNDS, _BACKGROUND_MEASURES, set(BACKGROUNDS))
-    if not rows:
-        return []
     low, high = BACKGROUND_SNR_DB
-    return ["", "### Other voices behind the speaker", "",
-            "The far-field condition's noise recordings are street and household sounds (children playing the "
-            "nearest they come to speech), but a TV or a room of people is speech. `talker` puts one "
-            "background voice behind each clip and `babble` four, made of words of a corpus no recipe trains on "
-            f"({BACKGROUND_VOICES_CORPUS}: voices and a language the models never heard), `noise` the far-field "
-            f"condition's held-out noise recordings; each {low:g}-{high:g} dB below the speech, nothing else (no "
-            "room, no attenuation). The unseen language is never scored under its own voices (a dash). UA; "
-            "unseen language = BAVED arousal, answered reading. Measured after every recipe was chosen; nothing "
-            "is chosen on them.", "",
-            "| model | run | scored on | clean | " + " | ".join(BACKGROUNDS) + " |",
-            "|---|---|---|---|" + "---|" * len(BACKGROUNDS)] + rows
+    return _condition_section(
+        "Other voices behind the speaker",
+        "The far-field condition's noise recordings are street and household sounds (children playing the "
+        "nearest they come to speech), but a TV or a room of people is speech. `talker` puts one "
+        "background voice behind each clip and `babble` four, made of words of a corpus no recipe trains on "
+        f"({BACKGROUND_VOICES_CORPUS}: voices and a language the models never heard), `noise` the far-field "
+        f"condition's held-out noise recordings; each {low:g}-{high:g} dB below the speech, nothing else (no "
+        "room, no attenuation). The unseen language is never scored under its own voices (a dash).",
+        BACKGROUNDS, rows)
 
 
 def voice_shift_section(conditions: Results) -> List[str]:
@@ -1385,19 +1393,15 @@ def voice_shift_section(conditions: Results) -> List[str]:
     from .conditions import PITCH_STEPS, SHIFT_FACTOR, VOICE_SHIFTS
 
     rows = _condition_lines(conditions, VOICE_SHIFTS, _VOICE_MEASURES, set(VOICE_SHIFTS) - {"pitch+2"})
-    if not rows:
-        return []
     faster = 100 * (SHIFT_FACTOR - 1)
-    return ["", "### A higher voice, or the pitch shifter?", "",
-            f"`pitch+2` raises the voice {PITCH_STEPS:g} semitones and keeps the tempo: librosa stretches the "
-            "clip in time with a phase vocoder, then resamples it. The same shift by WSOLA (sox `pitch`), the "
-            f"resampling alone (`speed+2`: pitch, formants and tempo together, {faster:.0f} % faster) and each "
-            f"stretch alone (`tempo-vocoder`, `tempo-wsola`: {faster:.0f} % faster, pitch kept) tell what a model "
-            "loses to a higher voice from what it loses to the shifter; `pitch-2-wsola` is a voice as much lower. "
-            "UA; unseen language = BAVED arousal, answered reading. Measured after every recipe was chosen; "
-            "nothing is chosen on them.", "",
-            "| model | run | scored on | clean | " + " | ".join(VOICE_SHIFTS) + " |",
-            "|---|---|---|---|" + "---|" * len(VOICE_SHIFTS)] + rows
+    return _condition_section(
+        "A higher voice, or the pitch shifter?",
+        f"`pitch+2` raises the voice {PITCH_STEPS:g} semitones and keeps the tempo: librosa stretches the "
+        "clip in time with a phase vocoder, then resamples it. The same shift by WSOLA (sox `pitch`), the "
+        f"resampling alone (`speed+2`: pitch, formants and tempo together, {faster:.0f} % faster) and each "
+        f"stretch alone (`tempo-vocoder`, `tempo-wsola`: {faster:.0f} % faster, pitch kept) tell what a model "
+        "loses to a higher voice from what it loses to the shifter; `pitch-2-wsola` is a voice as much lower.",
+        VOICE_SHIFTS, rows)
 
 
 def _unseen_conditions_rows(conditions: Results) -> List[str]:
