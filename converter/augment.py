@@ -10,7 +10,10 @@ so they can be cached on disk. Three recipes exist (:data:`AUGMENTATIONS`):
   attenuation, telephone band and low-bit-rate Opus, plus speed perturbation
   (:mod:`converter.rooms` keeps the held-out places and recordings for evaluation);
 * ``room-sim``: ``room`` with simulated shoebox rooms (pyroomacoustics) for a third of the
-  copies, beside the measured ones (:mod:`converter.simulated_rooms`).
+  copies, beside the measured ones (:mod:`converter.simulated_rooms`);
+* ``room-voices``: ``room`` with other voices behind the speaker in place of a share of the real
+  noise, voices of the run's own training speakers (:func:`register_voices`; the cache key
+  names the bank, ``room-voices:<digest>``).
 
 Variant 0 is always the clean clip.
 
@@ -22,6 +25,7 @@ windows and their labels.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import Callable, Dict, Optional, Tuple
 
@@ -150,12 +154,67 @@ def augment_room_sim(signal: np.ndarray, sample_rate: int, rng: np.random.Genera
     return _far_field_variant(signal, sample_rate, rng, measured=0.45, simulated=0.35, synthetic=0.05)
 
 
+#: ``room-voices``: of the variants given real noise, the share whose noise is other voices instead.
+VOICES_SHARE = 0.4
+#: ``room-voices``: how many background voices, drawn uniformly.
+VOICES_COUNT = (1, 4)
+#: ``room-voices``: clips kept per training speaker in a run's voice bank.
+VOICE_CLIPS_PER_SPEAKER = 4
+#: Voice banks registered in this process (:func:`register_voices`), by digest; forked workers
+#: filling the feature cache inherit them.
+_VOICE_BANKS: Dict[str, Tuple[Tuple[np.ndarray, ...], ...]] = {}
+
+
+def register_voices(items, sample_rate: int) -> str:
+    """Decode a voice bank for ``room-voices`` from a run's training clips (``items``: the first
+    :data:`VOICE_CLIPS_PER_SPEAKER` clips of each speaker, by path) and return its digest: the
+    augmentation is then named ``room-voices:<digest>``, so each run's variants are cached apart
+    and a variant only ever carries voices of that run's training speakers."""
+    import hashlib
+
+    from .audio_io import load_clip
+
+    by_speaker: Dict[str, list] = {}
+    for item in sorted(items, key=lambda it: (it.corpus, it.speaker, it.path)):
+        chosen = by_speaker.setdefault(f"{item.corpus}|{item.speaker}", [])
+        if len(chosen) < VOICE_CLIPS_PER_SPEAKER:
+            chosen.append(item.path)
+    text = "\n".join(f"{speaker}\t{path}" for speaker, paths in sorted(by_speaker.items()) for path in paths)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    if digest not in _VOICE_BANKS:
+        _VOICE_BANKS[digest] = tuple(
+            tuple(clip for clip in (load_clip(path, sample_rate) for path in paths) if clip.size)
+            for _, paths in sorted(by_speaker.items()))
+    return digest
+
+
+def augment_room_voices(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, digest: str
+                        ) -> Tuple[np.ndarray, str]:
+    """:func:`augment_room` with other voices behind the speaker: of the copies given real noise,
+    :data:`VOICES_SHARE` hear 1-4 voices of the run's other training speakers instead (the voice
+    bank ``digest``, :func:`register_voices`), at the same SNR."""
+    if digest not in _VOICE_BANKS:
+        raise RuntimeError(f"voice bank {digest} is not registered in this process (register_voices)")
+    return _far_field_variant(signal, sample_rate, rng, measured=0.6, simulated=0.0, synthetic=0.15,
+                              voices=_VOICE_BANKS[digest])
+
+
+def _background_voices(voices, length: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """1-4 speakers of ``voices``, each a stream of their clips (:func:`converter.conditions.voice_stream`), summed."""
+    from .conditions import voice_stream
+
+    count = int(rng.integers(VOICES_COUNT[0], VOICES_COUNT[1] + 1))
+    chosen = rng.choice(len(voices), size=min(count, len(voices)), replace=False)
+    return np.asarray(sum(voice_stream(voices[int(k)], length, sample_rate, rng) for k in chosen), dtype=np.float32)
+
+
 def _far_field_variant(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, measured: float,
-                       simulated: float, synthetic: float) -> Tuple[np.ndarray, str]:
+                       simulated: float, synthetic: float, voices=None) -> Tuple[np.ndarray, str]:
     """Speed, then a room (measured, simulated or synthetic, with these shares), noise, level, band, codec.
 
     With ``simulated=0`` the random draws are exactly those of the first ``room`` recipe, so
-    its cached copies stay what this function makes.
+    its cached copies stay what this function makes. ``voices`` (a voice bank): a share of the
+    real noise is other voices instead; without it no draw is added.
     """
     from .audio_io import opus_round_trip
     from .rooms import convolve, load_bank, mix_at_snr, noise_segment
@@ -185,9 +244,13 @@ def _far_field_variant(signal: np.ndarray, sample_rate: int, rng: np.random.Gene
     x *= np.float32(peak / (float(np.max(np.abs(x))) + 1e-12))
     if rng.random() < 0.8:
         snr = float(rng.uniform(0.0, 25.0))
-        noise = noise_segment(bank.noises[int(rng.integers(len(bank.noises)))], x.size, rng)
-        x = mix_at_snr(x, noise, snr)
-        steps.append(f"noise@{snr:.0f}dB")
+        if voices and rng.random() < VOICES_SHARE:
+            x = mix_at_snr(x, _background_voices(voices, x.size, sample_rate, rng), snr)
+            steps.append(f"voices@{snr:.0f}dB")
+        else:
+            noise = noise_segment(bank.noises[int(rng.integers(len(bank.noises)))], x.size, rng)
+            x = mix_at_snr(x, noise, snr)
+            steps.append(f"noise@{snr:.0f}dB")
     elif rng.random() < 0.5:
         x = _coloured_noise_step(x, rng, (5.0, 30.0), steps)
     x = _gain_step(x, rng, (-25.0, 3.0), steps)
@@ -207,6 +270,15 @@ AUGMENTATIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], Tuple[
     "room": augment_room,
     "room-sim": augment_room_sim,
 }
+
+
+def augmentation_function(name: str) -> Callable[[np.ndarray, int, np.random.Generator], Tuple[np.ndarray, str]]:
+    """The audio-domain recipe ``name``: an :data:`AUGMENTATIONS` key, or ``room-voices:<digest>``."""
+    if name.startswith("room-voices:"):
+        return functools.partial(augment_room_voices, digest=name.split(":", 1)[1])
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}, room-voices:<digest>")
+    return AUGMENTATIONS[name]
 
 
 def prepare_augmentation(name: str, sample_rate: int) -> None:

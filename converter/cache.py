@@ -40,7 +40,7 @@ from edge_ser.atomic_write import atomic_path
 from edge_ser.features import FeatureConfig, log_mel
 
 from .audio_io import is_wav, load_clip, opus_round_trip
-from .augment import AUGMENTATIONS, prepare_augmentation, variant_seed
+from .augment import augmentation_function, prepare_augmentation, variant_seed
 
 AUGMENT_VERSION = "a1"  # bump when an augmentation recipe changes meaning
 
@@ -136,7 +136,7 @@ def compute_features(
             signal = apply_condition(treatment.condition, signal, config.sample_rate, rng)
     elif variant:
         rng = np.random.default_rng(variant_seed(os.path.abspath(path), variant, seed))
-        signal, _ = AUGMENTATIONS[treatment.augmentation](signal, config.sample_rate, rng)
+        signal, _ = augmentation_function(treatment.augmentation)(signal, config.sample_rate, rng)
     return log_mel(signal, config)
 
 

@@ -60,9 +60,8 @@ def _recipe(args):
 def _data(args, recipe):
     from edge_ser.features import preset
 
-    from .cache import Treatment
     from .corpora import datasets_dir, default_data_dir, read_corpora
-    from .protocol import RECIPES
+    from .protocol import RECIPES, training_treatment
     from .train import load_clipset
 
     corpora = RECIPES[getattr(args, "recipe", None) or "baseline"][1]
@@ -90,7 +89,7 @@ def _data(args, recipe):
     for name in sorted({it.corpus for it in items}):
         part = [it for it in items if it.corpus == name]
         _log(f"corpus {name}: {len(part)} clips, {len({i.speaker for i in part})} speakers")
-    treatment = Treatment(augmentation=recipe.augmentation, opus_wav=recipe.opus_wav)
+    treatment = training_treatment(recipe, items, preset(recipe.features).sample_rate)
     return load_clipset(items, preset(recipe.features), recipe.aug_variants, args.cache, seed=0,
                         treatment=treatment, with_mel_db=recipe.short_from_mel)
 
