@@ -965,6 +965,53 @@ def replace_rt60(room, rt60: float):
     return replace(room, rt60=rt60)
 
 
+def test_room_voices_hears_the_runs_own_training_speakers_behind_a_share_of_its_noisy_copies(tmp_path, monkeypatch):
+    """room-voices: the voice bank comes from the training clips given (at most four a speaker, never
+    an arousal-only clip), its digest names the cache entries, and 40 % of the copies given real
+    noise hear voices instead; a bank not registered, or an unknown augmentation, is a clear error."""
+    from converter import augment, rooms
+    from converter.cache import Treatment, entry_key
+    from converter.protocol import RECIPES, training_treatment
+    from edge_ser.features import preset
+
+    rir = np.zeros(400, dtype=np.float32)
+    rir[0] = 1.0
+    fake = rooms.RoomBank((rir,), (np.random.default_rng(0).standard_normal(4000).astype(np.float32),))
+    monkeypatch.setattr(rooms, "load_bank", lambda *a, **k: fake)
+    t = np.arange(8000) / 16000
+    items = []
+    for s, hz in enumerate((170.0, 230.0, 290.0)):
+        for k in range(6):
+            path = tmp_path / f"s{s}-{k}.wav"
+            soundfile.write(str(path), (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 16000)
+            items.append(Item(str(path), "sad", f"s{s}", "c"))
+    unlabelled = Item(items[0].path, None, "b0", "baved", "mid")
+    recipe = RECIPES["rooms-pcen-voices"][0]()
+    treatment = training_treatment(recipe, items + [unlabelled], 16000)
+    name = treatment.augmentation
+    assert name.startswith("room-voices:") and treatment.opus_wav
+    bank = augment._VOICE_BANKS[name.split(":")[1]]
+    assert [len(voice) for voice in bank] == [4, 4, 4]  # three speakers, four clips each, no BAVED
+    assert training_treatment(recipe, items[:12], 16000).augmentation != name  # another run, another bank
+    assert training_treatment(RECIPES["rooms-pcen"][0](), items, 16000).augmentation == "room"
+    config = preset("edge-pcen")
+    assert entry_key(items[0].path, config, 1, 0, treatment) != entry_key(items[0].path, config, 1, 0,
+                                                                           Treatment("room", opus_wav=True))
+    speech = (0.3 * np.sin(2 * np.pi * 100.0 * np.arange(16000) / 16000)).astype(np.float32)
+    heard = {"voices": 0, "noise": 0}
+    for seed in range(300):
+        out, steps = augment.augmentation_function(name)(speech, 16000, np.random.default_rng(seed))
+        assert out.dtype == np.float32 and out.size >= 0.85 * speech.size
+        heard["voices"] += "voices@" in steps
+        heard["noise"] += "noise@" in steps
+    share = heard["voices"] / (heard["voices"] + heard["noise"])
+    assert abs(share - augment.VOICES_SHARE) < 0.08 and abs((heard["voices"] + heard["noise"]) / 300 - 0.8) < 0.07
+    with pytest.raises(RuntimeError, match="not registered"):
+        augment.augmentation_function("room-voices:000000000000")(speech, 16000, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment.augmentation_function("underwater")
+
+
 @pytest.mark.slow
 def test_room_sim_shares_its_copies_between_measured_simulated_and_no_room(monkeypatch):
     """room-sim: measured 45 %, simulated 35 %; the first room recipe never draws a simulated room."""
