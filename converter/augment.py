@@ -1,7 +1,7 @@
 """Data augmentation, in the audio domain (precomputed) and the feature domain (online).
 
 Audio-domain variants are deterministic functions of ``(clip, variant number, seed)``
-so they can be cached on disk. Three recipes exist (:data:`AUGMENTATIONS`):
+so they can be cached on disk. Four recipes exist (:data:`AUGMENTATIONS`, and ``room-voices``):
 
 * ``studio`` (the first shipped model): gain, synthetic white/pink/brown noise at
   10-35 dB SNR, a mild synthetic reverberation and a speed perturbation;
@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import functools
 import zlib
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge_ser.windows import pad_value, random_window
+
+from .corpora import Item
 
 # -- audio domain ---------------------------------------------------------------------------
 
@@ -165,7 +167,7 @@ VOICE_CLIPS_PER_SPEAKER = 4
 _VOICE_BANKS: Dict[str, Tuple[Tuple[np.ndarray, ...], ...]] = {}
 
 
-def register_voices(items, sample_rate: int) -> str:
+def register_voices(items: Sequence[Item], sample_rate: int) -> str:
     """Decode a voice bank for ``room-voices`` from a run's training clips (``items``: the first
     :data:`VOICE_CLIPS_PER_SPEAKER` clips of each speaker, by path) and return its digest: the
     augmentation is then named ``room-voices:<digest>``, so each run's variants are cached apart
@@ -182,25 +184,30 @@ def register_voices(items, sample_rate: int) -> str:
     text = "\n".join(f"{speaker}\t{path}" for speaker, paths in sorted(by_speaker.items()) for path in paths)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     if digest not in _VOICE_BANKS:
-        _VOICE_BANKS[digest] = tuple(
-            tuple(clip for clip in (load_clip(path, sample_rate) for path in paths) if clip.size)
-            for _, paths in sorted(by_speaker.items()))
+        voices = (tuple(clip for clip in (load_clip(path, sample_rate) for path in paths) if clip.size)
+                  for _, paths in sorted(by_speaker.items()))
+        _VOICE_BANKS[digest] = tuple(voice for voice in voices if voice)
+        if not _VOICE_BANKS[digest]:
+            raise ValueError("room-voices: no training clip to make a background voice of")
     return digest
 
 
 def augment_room_voices(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, digest: str
                         ) -> Tuple[np.ndarray, str]:
     """:func:`augment_room` with other voices behind the speaker: of the copies given real noise,
-    :data:`VOICES_SHARE` hear 1-4 voices of the run's other training speakers instead (the voice
-    bank ``digest``, :func:`register_voices`), at the same SNR."""
+    :data:`VOICES_SHARE` hear 1-4 voices of the run's training speakers instead (the voice bank
+    ``digest``, :func:`register_voices`; now and then the clip's own speaker among them), at the
+    same SNR."""
     if digest not in _VOICE_BANKS:
         raise RuntimeError(f"voice bank {digest} is not registered in this process (register_voices)")
     return _far_field_variant(signal, sample_rate, rng, measured=0.6, simulated=0.0, synthetic=0.15,
                               voices=_VOICE_BANKS[digest])
 
 
-def _background_voices(voices, length: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """1-4 speakers of ``voices``, each a stream of their clips (:func:`converter.conditions.voice_stream`), summed."""
+def _background_voices(voices: Sequence[Sequence[np.ndarray]], length: int, sample_rate: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """1-4 speakers of ``voices``, each a stream of their clips
+    (:func:`converter.conditions.voice_stream`), summed."""
     from .conditions import voice_stream
 
     count = int(rng.integers(VOICES_COUNT[0], VOICES_COUNT[1] + 1))
