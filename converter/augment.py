@@ -174,19 +174,13 @@ def register_voices(items: Sequence[Item], sample_rate: int) -> str:
     and a variant only ever carries voices of that run's training speakers."""
     import hashlib
 
-    from .audio_io import load_clip
+    from .conditions import voice_bank
 
-    by_speaker: Dict[str, list] = {}
-    for item in sorted(items, key=lambda it: (it.corpus, it.speaker, it.path)):
-        chosen = by_speaker.setdefault(f"{item.corpus}|{item.speaker}", [])
-        if len(chosen) < VOICE_CLIPS_PER_SPEAKER:
-            chosen.append(item.path)
-    text = "\n".join(f"{speaker}\t{path}" for speaker, paths in sorted(by_speaker.items()) for path in paths)
+    ordered = sorted(items, key=lambda it: (it.corpus, it.speaker, it.path))
+    text = "\n".join(f"{it.corpus}|{it.speaker}\t{it.path}" for it in ordered)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     if digest not in _VOICE_BANKS:
-        voices = (tuple(clip for clip in (load_clip(path, sample_rate) for path in paths) if clip.size)
-                  for _, paths in sorted(by_speaker.items()))
-        _VOICE_BANKS[digest] = tuple(voice for voice in voices if voice)
+        _VOICE_BANKS[digest] = voice_bank(ordered, VOICE_CLIPS_PER_SPEAKER, sample_rate)
         if not _VOICE_BANKS[digest]:
             raise ValueError("room-voices: no training clip to make a background voice of")
     return digest
@@ -204,19 +198,9 @@ def augment_room_voices(signal: np.ndarray, sample_rate: int, rng: np.random.Gen
                               voices=_VOICE_BANKS[digest])
 
 
-def _background_voices(voices: Sequence[Sequence[np.ndarray]], length: int, sample_rate: int,
-                       rng: np.random.Generator) -> np.ndarray:
-    """1-4 speakers of ``voices``, each a stream of their clips
-    (:func:`converter.conditions.voice_stream`), summed."""
-    from .conditions import voice_stream
-
-    count = int(rng.integers(VOICES_COUNT[0], VOICES_COUNT[1] + 1))
-    chosen = rng.choice(len(voices), size=min(count, len(voices)), replace=False)
-    return np.asarray(sum(voice_stream(voices[int(k)], length, sample_rate, rng) for k in chosen), dtype=np.float32)
-
-
 def _far_field_variant(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, measured: float,
-                       simulated: float, synthetic: float, voices=None) -> Tuple[np.ndarray, str]:
+                       simulated: float, synthetic: float,
+                       voices: Optional[Sequence[Sequence[np.ndarray]]] = None) -> Tuple[np.ndarray, str]:
     """Speed, then a room (measured, simulated or synthetic, with these shares), noise, level, band, codec.
 
     With ``simulated=0`` the random draws are exactly those of the first ``room`` recipe, so
@@ -252,7 +236,10 @@ def _far_field_variant(signal: np.ndarray, sample_rate: int, rng: np.random.Gene
     if rng.random() < 0.8:
         snr = float(rng.uniform(0.0, 25.0))
         if voices and rng.random() < VOICES_SHARE:
-            x = mix_at_snr(x, _background_voices(voices, x.size, sample_rate, rng), snr)
+            from .conditions import voices_behind
+
+            count = int(rng.integers(VOICES_COUNT[0], VOICES_COUNT[1] + 1))
+            x = mix_at_snr(x, voices_behind(voices, count, x.size, sample_rate, rng), snr)
             steps.append(f"voices@{snr:.0f}dB")
         else:
             noise = noise_segment(bank.noises[int(rng.integers(len(bank.noises)))], x.size, rng)

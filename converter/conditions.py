@@ -36,6 +36,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from .augment import reverberate, telephone_band
+from .corpora import Item
 
 #: How far a "pitch" condition moves the voice, in semitones.
 PITCH_STEPS = 2.0
@@ -118,24 +119,32 @@ BACKGROUND_VOICES_CORPUS = "baved"
 BACKGROUND_WORDS_PER_SPEAKER = 6
 
 
+def voice_bank(items: Sequence[Item], per_speaker: int, sample_rate: int) -> Tuple[Tuple[np.ndarray, ...], ...]:
+    """Background voices from ``items``: per speaker (by corpus, then name), the first
+    ``per_speaker`` of their clips, in the order given, that decode to samples. Speakers with no
+    such clip are left out."""
+    from .audio_io import load_clip
+
+    clips: Dict[Tuple[str, str], List[np.ndarray]] = {}
+    for item in items:
+        kept = clips.setdefault((item.corpus, item.speaker), [])
+        if len(kept) < per_speaker:
+            clip = load_clip(item.path, sample_rate)
+            if clip.size:
+                kept.append(clip)
+    return tuple(tuple(kept) for _, kept in sorted(clips.items()) if kept)
+
+
 @functools.lru_cache(maxsize=2)
 def background_voices(root: str, sample_rate: int) -> Tuple[Tuple[np.ndarray, ...], ...]:
     """The background voices' words: per speaker of :data:`BACKGROUND_VOICES_CORPUS` under
     ``root``, their first :data:`BACKGROUND_WORDS_PER_SPEAKER` words (decoded once per process)."""
-    from .audio_io import load_clip
     from .corpora import read_corpus
 
     folder = Path(root) / BACKGROUND_VOICES_CORPUS
     if not folder.is_dir():
         raise RuntimeError(f"{folder}: the background-voice conditions need the {BACKGROUND_VOICES_CORPUS} corpus")
-    words: Dict[str, List[np.ndarray]] = {}
-    for item in read_corpus(folder):
-        kept = words.setdefault(item.speaker, [])
-        if len(kept) < BACKGROUND_WORDS_PER_SPEAKER:
-            word = load_clip(item.path, sample_rate)
-            if word.size:
-                kept.append(word)
-    voices = tuple(tuple(kept) for _, kept in sorted(words.items()) if kept)
+    voices = voice_bank(read_corpus(folder), BACKGROUND_WORDS_PER_SPEAKER, sample_rate)
     if not voices:
         raise RuntimeError(f"{folder}: no word to make a background voice of")
     return voices
@@ -161,6 +170,14 @@ def voice_stream(words: Sequence[np.ndarray], length: int, sample_rate: int, rng
     return (piece / level if level > 0 else piece).astype(np.float32)
 
 
+def voices_behind(bank: Sequence[Sequence[np.ndarray]], count: int, length: int, sample_rate: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """``count`` distinct speakers of ``bank`` (all of them if it has fewer), each a
+    :func:`voice_stream` of ``length`` samples, summed: the sound of other people talking."""
+    chosen = rng.choice(len(bank), size=min(count, len(bank)), replace=False)
+    return np.asarray(sum(voice_stream(bank[int(k)], length, sample_rate, rng) for k in chosen), dtype=np.float32)
+
+
 def _talkers(count: int) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
     """A condition: ``count`` background talkers (distinct speakers of :data:`BACKGROUND_VOICES_CORPUS`)
     summed and mixed at an SNR drawn from :data:`BACKGROUND_SNR_DB`: a TV or a room of people."""
@@ -169,10 +186,8 @@ def _talkers(count: int) -> Callable[[np.ndarray, int, np.random.Generator], np.
         from .rooms import mix_at_snr
 
         x = np.asarray(signal, dtype=np.float32)
-        speakers = background_voices(str(datasets_dir()), sample_rate)
-        chosen = rng.choice(len(speakers), size=min(count, len(speakers)), replace=False)
-        voices = sum(voice_stream(speakers[int(k)], x.size, sample_rate, rng) for k in chosen)
-        return mix_at_snr(x, np.asarray(voices, dtype=np.float32), float(rng.uniform(*BACKGROUND_SNR_DB)))
+        voices = voices_behind(background_voices(str(datasets_dir()), sample_rate), count, x.size, sample_rate, rng)
+        return mix_at_snr(x, voices, float(rng.uniform(*BACKGROUND_SNR_DB)))
     return behind
 
 
