@@ -648,19 +648,31 @@ def _write_results(out: Path, result: dict, table: str) -> None:
     _log(f"wrote {out} and {out.with_suffix('.md')}")
 
 
+def _unseen_language_plan(args):
+    """The ``unseen`` run's plan over the protocol's corpora: every labelled clip trains, the unseen
+    language's words are scored; none of those words is a one-line error."""
+    from .protocol import LOCO_CORPORA, plan_run
+
+    plan = plan_run("unseen", _protocol_items(args), LOCO_CORPORA)
+    if not plan.unseen_arousal:
+        raise SystemExit("error: no unseen-language corpus (BAVED) under the datasets folder")
+    return plan
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` as a results file names it: relative to the repository when inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def cmd_short_scaling(args, argv) -> int:
     """Short utterances scaled the device's way against training's (converter.short_scaling)."""
     from edge_ser.classify import Classifier
 
-    from .protocol import LOCO_CORPORA, plan_run
     from .short_scaling import markdown, measure
 
-    words = plan_run("unseen", _protocol_items(args), LOCO_CORPORA).unseen_arousal
-    if not words:
-        raise SystemExit("error: no unseen-language corpus (BAVED) under the datasets folder")
+    words = _unseen_language_plan(args).unseen_arousal
     model = Path(args.model).resolve()
-    shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model)
-    result = {"model": shown, **measure(Classifier(str(model)), words)}
+    result = {"model": _shown_path(model), **measure(Classifier(str(model)), words)}
     if not result["words"]:
         raise SystemExit("error: no unseen-language word is long enough to cut")
     _write_results(Path(args.out), result, markdown(result))
@@ -674,21 +686,17 @@ def cmd_speaker_pitch(args, argv) -> int:
 
     from .cache import default_cache_dir
     from .corpora import datasets_dir, speaker_genders
-    from .protocol import LOCO_CORPORA, plan_run
     from .speaker_pitch import markdown, measure
 
     root = Path(args.datasets) if args.datasets else datasets_dir()
-    plan = plan_run("unseen", _protocol_items(args), LOCO_CORPORA)
-    if not plan.unseen_arousal:
-        raise SystemExit("error: no unseen-language corpus (BAVED) under the datasets folder")
+    plan = _unseen_language_plan(args)
     genders: Dict[str, str] = {}
     for corpus in sorted({it.corpus for it in plan.train + plan.unseen_arousal}):
         genders.update(speaker_genders(root / corpus))
     model = Path(args.model).resolve()
-    shown = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model)
     cache = Path(args.cache) if args.cache else default_cache_dir()
     classifier = Classifier(str(model))
-    result = {"model": shown, "backend": classifier.backend_name,
+    result = {"model": _shown_path(model), "backend": classifier.backend_name,
               **measure(classifier, plan.unseen_arousal, plan.train, genders, cache)}
     _write_results(Path(args.out), result, markdown(result))
     return 0

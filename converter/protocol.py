@@ -410,7 +410,6 @@ def _rooms_pcen_spk_recipe() -> Recipe:
     return replace(_rooms_pcen_recipe(), speaker_adversary=1.0)
 
 
-#: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
 def _rooms_pcen_voices_recipe() -> Recipe:
     """rooms-pcen with other voices behind the speaker in a share of its training copies.
 
@@ -419,7 +418,7 @@ def _rooms_pcen_voices_recipe() -> Recipe:
     costs 0.3-2.4; the log-mel member loses about what noise costs it. A TV or a room of people is
     such a background, and no training copy had one: the noise recordings are street and
     household sounds. Here, of the copies given real noise (80 %), 40 % hear 1-4 voices of the
-    run's other training speakers instead, at the same SNR (0-25 dB), each a stream of that
+    run's training speakers instead, at the same SNR (0-25 dB), each a stream of that
     speaker's clips. Everything else is rooms-pcen's. The shares are set, not tuned.
 
     Rule, written before its first training was read: one development training with seed 5 is
@@ -435,6 +434,7 @@ def _rooms_pcen_voices_recipe() -> Recipe:
     return replace(_rooms_pcen_recipe(), augmentation="room-voices")
 
 
+#: Recipe name -> (recipe, corpora it trains on). ``baseline`` is the first shipped model's.
 RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "baseline": (Recipe, ("ravdess",)),
     "rooms": (_rooms_recipe, ("ravdess", "nemo", "ased")),
@@ -592,7 +592,7 @@ DESCRIPTIONS: Dict[str, str] = {
                       "the corpus adversary's settings, the head not exported)",
     "rooms-long-pcen-spk": "rooms-long (log-mel) and rooms-pcen-spk (PCEN), logits averaged as in rooms-half-pcen",
     "rooms-pcen-voices": "rooms-pcen with other voices behind the speaker: of the training copies given real noise, "
-                         "40 % hear 1-4 voices of the run's other training speakers instead, at the same SNR",
+                         "40 % hear 1-4 voices of the run's training speakers instead, at the same SNR",
 }
 
 

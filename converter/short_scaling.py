@@ -34,7 +34,7 @@ from edge_ser.metadata import EMOTIONS
 
 from .audio_io import load_clip
 from .corpora import Item
-from .unseen_arousal import answered_share, score_arousal
+from .unseen_arousal import headline_cells, score_arousal
 
 #: Only words at least this long are cut, so that the 1 s cut is a real cut.
 MIN_WORD_S = 1.6
@@ -103,11 +103,7 @@ def markdown(result: Dict[str, object]) -> str:
              "`python -m converter short-scaling`.", "",
              "| words heard | UA | low | mid | high | normal voices answered angry |", "|---|---|---|---|---|---|"]
     for name, m in result["scores"].items():
-        recall = m["answered"]["recall"]
-        angry = answered_share(m, "mid", "angry")
-        cells = [m["ua"]] + [recall[level] for level in ("low", "mid", "high")] + [
-            float("nan") if angry is None else angry]
-        lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f} %" for v in cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f} %" for v in headline_cells(m)) + " |")
     gap = result.get("feature_gap") or {}
     if gap:
         first = next(iter(next(iter(gap.values())).values()))

@@ -57,8 +57,8 @@ from edge_ser.metadata import EMOTIONS
 from .audio_io import load_clip
 from .cache import content_digest
 from .conditions import wsola_pitch_shift
-from .corpora import AROUSAL_LEVELS, Item
-from .unseen_arousal import AROUSAL_OF, answered_share, score_arousal
+from .corpora import Item
+from .unseen_arousal import AROUSAL_OF, headline_cells, score_arousal
 
 #: The pitch tracker's search range, in Hz: below a low male voice, above a high child's.
 PITCH_FLOOR_HZ = 60.0
@@ -117,13 +117,11 @@ def pitches(paths: Sequence[str], cache_dir: Optional[Path], workers: Optional[i
 def normal_pitch(items: Sequence[Item], pitch: Mapping[str, float], normal: Sequence[str]) -> Dict[str, float]:
     """Per speaker, the median pitch of their clips whose label or arousal level is in ``normal``
     (speakers with no such clip, or none voiced, are left out)."""
-    out: Dict[str, float] = {}
-    for speaker in sorted({it.speaker for it in items}):
-        values = [pitch[it.path] for it in items if it.speaker == speaker
-                  and (it.label or it.arousal) in normal and np.isfinite(pitch[it.path])]
-        if values:
-            out[speaker] = float(np.median(values))
-    return out
+    values: Dict[str, List[float]] = {}
+    for it in items:
+        if (it.label or it.arousal) in normal and np.isfinite(pitch[it.path]):
+            values.setdefault(it.speaker, []).append(pitch[it.path])
+    return {speaker: float(np.median(v)) for speaker, v in sorted(values.items())}
 
 
 def training_targets(training: Sequence[Item], pitch: Mapping[str, float], genders: Mapping[str, str]
@@ -236,14 +234,6 @@ def measure(classifier, words: Sequence[Item], training: Sequence[Item], genders
     }
 
 
-def _cells(scores: Dict[str, object]) -> List[float]:
-    """UA, the recall of each level and the share of normal voices answered angry (NaN where none)."""
-    recall = scores["answered"]["recall"]
-    angry = answered_share(scores, "mid", "angry")
-    return [scores["ua"]] + [recall.get(level, float("nan")) for level in AROUSAL_LEVELS] + [
-        float("nan") if angry is None else angry]
-
-
 def markdown(result: Dict[str, object]) -> str:
     """The results as two tables: how the answers follow pitch, and the ways of hearing."""
     targets = ", ".join(f"{'female' if g == 'f' else 'male'} {t['semitones']:.1f} semitones above "
@@ -279,9 +269,9 @@ def markdown(result: Dict[str, object]) -> str:
         clips = next(iter(scores.values()))["clips"]
         for way in ("as recorded", "oracle"):
             lines.append(f"| {way} | {which} ({clips} words) | " + " | ".join(
-                f"{100 * v:.1f} %" for v in _cells(scores[way])) + " |")
+                f"{100 * v:.1f} %" for v in headline_cells(scores[way])) + " |")
         if controls:
-            draws = np.array([_cells(scores[way]) for way in controls])
+            draws = np.array([headline_cells(scores[way]) for way in controls])
             ua = f"{100 * draws[:, 0].mean():.1f} % ({100 * draws[:, 0].min():.1f}-{100 * draws[:, 0].max():.1f})"
             lines.append(f"| control, mean of {len(controls)} (UA lowest-highest) | {which} ({clips} words) | {ua} | "
                          + " | ".join(f"{100 * v:.1f} %" for v in draws[:, 1:].mean(axis=0)) + " |")

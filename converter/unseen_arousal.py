@@ -41,7 +41,7 @@ from .corpora import AROUSAL_LEVELS, Item
 from .train import confusion, recall_by_class, ua_wa
 
 __all__ = ["AROUSAL_OF", "UNSEEN_LANGUAGE_CORPORA", "unseen_arousal_items", "arousal_probabilities",
-           "score_arousal", "answered_share"]
+           "score_arousal", "answered_share", "headline_cells"]
 
 #: Corpora the protocol reads for this score when they are there (``../shared/datasets/<name>``);
 #: a smoke run on the project's own clips has none, and its dev rows simply go without it.
@@ -88,6 +88,16 @@ def answered_share(scores: Dict[str, object], level: str, emotion: str) -> Optio
     ``emotion`` (None when that level has no clips)."""
     counts = scores.get("first_emotion", {}).get(level) or {}
     return counts.get(emotion, 0) / sum(counts.values()) if counts else None
+
+
+def headline_cells(scores: Dict[str, object]) -> List[float]:
+    """What the unseen-language tables print of :func:`score_arousal`'s ``scores``: UA, the
+    recall of each level (:data:`AROUSAL_LEVELS`) and the share of normal voices answered angry,
+    NaN where there is none."""
+    recall = scores["answered"]["recall"]
+    angry = answered_share(scores, "mid", "angry")
+    return [scores["ua"]] + [recall.get(level, float("nan")) for level in AROUSAL_LEVELS] + [
+        float("nan") if angry is None else angry]
 
 
 def _level_scores(y_true: np.ndarray, y_pred: np.ndarray) -> Dict[str, object]:
