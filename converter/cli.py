@@ -258,6 +258,10 @@ def cmd_train(args, argv) -> int:
     if args.recipe in ENSEMBLES:
         return _train_ensemble(args, argv)
     recipe = _recipe(args)
+    if recipe.teacher:
+        print(f"error: recipe {args.recipe} learns from ensemble {recipe.teacher}'s models trained on the same clips; "
+              f"train it with: python -m converter protocol --recipe {args.recipe}", file=sys.stderr)
+        return 2
     data = _data(args, recipe)
     cv = load_cv(Path(args.cv_results)) if args.cv_results else None
     # The final model runs the whole cosine schedule: cross-validation records the test UA

@@ -108,6 +108,13 @@ class Recipe:
     # > 0: every training window's mel axis is warped by a factor drawn from 1 +- this, in Hz
     # (converter.augment.warp_bands: another vocal tract length); the device hears no warp
     band_warp: float = 0.0
+    # an ensemble (converter.protocol.ENSEMBLES) whose members' models of the same run teach this
+    # model: the ensemble's logits on each training window are a second target (knowledge
+    # distillation, weighted by distill_weight, both sides softened by distill_temperature);
+    # a one-network model learns what the two-network one answers, at half its device cost
+    teacher: str = ""
+    distill_weight: float = 0.0
+    distill_temperature: float = 2.0
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
@@ -562,8 +569,17 @@ def adversary_accuracy(model, probe: Tuple[np.ndarray, np.ndarray], emotions: in
     return float(np.mean(logits[:, emotions:].argmax(axis=1) == told))
 
 
+def teacher_targets(teacher, windows: np.ndarray) -> np.ndarray:
+    """A teacher model's logits for a batch of training windows, in inference mode (its dropout
+    off, its batch statistics frozen): the targets :func:`masked_crossentropy` distils from."""
+    logits = np.asarray(teacher.predict_on_batch(windows), dtype=np.float32)
+    if logits.ndim != 2 or logits.shape[1] != len(EMOTIONS):
+        raise ValueError(f"a teacher must give {len(EMOTIONS)} logits per window, it gives shape {logits.shape}")
+    return logits
+
+
 def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0, consistency: float = 0.0,
-                        adversary_classes: int = 0):
+                        adversary_classes: int = 0, distill_weight: float = 0.0, distill_temperature: float = 2.0):
     """Cross-entropy over the classes a clip's corpus has; ``y_true`` is ``[targets | mask]``.
 
     Absent classes (mask 0) get a logit of -1e9 (probability 0) and no target mass, so they
@@ -586,6 +602,12 @@ def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0, con
     divergence from its clean row's probabilities (over the corpus's classes, held fixed) to
     its own. The term only pulls the degraded prediction towards the clean one, never the
     other way, so the clean prediction stays what the labels teach.
+
+    With ``distill_weight > 0`` ``y_true`` goes on with a teacher's logits for the same window
+    (:func:`teacher_targets`): each window adds ``distill_weight`` times ``T**2`` times the KL
+    divergence from the teacher's probabilities to the model's, both at temperature ``T`` =
+    ``distill_temperature`` and over the corpus's classes only (Hinton et al.'s knowledge
+    distillation; the ``T**2`` keeps the term's gradients the size of the label term's).
     """
     from keras import ops
 
@@ -612,8 +634,19 @@ def masked_crossentropy(label_smoothing: float, arousal_weight: float = 0.0, con
         kl = ops.sum(kept_half * teacher * (ops.stop_gradient(clean) - degraded), axis=-1)
         return ops.concatenate([ops.zeros_like(kl), kl], axis=0)
 
+    def teacher_divergence(mask, teacher_logits, logits):
+        kept = mask > 0
+        t = distill_temperature
+        log_teacher = ops.log_softmax(ops.where(kept, teacher_logits / t, -1e9), axis=-1)
+        log_student = ops.log_softmax(ops.where(kept, logits / t, -1e9), axis=-1)
+        kl = ops.sum(ops.cast(kept, logits.dtype) * ops.exp(log_teacher) * (log_teacher - log_student), axis=-1)
+        return t * t * kl
+
     def loss(y_true, logits):
         value = emotion_loss(y_true[:, :n], y_true[:, n:2 * n], logits[:, :n])
+        if distill_weight > 0:
+            value = value + distill_weight * teacher_divergence(y_true[:, n:2 * n], y_true[:, 2 * n:3 * n],
+                                                                logits[:, :n])
         if consistency > 0:
             value = value + consistency * twin_divergence(y_true[:, n:2 * n], logits[:, :n])
         if arousal_weight > 0:
@@ -690,9 +723,13 @@ def _plain(value: object) -> object:
 
 def train_model(
     train: ClipSet, val: Optional[ClipSet], recipe: Recipe, log=print, stop_at: Optional[int] = None,
-    n_features: Optional[int] = None, checkpoint: Optional[Path] = None,
+    n_features: Optional[int] = None, checkpoint: Optional[Path] = None, teacher: Optional[object] = None,
 ) -> TrainResult:
     """Train one model. With ``val``, keep the best epoch by val UA (early stopping).
+
+    ``teacher``: for a recipe with ``distill_weight > 0``, a model that takes the same windows and
+    gives logits (the ensemble of ``recipe.teacher``'s members trained on the same clips); its
+    logits for every training window become a second target (:func:`teacher_targets`).
 
     ``stop_at`` ends training after that many epochs of the ``recipe.epochs``-long schedule
     (used for the final model, at the epoch count cross-validation found). ``checkpoint``: a
@@ -722,6 +759,13 @@ def train_model(
     if adversary and not (recipe.masked and recipe.sampling == "balanced" and not arousal and recipe.consistency == 0):
         raise ValueError("an adversary needs a masked recipe with balanced sampling, and no arousal head "
                          "or consistency twins")
+    distilled = recipe.distill_weight > 0
+    if distilled and not (recipe.masked and recipe.sampling == "balanced" and not arousal and not adversary
+                          and recipe.consistency == 0):
+        raise ValueError("distillation needs a masked recipe with balanced sampling, and no arousal head, "
+                         "adversary or consistency twins")
+    if distilled != (teacher is not None):
+        raise ValueError("a recipe with distill_weight > 0 needs a teacher model, and only such a recipe takes one")
     balanced = recipe.sampling == "balanced"
     sampler = BalancedSampler(train, recipe.corpus_weights, arousal=arousal) if balanced else None
     told_apart = adversary_classes(sampler, recipe) if adversary else []
@@ -753,7 +797,8 @@ def train_model(
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay,
                                          use_ema=recipe.ema > 0, ema_momentum=recipe.ema or 0.99),
-        loss=(masked_crossentropy(recipe.label_smoothing, recipe.arousal_weight, recipe.consistency, len(told_apart))
+        loss=(masked_crossentropy(recipe.label_smoothing, recipe.arousal_weight, recipe.consistency, len(told_apart),
+                                  recipe.distill_weight, recipe.distill_temperature)
               if recipe.masked
               else keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)),
         weighted_metrics=[],
@@ -790,6 +835,8 @@ def train_model(
                        for i in range(0, len(x), recipe.batch_size))
         losses = []
         for xb, yb, wb in batches:
+            if teacher is not None:
+                yb = np.concatenate([yb, teacher_targets(teacher, xb)], axis=1)
             out = model.train_on_batch(xb, yb, sample_weight=wb)
             losses.append(float(out[0] if isinstance(out, (list, tuple)) else out))
         row = {"epoch": epoch, "loss": float(np.mean(losses))}

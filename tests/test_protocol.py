@@ -425,6 +425,104 @@ print(json.dumps({"extra": (paired(y, logits) - plain(y, logits)).numpy().tolist
     assert "even batch size" in info["refused"]
 
 
+def test_distillation_adds_the_teachers_softened_divergence_over_the_corpus_classes_and_trains():
+    script = """
+import json
+import numpy as np
+import tensorflow as tf
+import keras
+from converter.corpora import Item
+from converter.train import ClipSet, Recipe, masked_crossentropy, train_model
+
+n, t = 8, 2.0
+mask = np.zeros(n, dtype=np.float32)
+mask[[2, 3, 4]] = 1.0  # happy, sad, angry present
+target = np.zeros(n, dtype=np.float32)
+target[3] = 1.0
+teacher = np.array([[0, 9, 4, 1, 0, 0, 0, 0], [0, 0, 0, 2, 1, 0, 0, 0]], dtype=np.float32)  # 9: an absent class
+student = np.array([[0, 0, 0, 3, 0, 0, 0, 0], [0, 0, 0, 2, 1, 0, 0, 0]], dtype=np.float32)
+y = np.concatenate([np.tile(np.concatenate([target, mask]), (2, 1)), teacher], axis=1)
+logits = tf.Variable(student)
+plain, taught = masked_crossentropy(0.1), masked_crossentropy(0.1, distill_weight=1.0, distill_temperature=t)
+with tf.GradientTape() as tape:
+    extra = tf.reduce_sum(taught(y, logits) - plain(y[:, :2 * n], logits))
+grad = tape.gradient(extra, logits).numpy()
+
+def soft(row):
+    z = row[[2, 3, 4]] / t
+    return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+
+p, q = soft(teacher[0]), soft(student[0])
+rng = np.random.default_rng(0)
+items = [Item(f"e{i}", ("sad", "angry")[i % 2], f"s{i % 3}", "emo") for i in range(8)]
+data = ClipSet(items, [[f, f + rng.normal(0, 0.5, f.shape).astype(np.float32)]
+                       for f in (rng.standard_normal((120, 16)).astype(np.float32) for _ in items)])
+recipe = Recipe(window_frames=100, min_frames=50, batch_size=8, sampling="balanced", masked=True, steps=4,
+                warmup_epochs=1, channels=(4, 8, 8), aug_variants=1, distill_weight=1.0, teacher="any")
+inputs = keras.Input((100, 16, 1))
+mentor = keras.Model(inputs, keras.layers.Dense(n)(keras.layers.Flatten()(inputs)))
+result = train_model(data, None, recipe, log=lambda *a: None, teacher=mentor)
+refused = []
+for kwargs in ({}, {"teacher": mentor, "recipe": Recipe(window_frames=100, min_frames=50, batch_size=8,
+                                                        sampling="balanced", masked=True, steps=4)}):
+    try:
+        train_model(data, None, kwargs.pop("recipe", recipe), log=lambda *a: None, **kwargs)
+        refused.append("")
+    except ValueError as exc:
+        refused.append(str(exc))
+print(json.dumps({"extra": (taught(y, logits) - plain(y[:, :2 * n], logits)).numpy().tolist(),
+                  "kl": float(t * t * np.sum(p * np.log(p / q))), "absent_grad": float(np.abs(grad[:, [0, 1, 5, 6, 7]]).max()),
+                  "grad": float(np.abs(grad[0]).max()), "loss": result.history[-1]["loss"], "refused": refused}))
+"""
+    proc = subprocess.run([PY, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    extra = info["extra"]
+    # T**2 KL(teacher || student) at temperature T over the corpus's classes: the teacher's mass on
+    # an absent class (its logit 9) counts for nothing, and a student that agrees adds nothing
+    assert abs(extra[0] - info["kl"]) < 1e-4 and info["kl"] > 0.5
+    assert abs(extra[1]) < 1e-5
+    assert info["absent_grad"] == 0 and info["grad"] > 0.05
+    assert np.isfinite(info["loss"])
+    assert all("teacher model" in why for why in info["refused"])  # a teacher needs the recipe, and back
+
+
+def test_a_distilled_recipe_learns_from_its_runs_own_teacher_members(tmp_path):
+    """converter protocol --recipe rooms-db-distilled: the teacher ensemble's members of the same run
+    are trained (or loaded when kept) under their own names and seed, the row names them, and
+    converter train refuses the recipe with a one-line reason (it has no run to take a teacher from)."""
+    datasets = _dev_corpora(tmp_path / "datasets")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", EDGE_SER_DATASETS=str(datasets))
+    models, results = tmp_path / "models", tmp_path / "results"
+
+    def protocol(*more: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([PY, "-m", "converter", "protocol", "--recipe", "rooms-db-distilled", "--runs", "dev",
+                               "--steps", "2", "--models", str(models), "--results", str(results), "--datasets",
+                               str(datasets), "--cache", str(tmp_path / "cache"), *more],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc
+
+    first = protocol("--seed", "7")
+    assert "member rooms-long trains" in first.stdout and "member rooms-pcen trains" in first.stdout
+    assert (models / "rooms-long-seed7" / "dev.keras").exists() and (models / "rooms-pcen-seed7" / "dev.keras").exists()
+    row = json.loads((results / "rooms-db-distilled-seed7" / "dev.json").read_text())
+    assert row["teacher"]["ensemble"] == "rooms-long-pcen"
+    assert set(row["teacher"]["members"]) == {"rooms-long", "rooms-pcen"}
+    assert row["recipe"]["distill_weight"] == 1.0 and row["recipe"]["features"] == "edge-db-pcen"
+    again = protocol("--seed", "7", "--results", str(tmp_path / "again"))
+    assert "member rooms-long loaded from" in again.stdout and "member rooms-pcen loaded from" in again.stdout
+    shown = json.loads((tmp_path / "again" / "rooms-db-distilled-seed7" / "dev.json").read_text())
+    assert shown["teacher"]["members"]["rooms-long"]["sha256"] == row["teacher"]["members"]["rooms-long"]["sha256"]
+    refused = subprocess.run([PY, "-m", "converter", "train", "--recipe", "rooms-db-distilled", "--out",
+                              str(tmp_path / "no.tflite")], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2 and not (tmp_path / "no.tflite").exists()
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: recipe rooms-db-distilled learns from ensemble "
+                                                              "rooms-long-pcen")
+
+
 @pytest.mark.slow
 def test_arousal_head_trains_then_is_cut_off_before_evaluation_and_int8_export():
     script = """
