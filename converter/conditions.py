@@ -23,6 +23,12 @@ people, where the far-field condition has only non-speech noise: one talker (``t
 (``babble``) made of words of a corpus no recipe trains on, against the far-field condition's
 held-out noise recordings alone (``noise``), each at the far-field SNR and nothing else (no room,
 no attenuation). Another voice carries an emotion of its own, which noise does not.
+
+``mic`` is the microphone itself: the corpora were recorded on studio or good headset
+microphones, the device hears whatever USB microphone its owner plugs in. Each clip passes
+through one drawn response of a cheap capsule (:func:`microphone_response`: the low end rolled
+off at 80-300 Hz, on half the clips the top at 4-7.5 kHz, and +-6 dB of smooth ripple), its
+peak kept.
 """
 
 from __future__ import annotations
@@ -202,6 +208,59 @@ def _held_out_noise(signal: np.ndarray, sample_rate: int, rng: np.random.Generat
     return mix_at_snr(x, noise, float(rng.uniform(*BACKGROUND_SNR_DB)))
 
 
+#: ``mic``: where a cheap microphone's low end rolls off (a second-order high-pass), in Hz.
+MIC_HIGH_PASS_HZ = (80.0, 300.0)
+#: ``mic``: where its top rolls off (second-order low-pass), on :data:`MIC_LOW_PASS_SHARE` of the clips.
+MIC_LOW_PASS_HZ = (4000.0, 7500.0)
+MIC_LOW_PASS_SHARE = 0.5
+#: ``mic``: the bumps and dips of a small capsule, its housing and a phone's or USB dongle's
+#: filtering: a gain drawn from +-MIC_RIPPLE_DB at each of MIC_ANCHORS log-spaced frequencies
+#: between MIC_ANCHOR_HZ, joined smoothly in log frequency.
+MIC_RIPPLE_DB = 6.0
+MIC_ANCHORS = 6
+MIC_ANCHOR_HZ = (150.0, 7000.0)
+#: ``mic``: the length of the linear-phase filter that applies the response (16 ms at 16 kHz).
+MIC_TAPS = 257
+
+
+def microphone_response(sample_rate: int, rng: np.random.Generator, points: int = 513
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """One cheap microphone's magnitude response, drawn: (frequencies in Hz, linear gains).
+
+    A roll-off below a drawn corner, on half the draws one above another, and a smooth ripple of
+    a few dB: what separates a USB or phone capsule from the studio microphones of the corpora.
+    The response has no phase of its own (the filter that applies it is linear-phase): a
+    microphone's phase is not what a model on magnitudes can hear.
+    """
+    nyquist = sample_rate / 2.0
+    hz = np.linspace(0.0, nyquist, points)
+    low, high = (np.log(f) for f in MIC_ANCHOR_HZ)
+    anchors = np.linspace(low, high, MIC_ANCHORS)
+    ripple_db = rng.uniform(-MIC_RIPPLE_DB, MIC_RIPPLE_DB, MIC_ANCHORS)
+    log_hz = np.log(np.maximum(hz, 1.0))
+    gain = 10.0 ** (np.interp(log_hz, anchors, ripple_db) / 20.0)
+    corner = float(rng.uniform(*MIC_HIGH_PASS_HZ))
+    gain *= 1.0 / np.sqrt(1.0 + (corner / np.maximum(hz, 1e-3)) ** 4)
+    if rng.random() < MIC_LOW_PASS_SHARE:
+        top = min(float(rng.uniform(*MIC_LOW_PASS_HZ)), 0.95 * nyquist)
+        gain *= 1.0 / np.sqrt(1.0 + (hz / top) ** 4)
+    return hz, gain
+
+
+def _microphone(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The clip as a cheap microphone would have picked it up (:func:`microphone_response`), its
+    peak kept."""
+    from scipy.signal import fftconvolve, firwin2  # workstation only
+
+    x = np.asarray(signal, dtype=np.float32)
+    hz, gain = microphone_response(sample_rate, rng)
+    taps = firwin2(MIC_TAPS, hz, gain, fs=sample_rate)
+    delay = (MIC_TAPS - 1) // 2
+    y = fftconvolve(x, taps)[delay:delay + x.size]
+    peak = float(np.max(np.abs(x))) + 1e-12
+    return (y * (peak / (float(np.max(np.abs(y))) + 1e-12))).astype(np.float32)
+
+
 #: Condition name -> function of (audio, sample rate, per-clip generator) -> degraded audio.
 CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "telephone": _telephone,
@@ -217,6 +276,7 @@ CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
     "noise": _held_out_noise,
     "talker": _talkers(1),
     "babble": _talkers(4),
+    "mic": _microphone,
 }
 
 #: The conditions of the listening-conditions tables: the independent evaluation's and the device's.
@@ -231,6 +291,9 @@ VOICE_SHIFTS = ("pitch+2", "pitch+2-wsola", "speed+2", "tempo-vocoder", "tempo-w
 #: ``noise`` (the held-out noise recordings), ``talker`` (one unseen-language voice) and
 #: ``babble`` (four of them).
 BACKGROUNDS = ("noise", "talker", "babble")
+#: The microphone the device hears through: ``mic``, a cheap capsule's response (roll-offs and a
+#: few dB of ripple, :func:`microphone_response`), beside ``telephone``, the narrowest channel.
+MICROPHONES = ("telephone", "mic")
 #: Conditions whose sound is taken from a corpus: never scored on that corpus's own clips.
 BORROWS_FROM: Dict[str, str] = {"talker": BACKGROUND_VOICES_CORPUS, "babble": BACKGROUND_VOICES_CORPUS}
 

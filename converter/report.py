@@ -1316,7 +1316,7 @@ def conditions_section(conditions: Results) -> List[str]:
                   "answered angry.", "",
                   "| model | run | condition | UA | mid recall | normal voices answered angry |",
                   "|---|---|---|---|---|---|"] + short_rows
-    return lines + voice_shift_section(conditions) + background_section(conditions)
+    return lines + voice_shift_section(conditions) + background_section(conditions) + microphone_section(conditions)
 
 
 #: What a voice-shift line reads: (what it says, the clean block, the conditions' block, which UA
@@ -1384,6 +1384,22 @@ def background_section(conditions: Results) -> List[str]:
         f"condition's held-out noise recordings; each {low:g}-{high:g} dB below the speech, nothing else (no "
         "room, no attenuation). The unseen language is never scored under its own voices (a dash).",
         BACKGROUNDS, rows)
+
+
+def microphone_section(conditions: Results) -> List[str]:
+    """A cheap microphone's response (``mic``) beside the telephone band, for every kept model
+    scored under it: per model and run, each corpus, the pooled corpora and the unseen language."""
+    from .conditions import MIC_HIGH_PASS_HZ, MIC_LOW_PASS_HZ, MIC_RIPPLE_DB, MICROPHONES
+
+    rows = _condition_lines(conditions, MICROPHONES, _BACKGROUND_MEASURES, {"mic"})
+    return _condition_section(
+        "A cheap microphone",
+        "The corpora were recorded on studio or headset microphones; the device hears the USB microphone its "
+        f"owner plugs in. `mic` passes each clip through one drawn cheap capsule's response (the low end rolled "
+        f"off at {MIC_HIGH_PASS_HZ[0]:g}-{MIC_HIGH_PASS_HZ[1]:g} Hz, on half the clips the top at "
+        f"{MIC_LOW_PASS_HZ[0] / 1000:g}-{MIC_LOW_PASS_HZ[1] / 1000:g} kHz, +-{MIC_RIPPLE_DB:g} dB of smooth ripple "
+        "between), its peak kept; `telephone` is the narrowest channel (300-3400 Hz at 8 kHz).",
+        MICROPHONES, rows)
 
 
 def voice_shift_section(conditions: Results) -> List[str]:

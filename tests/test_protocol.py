@@ -2319,7 +2319,7 @@ def test_the_listening_conditions_band_limit_raise_reverberate_or_shorten_one_cl
 def test_the_voice_shifts_move_pitch_and_tempo_as_their_names_say():
     """pitch+2 taken apart: the WSOLA shift raises a tone and keeps the length, the resampling
     raises it and shortens the clip, each stretch alone keeps the tone and shortens the clip."""
-    from converter.conditions import BACKGROUNDS, CONDITIONS, LISTENING, VOICE_SHIFTS, apply_condition
+    from converter.conditions import BACKGROUNDS, CONDITIONS, LISTENING, MICROPHONES, VOICE_SHIFTS, apply_condition
 
     sr = 16000
     tone = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(2 * sr) / sr)).astype(np.float32)
@@ -2332,13 +2332,47 @@ def test_the_voice_shifts_move_pitch_and_tempo_as_their_names_say():
                 "tempo-vocoder": (440.0, shorter), "tempo-wsola": (440.0, shorter),
                 "pitch-2-wsola": (392.0, tone.size)}
     assert list(VOICE_SHIFTS) == list(expected)
-    assert set(VOICE_SHIFTS) | set(LISTENING) | set(BACKGROUNDS) == set(CONDITIONS)
+    assert set(VOICE_SHIFTS) | set(LISTENING) | set(BACKGROUNDS) | set(MICROPHONES) == set(CONDITIONS)
     for name, (hz, size) in expected.items():
         shifted = apply_condition(name, tone, sr, np.random.default_rng(0))
         assert shifted.dtype == np.float32 and abs(shifted.size - size) <= 2, name
         assert abs(peak_hz(shifted) - hz) <= 2.0, name
         assert 0.5 < np.sqrt(np.mean(shifted ** 2)) / np.sqrt(np.mean(tone ** 2)) < 1.5, name
         np.testing.assert_array_equal(shifted, apply_condition(name, tone, sr, np.random.default_rng(1)))
+
+
+def test_a_cheap_microphone_rolls_off_the_low_end_keeps_a_few_db_of_ripple_and_applies_its_drawn_response():
+    """mic: every drawn response falls below its corner and stays within the ripple in the speech
+    band; the clip's length and peak are kept, the same generator gives the same copy, and the
+    filtered clip's spectrum follows the drawn response."""
+    from scipy.signal import welch
+
+    from converter.conditions import MIC_RIPPLE_DB, apply_condition, microphone_response
+
+    sr = 16000
+    rng = np.random.default_rng(0)
+    draws = [microphone_response(sr, rng) for _ in range(200)]
+    hz = draws[0][0]
+
+    def db(gain: np.ndarray, f: float) -> float:
+        return float(20 * np.log10(gain[np.argmin(np.abs(hz - f))]))
+
+    assert all(db(g, 30.0) <= -6.0 for _, g in draws)  # the corner is 80 Hz at the lowest
+    # the ripple, and at 3 kHz a low-pass cornered at 4 kHz at the lowest (-1 dB)
+    assert all(abs(db(g, f)) <= MIC_RIPPLE_DB + 1.1 for _, g in draws for f in (800.0, 1500.0, 3000.0))
+    assert len({round(db(g, 1000.0), 3) for _, g in draws}) > 150  # drawn, not fixed
+    noise = (0.1 * np.random.default_rng(1).standard_normal(4 * sr)).astype(np.float32)
+    heard = apply_condition("mic", noise, sr, np.random.default_rng(5))
+    assert heard.dtype == np.float32 and heard.size == noise.size
+    assert abs(np.max(np.abs(heard)) - np.max(np.abs(noise))) < 1e-6
+    np.testing.assert_array_equal(heard, apply_condition("mic", noise, sr, np.random.default_rng(5)))
+    _, gain = microphone_response(sr, np.random.default_rng(5))
+    f, p_in = welch(noise, sr, nperseg=1024)
+    _, p_out = welch(heard, sr, nperseg=1024)
+    measured = 10 * np.log10(p_out / p_in)
+    for probe in (500.0, 1000.0, 2000.0, 4000.0):
+        at = np.argmin(np.abs(f - probe))
+        assert abs((measured[at] - measured[np.argmin(np.abs(f - 1000.0))]) - (db(gain, probe) - db(gain, 1000.0))) < 1.5
 
 
 def test_the_backgrounds_put_one_or_four_unseen_voices_or_held_out_noise_behind_the_speaker(tmp_path, monkeypatch):
@@ -2462,6 +2496,29 @@ def test_report_sets_other_voices_behind_the_speaker_against_noise_at_the_same_s
     assert "| pcen-seed5 | dev (float) | unseen language | 44.0 % | 41.0 % | - | - |" in section
     assert "| pcen-seed5 | dev (float) | ASED" not in section and "| shifted |" not in section
     assert "### Other voices" not in markdown({}, conditions={"shifted": {"dev": {"float": shifted_only}}})
+
+
+def test_report_sets_a_cheap_microphone_beside_the_telephone_band_for_models_scored_under_it():
+    from converter.report import markdown
+
+    def heard(ua: float) -> dict:
+        return {"ua": ua, "by_corpus": {"ravdess": {"ua": ua + 0.05}}}
+
+    shipped = {"unseen_arousal": {"ua": 0.483, "answered": {"recall": {}}, "first_emotion": {}},
+               "unseen_arousal_conditions": {k: {"ua": v, "answered": {"recall": {}}, "first_emotion": {}}
+                                             for k, v in (("mic", 0.48), ("telephone", 0.476))}}
+    phone_only = _scores(0.61, None, {"ravdess": 0.65})
+    phone_only["conditions"] = {"telephone": heard(0.5)}
+    dev = _scores(0.60, None, {"ravdess": 0.66})
+    dev["conditions"] = {"mic": heard(0.58)}
+    conditions = {"shipped": {"unseen": {"int8": shipped}}, "phone": {"dev": {"float": phone_only}},
+                  "member": {"dev": {"float": dev}}}
+    section = markdown({}, conditions=conditions).split("### A cheap microphone")[1]
+    assert "| model | run | scored on | clean | telephone | mic |" in section and "80-300 Hz" in section
+    assert "| shipped | unseen (int8) | unseen language | 48.3 % | 47.6 % | 48.0 % |" in section
+    assert "| member | dev (float) | RAVDESS | 66.0 % | - | 63.0 % |" in section
+    assert "| phone |" not in section  # a telephone score alone is the listening table's
+    assert "### A cheap microphone" not in markdown({}, conditions={"phone": {"dev": {"float": phone_only}}})
 
 
 def test_report_judges_a_third_member_against_both_pairs_it_contains_on_the_same_files():
