@@ -2521,6 +2521,47 @@ def test_report_sets_a_cheap_microphone_beside_the_telephone_band_for_models_sco
     assert "### A cheap microphone" not in markdown({}, conditions={"phone": {"dev": {"float": phone_only}}})
 
 
+def test_report_judges_the_distilled_network_against_its_own_teacher_and_the_network_untaught():
+    from converter.report import distilled_candidate, markdown
+
+    def dev(ravdess: float, pooled: float, far_all: float, **extra) -> dict:
+        scores = dict(_scores(pooled, 0.5, {"ravdess": ravdess, "nemo": 0.4, "ased": 0.7}), farfield_all={"ua": far_all},
+                      unseen_arousal={"ua": 0.47, "clips": 9, "speakers": 3, "answered": {"ua": 0.47, "recall": {}},
+                                      "summed": {"ua": 0.4}, "first_emotion": {}})
+        return {"dev": dict({"float": scores}, **extra)}
+
+    files = {"rooms-long": {"source": "long/dev.keras", "sha256": "aa"},
+             "rooms-pcen": {"source": "pcen/dev.keras", "sha256": "bb"}}
+    spec = {"ensemble": ["rooms-long", "rooms-pcen"]}
+    results = {"rooms-pcen-db": dev(0.68, 0.604, 0.541), "rooms-pcen-db-seed2": dev(0.63, 0.603, 0.545,
+                                                                                     seed_of="rooms-pcen-db"),
+               # the same members from other files, and the same files weighted: neither is its teacher
+               "rooms-long-pcen": dev(0.70, 0.64, 0.60, recipe=spec,
+                                      members={m: dict(f, sha256="zz") for m, f in files.items()}),
+               "rooms-long-pcen-w60": dev(0.70, 0.64, 0.60, recipe=dict(spec, weights=[0.6, 0.4]), members=files),
+               "rooms-long-pcen-seed5-again": dev(0.69, 0.610, 0.561, recipe=spec, members=files,
+                                                  again_of="rooms-long-pcen-seed5", outside_seed_means="teacher")}
+    results["rooms-db-distilled-seed5"] = dev(0.66, 0.602, 0.555, seed_of="rooms-db-distilled",
+                                              teacher={"ensemble": "rooms-long-pcen",
+                                                       "members": {m: dict(f) for m, f in files.items()}})
+    entry = distilled_candidate(results)
+    (training,) = entry["trainings"]
+    assert training["teacher_row"] == "rooms-long-pcen-seed5-again"
+    assert training["against_teacher"] == {"ravdess": -3.0, "pooled": -0.8, "farfield": -0.6}
+    assert training["against_untaught"] == {"ravdess": 0.5, "pooled": -0.1, "farfield": 1.2}
+    assert entry["verdict"] == "a second training follows"
+    text = markdown(results)
+    assert "### One network taught by the ensemble" in text
+    assert ("| rooms-db-distilled-seed5 | rooms-long-pcen-seed5-again | -3.0 / -0.8 / -0.6 | +0.5 / -0.1 / +1.2 | "
+            "47.0 % | a second training follows |") in text
+    results["rooms-db-distilled-seed5"]["dev"]["float"]["farfield_all"]["ua"] = 0.549  # +0.6 on the untaught
+    assert distilled_candidate(results)["verdict"] == "stops here"
+    results["rooms-db-distilled-seed5"]["dev"]["teacher"]["members"]["rooms-pcen"]["sha256"] = "cc"
+    assert distilled_candidate(results)["trainings"][0]["teacher_row"] is None
+    assert distilled_candidate(results)["verdict"] == "-"  # no teacher scored: nothing to read
+    assert "### One network taught" not in markdown({k: v for k, v in results.items() if "distilled" not in k})
+
+
 def test_report_judges_a_third_member_against_both_pairs_it_contains_on_the_same_files():
     from converter.report import markdown, third_member_candidates
 
