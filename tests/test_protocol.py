@@ -366,6 +366,20 @@ def test_consistency_batches_are_clean_windows_then_degraded_twins_cut_at_the_sa
     assert 0 < (x_plain.reshape(32, -1).max(axis=1) > 50).sum() < 32  # without it: clean or a copy per window
 
 
+#: Script lines the loss tests' subprocesses share: the softmax over the classes present (happy, sad,
+#: angry) at a temperature, and eight tiny clips of two classes, each with one noisy copy.
+_KEPT_PROBS_AND_TINY_CLIPS = """
+def kept_probs(row, t=1.0):
+    z = row[[2, 3, 4]] / t
+    return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+
+rng = np.random.default_rng(0)
+items = [Item(f"e{i}", ("sad", "angry")[i % 2], f"s{i % 3}", "emo") for i in range(8)]
+data = ClipSet(items, [[f, f + rng.normal(0, 0.5, f.shape).astype(np.float32)]
+                       for f in (rng.standard_normal((120, 16)).astype(np.float32) for _ in items)])
+"""
+
+
 @pytest.mark.slow
 def test_consistency_term_pulls_the_degraded_twin_towards_the_clean_one_only_and_trains():
     script = """
@@ -389,15 +403,8 @@ with tf.GradientTape() as tape:
     extra = tf.reduce_sum(paired(y, logits) - plain(y, logits))
 grad = tape.gradient(extra, logits).numpy()
 
-def kept_probs(row):
-    z = row[[2, 3, 4]]
-    return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-
+""" + _KEPT_PROBS_AND_TINY_CLIPS + """
 p, q = kept_probs(clean[0]), kept_probs(twins[0])
-rng = np.random.default_rng(0)
-items = [Item(f"e{i}", ("sad", "angry")[i % 2], f"s{i % 3}", "emo") for i in range(8)]
-data = ClipSet(items, [[f, f + rng.normal(0, 0.5, f.shape).astype(np.float32)]
-                       for f in (rng.standard_normal((120, 16)).astype(np.float32) for _ in items)])
 recipe = Recipe(window_frames=100, min_frames=50, batch_size=8, sampling="balanced", masked=True, steps=4,
                 warmup_epochs=1, channels=(4, 8, 8), aug_variants=1, consistency=1.0)
 result = train_model(data, None, recipe, log=lambda *a: None)
@@ -448,15 +455,8 @@ with tf.GradientTape() as tape:
     extra = tf.reduce_sum(taught(y, logits) - plain(y[:, :2 * n], logits))
 grad = tape.gradient(extra, logits).numpy()
 
-def soft(row):
-    z = row[[2, 3, 4]] / t
-    return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-
-p, q = soft(teacher[0]), soft(student[0])
-rng = np.random.default_rng(0)
-items = [Item(f"e{i}", ("sad", "angry")[i % 2], f"s{i % 3}", "emo") for i in range(8)]
-data = ClipSet(items, [[f, f + rng.normal(0, 0.5, f.shape).astype(np.float32)]
-                       for f in (rng.standard_normal((120, 16)).astype(np.float32) for _ in items)])
+""" + _KEPT_PROBS_AND_TINY_CLIPS + """
+p, q = kept_probs(teacher[0], t), kept_probs(student[0], t)
 recipe = Recipe(window_frames=100, min_frames=50, batch_size=8, sampling="balanced", masked=True, steps=4,
                 warmup_epochs=1, channels=(4, 8, 8), aug_variants=1, distill_weight=1.0, teacher="any")
 inputs = keras.Input((100, 16, 1))
