@@ -1300,18 +1300,15 @@ def _scoring_model(path: Path, spec: Optional[dict]
             model = keras.models.load_model(path, compile=False)
         except Exception as exc:  # keras raises several types for a damaged or foreign file
             raise ModelError(f"{source}: not a Keras model ({type(exc).__name__})") from None
-        members = recipes_of_row(spec)
-        if len(members) != 1:
-            raise ModelError(f"{source}: the row names an ensemble; score a member's own row")
-        return keras_predictor(model, logits=False), members[0], members[0].masked, "float"
+        recipe = _heard_by(recipes_of_row(spec))
+        return keras_predictor(model, logits=False), recipe, recipe.masked, "float"
     from .quantize import TFLiteRunner
 
     tflite_bytes = path.read_bytes()
     entries = read_metadata(tflite_bytes, source)  # a file that is no TFLite model is refused here, in one line
     meta = ModelMetadata.from_entries(entries, source) if METADATA_NAME in entries else None
     if meta is None and spec is not None:
-        members = recipes_of_row(spec)
-        recipe = replace(members[0], features=ensemble_features(members))
+        recipe = _heard_by(recipes_of_row(spec))
         logits = recipe.masked
     elif meta is None:
         recipe, logits = Recipe(), False
@@ -1323,6 +1320,13 @@ def _scoring_model(path: Path, spec: Optional[dict]
         recipe = Recipe(window_frames=meta.window_frames, hop_frames=meta.hop_frames, features=features)
         logits = meta.output == "logits"
     return TFLiteRunner(tflite_bytes).predict, recipe, logits, "int8"
+
+
+def _heard_by(members: Sequence[Recipe]) -> Recipe:
+    """What a model made by a row of ``members`` hears (windows, hop, output): the recipe itself, or
+    for an ensemble its members' shared windows on the features of all their views
+    (:func:`ensemble_features`), as a float ensemble saved whole or its int8 graph does."""
+    return replace(members[0], features=ensemble_features(members))
 
 
 def pair_run(

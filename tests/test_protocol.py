@@ -1729,6 +1729,24 @@ def test_a_run_keeps_its_window_outputs_and_its_members_combine_to_the_ensemble(
                                "--datasets", str(datasets)], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=300)
 
+    # the members averaged in one saved Keras model score as the row did (converter score on an ensemble's row)
+    whole = tmp_path / "whole.keras"
+    build = ("import keras, sys\n"
+             "from converter.protocol import _make_recipe, ensemble_model\n"
+             "names = ['rooms-ravdess-half', 'rooms-pcen']\n"
+             "models = [keras.models.load_model(f'{sys.argv[1]}/{n}/dev.keras', compile=False) for n in names]\n"
+             "ensemble_model(models, [_make_recipe(n, 2) for n in names]).save(sys.argv[2])\n")
+    built = subprocess.run([PY, "-c", build, str(tmp_path / "models"), str(whole)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    scored = subprocess.run([PY, "-m", "converter", "score", f"dev={whole}", "--label", "whole", "--recipe-from",
+                             "rooms-half-pcen", "--rows", str(results), "--results", str(tmp_path / "conditions"),
+                             "--datasets", str(datasets), "--cache", str(tmp_path / "cache")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert scored.returncode == 0, scored.stdout[-2000:] + scored.stderr[-3000:]
+    again = json.loads((tmp_path / "conditions" / "whole" / "dev.json").read_text())["float"]
+    assert again["clean"] == row["float"]["clean"] and again["unseen_arousal"]["ua"] == row["float"]["unseen_arousal"]["ua"]
+
     paired = pair(*(f"rooms-half-pcen:{m}" for m in row["recipe"]["ensemble"]), "--label", "paired")
     assert paired.returncode == 0, paired.stdout[-2000:] + paired.stderr[-3000:]
     prow = json.loads((results / "paired" / "dev.json").read_text())
