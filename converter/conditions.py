@@ -101,10 +101,16 @@ def _sox(*effect: str) -> Callable[[np.ndarray, int, np.random.Generator], np.nd
     return condition
 
 
+def _scaled_to_peak(changed: np.ndarray, peak: float) -> np.ndarray:
+    """``changed`` scaled so that its largest magnitude is ``peak`` (the clip's before a filter or a
+    room changed its level), as float32: a condition changes the sound, not how loud it is."""
+    return (changed * (peak / (float(np.max(np.abs(changed))) + 1e-12))).astype(np.float32)
+
+
 def _reverb(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     peak = float(np.max(np.abs(signal))) + 1e-12
     wet = reverberate(np.asarray(signal, dtype=np.float32), sample_rate, float(rng.uniform(*REVERB_RT60)), rng)
-    return (wet * (peak / (float(np.max(np.abs(wet))) + 1e-12))).astype(np.float32)
+    return _scaled_to_peak(wet, peak)
 
 
 def _middle(seconds: float) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
@@ -257,8 +263,7 @@ def _microphone(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) 
     taps = firwin2(MIC_TAPS, hz, gain, fs=sample_rate)
     delay = (MIC_TAPS - 1) // 2
     y = fftconvolve(x, taps)[delay:delay + x.size]
-    peak = float(np.max(np.abs(x))) + 1e-12
-    return (y * (peak / (float(np.max(np.abs(y))) + 1e-12))).astype(np.float32)
+    return _scaled_to_peak(y, float(np.max(np.abs(x))) + 1e-12)
 
 
 #: Condition name -> function of (audio, sample rate, per-clip generator) -> degraded audio.
