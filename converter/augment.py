@@ -1,7 +1,7 @@
 """Data augmentation, in the audio domain (precomputed) and the feature domain (online).
 
 Audio-domain variants are deterministic functions of ``(clip, variant number, seed)``
-so they can be cached on disk. Four recipes exist (:data:`AUGMENTATIONS`, and ``room-voices``):
+so they can be cached on disk. Five recipes exist (:data:`AUGMENTATIONS`, and ``room-voices``):
 
 * ``studio`` (the first shipped model): gain, synthetic white/pink/brown noise at
   10-35 dB SNR, a mild synthetic reverberation and a speed perturbation;
@@ -13,7 +13,9 @@ so they can be cached on disk. Four recipes exist (:data:`AUGMENTATIONS`, and ``
   copies, beside the measured ones (:mod:`converter.simulated_rooms`);
 * ``room-voices``: ``room`` with other voices behind the speaker in place of a share of the real
   noise, voices of the run's own training speakers (:func:`register_voices`; the cache key
-  names the bank, ``room-voices:<digest>``).
+  names the bank, ``room-voices:<digest>``);
+* ``room-mic``: ``room`` with half of its copies heard through another microphone, a random
+  equalizer drawn by audiomentations (:func:`another_microphone`).
 
 Variant 0 is always the clean clip.
 
@@ -198,14 +200,73 @@ def augment_room_voices(signal: np.ndarray, sample_rate: int, rng: np.random.Gen
                               voices=_VOICE_BANKS[digest])
 
 
+#: ``room-mic``: the share of its copies heard through another microphone (:func:`another_microphone`).
+MICROPHONE_SHARE = 0.5
+
+
+@functools.lru_cache(maxsize=1)
+def _microphone_chain():
+    """The audiomentations chain :func:`another_microphone` draws from (built once per process).
+
+    A 7-band parametric equalizer (a low shelf, five peaks, a high shelf; each band +-6 dB at a
+    drawn centre and Q), a high-pass at 50-400 Hz always and a low-pass at 3.5-7.5 kHz on half the
+    draws, each 12-24 dB per octave. The ranges are what small capsules, their housings and USB
+    dongles span; they were set before any training, not tuned. The family is audiomentations',
+    not the one the ``mic`` listening condition draws (:func:`converter.conditions.microphone_response`:
+    a smooth ripple through six anchors and second-order roll-offs), so that condition still
+    measures microphones the training never drew from.
+    """
+    import audiomentations as am  # workstation only
+
+    return am.Compose([
+        am.SevenBandParametricEQ(min_gain_db=-6.0, max_gain_db=6.0, p=1.0),
+        am.HighPassFilter(min_cutoff_freq=50.0, max_cutoff_freq=400.0, min_rolloff=12, max_rolloff=24, p=1.0),
+        am.LowPassFilter(min_cutoff_freq=3500.0, max_cutoff_freq=7500.0, min_rolloff=12, max_rolloff=24, p=0.5),
+    ])
+
+
+def another_microphone(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """``signal`` as another microphone would have picked it up: a random equalizer and roll-offs
+    (:func:`_microphone_chain`), its peak kept. audiomentations draws from Python's and NumPy's
+    global generators, so both are seeded from ``rng`` first: the copy stays a function of the
+    clip, its variant and the seed, as a cached copy must; their states are put back afterwards,
+    so nothing else in the process draws differently for it."""
+    import random
+
+    x = np.asarray(signal, dtype=np.float32)
+    seed = int(rng.integers(2 ** 32))
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        random.seed(seed)
+        np.random.seed(seed)
+        y = np.asarray(_microphone_chain()(samples=x, sample_rate=sample_rate), dtype=np.float32)
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    level = float(np.max(np.abs(y))) if y.size else 0.0
+    return y * np.float32(peak / level) if level > 0 else y
+
+
+def augment_room_mic(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> Tuple[np.ndarray, str]:
+    """:func:`augment_room` with :data:`MICROPHONE_SHARE` of the copies heard through another
+    microphone (:func:`another_microphone`): the room and the noise reach the capsule together, so
+    the equalizer follows them, before the level, the telephone band and the codec."""
+    return _far_field_variant(signal, sample_rate, rng, measured=0.6, simulated=0.0, synthetic=0.15,
+                              microphone=MICROPHONE_SHARE)
+
+
 def _far_field_variant(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, measured: float,
                        simulated: float, synthetic: float,
-                       voices: Optional[Sequence[Sequence[np.ndarray]]] = None) -> Tuple[np.ndarray, str]:
-    """Speed, then a room (measured, simulated or synthetic, with these shares), noise, level, band, codec.
+                       voices: Optional[Sequence[Sequence[np.ndarray]]] = None,
+                       microphone: float = 0.0) -> Tuple[np.ndarray, str]:
+    """Speed, then a room (measured, simulated or synthetic, with these shares), noise, a
+    microphone (on a ``microphone`` share), level, band, codec.
 
     With ``simulated=0`` the random draws are exactly those of the first ``room`` recipe, so
     its cached copies stay what this function makes. ``voices`` (a voice bank): a share of the
-    real noise is other voices instead; without it no draw is added.
+    real noise is other voices instead; without it no draw is added. With ``microphone=0`` no
+    draw is added either.
     """
     from .audio_io import opus_round_trip
     from .rooms import convolve, load_bank, mix_at_snr, noise_segment
@@ -247,6 +308,9 @@ def _far_field_variant(signal: np.ndarray, sample_rate: int, rng: np.random.Gene
             steps.append(f"noise@{snr:.0f}dB")
     elif rng.random() < 0.5:
         x = _coloured_noise_step(x, rng, (5.0, 30.0), steps)
+    if microphone > 0 and rng.random() < microphone:
+        x = another_microphone(x, sample_rate, rng)
+        steps.append("mic")
     x = _gain_step(x, rng, (-25.0, 3.0), steps)
     if rng.random() < 0.15:
         x = telephone_band(x, sample_rate)
@@ -263,6 +327,7 @@ AUGMENTATIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], Tuple[
     "studio": augment_audio,
     "room": augment_room,
     "room-sim": augment_room_sim,
+    "room-mic": augment_room_mic,
 }
 
 

@@ -357,6 +357,35 @@ def _rooms_long_ema_recipe() -> Recipe:
     return replace(_rooms_long_recipe(), ema=0.999)
 
 
+def _rooms_long_mic_recipe() -> Recipe:
+    """rooms-long with half of its room-degraded copies heard through another microphone.
+
+    Why: the corpora were recorded on studio or headset microphones, and the device hears the
+    USB microphone its owner plugs in. Through a cheap capsule's drawn response (the listening
+    condition ``mic``) the shipped recipe's log-mel member loses 4.2 points of pooled UA on the
+    development split (rooms-long-seed5: 60.2 -> 56.0 %; RAVDESS 66.0 -> 62.9 %), its PCEN member
+    nothing (PCEN divides each band by its own level, so a fixed response divides out), and the
+    ensemble 1.8. The log-mel member never heard a microphone other than the corpora's, beside
+    the telephone band on 15 % of its copies. Here, of the copies made by ``room``, half also pass
+    through a random equalizer and roll-offs drawn by audiomentations after the room and the
+    noise (``room-mic``, converter.augment.another_microphone: a 7-band parametric equalizer at
+    +-6 dB, a high-pass at 50-400 Hz, on half of them a low-pass at 3.5-7.5 kHz). That family
+    is not the one ``mic`` draws from, so the condition still measures microphones never
+    trained on. Everything else is rooms-long's; the shares and ranges are set, not tuned. No
+    device cost.
+
+    Rule, written before its first training was read: one development training with seed 5 is
+    read against rooms-long-seed5 (the same recipe and seed without the microphones). It earns
+    a second training if, pooled over every corpus, ``mic`` gains at least 2 points (56.0 % ->
+    58.0 %), while pooled clean (60.2 %), RAVDESS clean (66.0 %) and far-field over every
+    corpus (52.1 %) each lose at most 1 point. Reported beside it and read by no rule: the
+    telephone band, the unseen language, and its ensemble with rooms-pcen-seed5
+    (rooms-long-mic-pcen-seed5) against the seed-5 pair. One training cannot ship it: a member
+    that passes goes to the folds, paired with the shipped recipe's PCEN members.
+    """
+    return replace(_rooms_long_recipe(), augmentation="room-mic")
+
+
 def _rooms_long_short_recipe() -> Recipe:
     """rooms-long whose shortened crops are normalized over themselves and go down to 0.4 s.
 
@@ -488,6 +517,7 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-pcen-arousal": (_rooms_pcen_arousal_recipe, ("ravdess", "nemo", "ased", "baved")),
     "rooms-long-warp": (_rooms_long_warp_recipe, ("ravdess", "nemo", "ased")),
     "rooms-long-ema": (_rooms_long_ema_recipe, ("ravdess", "nemo", "ased")),
+    "rooms-long-mic": (_rooms_long_mic_recipe, ("ravdess", "nemo", "ased")),
     "rooms-long-short": (_rooms_long_short_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen-short": (_rooms_pcen_short_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen-adv": (_rooms_pcen_adv_recipe, ("ravdess", "nemo", "ased")),
@@ -525,6 +555,8 @@ ENSEMBLES: Dict[str, Tuple[str, ...]] = {
     "rooms-long-warp-pcen": ("rooms-long-warp", "rooms-pcen"),
     # rooms-long-pcen with a log-mel member whose final weights are a moving average
     "rooms-long-ema-pcen": ("rooms-long-ema", "rooms-pcen"),
+    # rooms-long-pcen with its log-mel member hearing other microphones in training
+    "rooms-long-mic-pcen": ("rooms-long-mic", "rooms-pcen"),
     # rooms-long-pcen with a PCEN member whose shortened crops are computed as the device
     # computes a short clip
     "rooms-long-pcen-short": ("rooms-long", "rooms-pcen-short"),
@@ -606,6 +638,10 @@ DESCRIPTIONS: Dict[str, str] = {
     "rooms-long-ema": "rooms-long with its final weights an exponential moving average over training (momentum "
                       "0.999, about the last 1000 batches)",
     "rooms-long-ema-pcen": "rooms-long-ema (log-mel) and rooms-pcen (PCEN), logits averaged as in rooms-half-pcen",
+    "rooms-long-mic": "rooms-long with half of its room-degraded copies through another microphone (a random "
+                      "7-band equalizer at +-6 dB, a 50-400 Hz high-pass, on half of them a 3.5-7.5 kHz "
+                      "low-pass; audiomentations)",
+    "rooms-long-mic-pcen": "rooms-long-mic (log-mel) and rooms-pcen (PCEN), logits averaged as in rooms-half-pcen",
     "rooms-long-short": "rooms-long with its shortened crops normalized over themselves, as the device normalizes "
                         "a short utterance, and drawn from 0.4 s",
     "rooms-pcen-short": "rooms-pcen with its shortened crops computed from the clip's mel spectrogram as the "

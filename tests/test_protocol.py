@@ -1132,6 +1132,51 @@ def test_room_sim_shares_its_copies_between_measured_simulated_and_no_room(monke
     assert first["simulated-room"] == 0 and abs(first["rir"] / 300 - 0.6) < 0.07
 
 
+def test_room_mic_hears_half_its_copies_through_another_microphone_drawn_per_copy(monkeypatch):
+    """room-mic: half of the room copies pass through a drawn equalizer and roll-offs after the noise;
+    each copy is a function of its seed (audiomentations' global generators seeded from it and put
+    back), keeps its peak, and loses the low end; the first room recipe never draws a microphone."""
+    import random
+
+    from converter import augment, rooms
+
+    rir = np.zeros(400, dtype=np.float32)
+    rir[0] = 1.0
+    fake = rooms.RoomBank((rir,), (np.random.default_rng(0).standard_normal(4000).astype(np.float32),))
+    monkeypatch.setattr(rooms, "load_bank", lambda *a, **k: fake)
+    x = (0.3 * np.sin(np.arange(3200) / 5.0)).astype(np.float32)
+    heard = {"room-mic": 0, "room": 0}
+    for seed in range(200):
+        for name in heard:
+            steps = augment.augmentation_function(name)(x, 16000, np.random.default_rng(seed))[1].split(",")
+            heard[name] += "mic" in steps
+    assert abs(heard["room-mic"] / 200 - augment.MICROPHONE_SHARE) < 0.08 and heard["room"] == 0
+
+    t = np.arange(16000) / 16000
+    tones = (0.2 * np.sin(2 * np.pi * 20.0 * t) + 0.2 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+
+    def level_db(y: np.ndarray, hz: float) -> float:
+        return float(20 * np.log10(np.abs(np.fft.rfft(y))[int(hz)] + 1e-9))  # 1 Hz bins
+
+    random.seed(3)
+    np.random.seed(3)
+    expected = (random.random(), float(np.random.random()))
+    random.seed(3)
+    np.random.seed(3)
+    falls, mids = [], []
+    for seed in range(40):
+        heard_through = augment.another_microphone(tones, 16000, np.random.default_rng(seed))
+        assert heard_through.dtype == np.float32 and heard_through.shape == tones.shape
+        assert np.isclose(np.max(np.abs(heard_through)), np.max(np.abs(tones)), rtol=1e-5)
+        falls.append((level_db(tones, 20) - level_db(tones, 1000)) - (level_db(heard_through, 20) - level_db(heard_through, 1000)))
+        mids.append(level_db(heard_through, 1000))
+    assert (random.random(), float(np.random.random())) == expected  # the global generators put back
+    assert np.array_equal(augment.another_microphone(tones, 16000, np.random.default_rng(7)),
+                          augment.another_microphone(tones, 16000, np.random.default_rng(7)))
+    assert np.mean(falls) > 10.0 and min(falls) > 0.0  # a high-pass at 50-400 Hz takes the 20 Hz tone down
+    assert np.std(mids) > 0.5  # and each copy's microphone is a different one
+
+
 @pytest.mark.slow
 def test_short_scaling_hears_the_unseen_words_whole_and_cut_short_both_ways_with_the_shipped_model(tmp_path):
     """converter short-scaling: each long enough unseen-language word whole, and cut short, scaled by
