@@ -30,11 +30,10 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from edge_ser.features import log_mel, normalize_utterance
-from edge_ser.metadata import EMOTIONS
 
 from .audio_io import load_clip
 from .corpora import Item
-from .unseen_arousal import headline_cells, score_arousal
+from .unseen_arousal import emotion_row, headline_cells, score_arousal
 
 #: Only words at least this long are cut, so that the 1 s cut is a real cut.
 MIN_WORD_S = 1.6
@@ -42,10 +41,6 @@ MIN_WORD_S = 1.6
 CUTS_S = (1.0, 0.5)
 #: The first frames of a cut, where a PCEN smoother started on the cut differs most.
 FIRST_FRAMES = 10
-
-
-def _probabilities(prediction) -> List[float]:
-    return [prediction.probabilities[e] for e in EMOTIONS]
 
 
 def measure(classifier, items: Sequence[Item], cuts: Sequence[float] = CUTS_S) -> Dict[str, object]:
@@ -64,7 +59,7 @@ def measure(classifier, items: Sequence[Item], cuts: Sequence[float] = CUTS_S) -
         if len(signal) < MIN_WORD_S * rate:
             continue
         kept.append(item)
-        probs["whole"].append(_probabilities(classifier.classify_signal(signal, rate)))
+        probs["whole"].append(emotion_row(classifier.classify_signal(signal, rate)))
         whole = log_mel(signal, config)
         for seconds in cuts:
             length = int(round(seconds * rate))
@@ -74,8 +69,8 @@ def measure(classifier, items: Sequence[Item], cuts: Sequence[float] = CUTS_S) -
             rows = whole[first:first + device_feats.shape[0]]
             device = classifier.classify_signal(cut, rate)  # the device's own path
             as_trained = classifier.classify_features(rows, duration=seconds)
-            probs.setdefault(f"{seconds:g} s device", []).append(_probabilities(device))
-            probs.setdefault(f"{seconds:g} s as training cut", []).append(_probabilities(as_trained))
+            probs.setdefault(f"{seconds:g} s device", []).append(emotion_row(device))
+            probs.setdefault(f"{seconds:g} s as training cut", []).append(emotion_row(as_trained))
             for way, ours in (("as cut", rows), ("normalized over the cut", normalize_utterance(rows, config))):
                 gap = np.abs(ours - device_feats)
                 gaps.setdefault(f"{seconds:g} s|{way}", []).append(

@@ -58,7 +58,7 @@ from .audio_io import load_clip
 from .cache import content_digest
 from .conditions import wsola_pitch_shift
 from .corpora import Item
-from .unseen_arousal import AROUSAL_OF, headline_cells, score_arousal
+from .unseen_arousal import AROUSAL_OF, emotion_row, headline_cells, score_arousal
 
 #: The pitch tracker's search range, in Hz: below a low male voice, above a high child's.
 PITCH_FLOOR_HZ = 60.0
@@ -194,11 +194,6 @@ def pitch_reading(items: Sequence[Item], probs: np.ndarray, pitch: Mapping[str, 
     return out
 
 
-def _probabilities(classifier, signal: np.ndarray, rate: int) -> List[float]:
-    prediction = classifier.classify_signal(signal, rate)
-    return [prediction.probabilities[e] for e in EMOTIONS]
-
-
 def measure(classifier, words: Sequence[Item], training: Sequence[Item], genders: Mapping[str, str],
             cache_dir: Optional[Path]) -> Dict[str, object]:
     """The fit and the ways of hearing (as recorded, oracle, each control) of the unseen-language
@@ -212,10 +207,10 @@ def measure(classifier, words: Sequence[Item], training: Sequence[Item], genders
     probs: Dict[str, List[List[float]]] = {"as recorded": [], **{way: [] for way in plan}}
     for item in words:
         signal = load_clip(item.path, rate)
-        probs["as recorded"].append(_probabilities(classifier, signal, rate))
+        probs["as recorded"].append(emotion_row(classifier.classify_signal(signal, rate)))
         for way in plan:
             moved = wsola_pitch_shift(signal, rate, plan[way].get(item.speaker, 0.0))
-            probs[way].append(_probabilities(classifier, moved, rate))
+            probs[way].append(emotion_row(classifier.classify_signal(moved, rate)))
     moved_speakers = [s for s, v in plan["oracle"].items() if v != 0.0]
     moved = [k for k, it in enumerate(words) if it.speaker in moved_speakers]
     return {

@@ -61,6 +61,13 @@ def unseen_arousal_items(items: Sequence[Item], corpora: Sequence[str]) -> List[
     return [it for it in items if it.corpus not in corpora and it.label is None and it.arousal is not None]
 
 
+def emotion_row(prediction) -> List[float]:
+    """A clip's answer (an :class:`edge_ser.classify.Prediction`) as the row :func:`score_arousal`
+    reads: its probabilities in :data:`~edge_ser.metadata.EMOTIONS` order, whatever order the
+    model lists its labels in."""
+    return [prediction.probabilities[e] for e in EMOTIONS]
+
+
 def arousal_probabilities(probs: np.ndarray) -> np.ndarray:
     """``(clips, 8)`` emotion probabilities -> ``(clips, 3)`` summed per level of :data:`AROUSAL_LEVELS`."""
     return np.asarray(probs, dtype=np.float64) @ np.eye(len(AROUSAL_LEVELS))[_LEVEL_INDEX]
