@@ -380,8 +380,11 @@ def _rooms_long_mic_recipe() -> Recipe:
     58.0 %), while pooled clean (60.2 %), RAVDESS clean (66.0 %) and far-field over every
     corpus (52.1 %) each lose at most 1 point. Reported beside it and read by no rule: the
     telephone band, the unseen language, and its ensemble with rooms-pcen-seed5
-    (rooms-long-mic-pcen-seed5) against the seed-5 pair. One training cannot ship it: a member
-    that passes goes to the folds, paired with the shipped recipe's PCEN members.
+    (rooms-long-mic-pcen-seed5) against the seed-5 pair. The second training, with seed 4, is
+    read beside rooms-long --seed 4 trained again (training is bit-reproducible here, so that is
+    the stored rooms-long-seed4 row's model, kept this time to be scored under ``mic``): the mean
+    of the two trainings against the mean of the two references must meet the same margins. One
+    member that passes both goes to the folds, paired with the shipped recipe's PCEN members.
     """
     return replace(_rooms_long_recipe(), augmentation="room-mic")
 
