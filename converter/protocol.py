@@ -399,8 +399,11 @@ def _rooms_long_mic_recipe() -> Recipe:
     training rooms did not have. Two fresh trainings, seeds 6 and 7 (never trained on this split
     for rooms-long), are read as a mean against the mean of those six: far-field over every
     corpus must gain at least 1 point (52.9 -> 53.9 %), and RAVDESS clean (65.7 %) and pooled
-    clean (59.6 %) each lose at most 1. A member that passes goes to the folds, paired on every
-    fold with the shipped recipe's PCEN member outputs (``converter pair``).
+    clean (59.6 %) each lose at most 1. (The seed-means table in protocol.md shows four of those
+    six, 53.4 % far-field: seeds 4 and 5 were kept out of it so that verdicts already read would
+    not move. This rule reads all six, every training of rooms-long on this split.) A member that
+    passes goes to the folds, paired on every fold with the shipped recipe's PCEN member outputs
+    (``converter pair``).
     """
     return replace(_rooms_long_recipe(), augmentation="room-mic")
 
