@@ -24,6 +24,10 @@ people, where the far-field condition has only non-speech noise: one talker (``t
 held-out noise recordings alone (``noise``), each at the far-field SNR and nothing else (no room,
 no attenuation). Another voice carries an emotion of its own, which noise does not.
 
+``far-field-crowd`` puts those voices across a room: the far-field condition's held-out room, SNR
+and attenuation, with four of them in place of its noise; ``far-field`` is the far-field condition
+itself, one copy per clip, to read it against.
+
 ``mic`` is the microphone itself: the corpora were recorded on studio or good headset
 microphones, the device hears whatever USB microphone its owner plugs in. Each clip passes
 through one drawn response of a cheap capsule (:func:`microphone_response`: the low end rolled
@@ -214,6 +218,33 @@ def _held_out_noise(signal: np.ndarray, sample_rate: int, rng: np.random.Generat
     return mix_at_snr(x, noise, float(rng.uniform(*BACKGROUND_SNR_DB)))
 
 
+def _far_field(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The protocol's far-field condition, one copy: a held-out room, held-out noise at 5-20 dB
+    against the reverberant speech, 0-20 dB quieter (:func:`converter.rooms.far_field`)."""
+    from .rooms import far_field, load_bank
+
+    return far_field(signal, load_bank("test", sample_rate=sample_rate), rng)
+
+
+#: ``far-field-crowd``: how many people talk behind the speaker.
+CROWD_VOICES = 4
+
+
+def _far_field_crowd(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The far-field condition with a room of people in place of its noise: the same held-out room,
+    SNR and attenuation, and behind the speaker :data:`CROWD_VOICES` voices of the unseen-language
+    corpus (``babble``'s), as a TV or a gathering sounds across a room."""
+    from .corpora import datasets_dir
+    from .rooms import far_field, load_bank
+
+    bank = background_voices(str(datasets_dir()), sample_rate)
+
+    def crowd(length: int, generator: np.random.Generator) -> np.ndarray:
+        return voices_behind(bank, CROWD_VOICES, length, sample_rate, generator)
+
+    return far_field(signal, load_bank("test", sample_rate=sample_rate), rng, background=crowd)
+
+
 #: ``mic``: where a cheap microphone's low end rolls off (a second-order high-pass), in Hz.
 MIC_HIGH_PASS_HZ = (80.0, 300.0)
 #: ``mic``: where its top rolls off (second-order low-pass), on :data:`MIC_LOW_PASS_SHARE` of the clips.
@@ -282,6 +313,8 @@ CONDITIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarra
     "talker": _talkers(1),
     "babble": _talkers(4),
     "mic": _microphone,
+    "far-field": _far_field,
+    "far-field-crowd": _far_field_crowd,
 }
 
 #: The conditions of the listening-conditions tables: the independent evaluation's and the device's.
@@ -299,8 +332,13 @@ BACKGROUNDS = ("noise", "talker", "babble")
 #: The microphone the device hears through: ``mic``, a cheap capsule's response (roll-offs and a
 #: few dB of ripple, :func:`microphone_response`), beside ``telephone``, the narrowest channel.
 MICROPHONES = ("telephone", "mic")
+#: Across a room with people in it: the far-field condition (``far-field``, one copy per clip, as
+#: the protocol's RAVDESS far-field) beside the same rooms, SNR and attenuation with four voices
+#: behind the speaker in place of the noise (``far-field-crowd``).
+CROWD = ("far-field", "far-field-crowd")
 #: Conditions whose sound is taken from a corpus: never scored on that corpus's own clips.
-BORROWS_FROM: Dict[str, str] = {"talker": BACKGROUND_VOICES_CORPUS, "babble": BACKGROUND_VOICES_CORPUS}
+BORROWS_FROM: Dict[str, str] = {"talker": BACKGROUND_VOICES_CORPUS, "babble": BACKGROUND_VOICES_CORPUS,
+                                "far-field-crowd": BACKGROUND_VOICES_CORPUS}
 
 
 def check_conditions(names: Sequence[str]) -> Tuple[str, ...]:

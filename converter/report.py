@@ -1403,7 +1403,8 @@ def conditions_section(conditions: Results) -> List[str]:
                   "answered angry.", "",
                   "| model | run | condition | UA | mid recall | normal voices answered angry |",
                   "|---|---|---|---|---|---|"] + short_rows
-    return lines + voice_shift_section(conditions) + background_section(conditions) + microphone_section(conditions)
+    return (lines + voice_shift_section(conditions) + background_section(conditions) + crowd_section(conditions)
+            + microphone_section(conditions))
 
 
 #: What a voice-shift line reads: (what it says, the clean block, the conditions' block, which UA
@@ -1471,6 +1472,22 @@ def background_section(conditions: Results) -> List[str]:
         f"condition's held-out noise recordings; each {low:g}-{high:g} dB below the speech, nothing else (no "
         "room, no attenuation). The unseen language is never scored under its own voices (a dash).",
         BACKGROUNDS, rows)
+
+
+def crowd_section(conditions: Results) -> List[str]:
+    """Across a room with people in it (``far-field-crowd``) beside the far-field condition itself,
+    for every kept model scored under it: per model and run, each corpus and the pooled corpora."""
+    from .conditions import BACKGROUND_VOICES_CORPUS, CROWD, CROWD_VOICES
+
+    rows = _condition_lines(conditions, CROWD, _BACKGROUND_MEASURES, {"far-field-crowd"})
+    return _condition_section(
+        "A room of people, across the room",
+        "The independent evaluation's far-field condition has household and crowd noise behind the speaker; "
+        "the protocol's has street and household recordings. `far-field-crowd` is the far-field condition "
+        "(a held-out room, 5-20 dB SNR against the reverberant speech, 0-20 dB quieter) with "
+        f"{CROWD_VOICES} voices of {BACKGROUND_VOICES_CORPUS} in place of its noise; `far-field` is the "
+        "condition itself, one copy per clip (the same copy the protocol's RAVDESS far-field column scores).",
+        CROWD, rows)
 
 
 def microphone_section(conditions: Results) -> List[str]:

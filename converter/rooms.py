@@ -27,7 +27,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -183,17 +183,29 @@ class FarField:
 EVALUATION = FarField()
 
 
+#: What sounds behind the speaker in a far-field copy: (length in samples, generator) -> that many samples.
+Background = Callable[[int, np.random.Generator], np.ndarray]
+
+
 def far_field(
     signal: np.ndarray, bank: RoomBank, rng: np.random.Generator, condition: FarField = EVALUATION,
+    background: Optional[Background] = None,
 ) -> np.ndarray:
-    """One random room, one random noise stretch and one attenuation applied to ``signal``.
+    """One random room, one random background and one attenuation applied to ``signal``.
 
+    The background is a stretch of one of ``bank``'s noise recordings, or what ``background``
+    makes (other voices, say). The room is drawn first, so one generator puts a clip in the same
+    room whichever sound is behind it; without ``background`` the draws are the evaluation
+    condition's as they always were, so its cached copies stay what this function makes.
     The result is not clipped: attenuation makes it quieter, and a speech level that
     left room for noise stays within [-1, 1] in practice.
     """
     x = np.asarray(signal, dtype=np.float32)
     wet = through_room(x, bank.rirs[int(rng.integers(len(bank.rirs)))])
-    noise = noise_segment(bank.noises[int(rng.integers(len(bank.noises)))], wet.size, rng)
+    if background is None:
+        noise = noise_segment(bank.noises[int(rng.integers(len(bank.noises)))], wet.size, rng)
+    else:
+        noise = background(wet.size, rng)
     mixed = mix_at_snr(wet, noise, float(rng.uniform(*condition.snr_db)))
     gain = 10.0 ** (-float(rng.uniform(*condition.attenuation_db)) / 20.0)
     return (mixed * np.float32(gain)).astype(np.float32)

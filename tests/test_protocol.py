@@ -2468,7 +2468,7 @@ def test_the_backgrounds_put_one_or_four_unseen_voices_or_held_out_noise_behind_
         return {hz for hz in voices if spectrum[int(hz * residual.size / sr)] > floor}
 
     try:
-        assert BACKGROUNDS == ("noise", "talker", "babble") and set(BORROWS_FROM) == {"talker", "babble"}
+        assert BACKGROUNDS == ("noise", "talker", "babble") and set(BORROWS_FROM) == {"talker", "babble", "far-field-crowd"}
         for name in BACKGROUNDS:
             for seed in range(4):
                 out = apply_condition(name, speech, sr, np.random.default_rng(seed))
@@ -2490,6 +2490,59 @@ def test_the_backgrounds_put_one_or_four_unseen_voices_or_held_out_noise_behind_
     finally:
         conditions.background_voices.cache_clear()
         rooms.load_bank.cache_clear()
+
+
+def test_far_field_crowd_is_the_far_field_condition_with_four_unseen_voices_in_place_of_its_noise(tmp_path, monkeypatch):
+    """far-field is the protocol's far-field copy; far-field-crowd the same room, SNR range and
+    attenuation with four background voices instead of a noise recording: the clip's length kept,
+    the same copy from the same generator, four voices heard 5-20 dB below the speech."""
+    from converter import conditions, rooms
+    from converter.conditions import BORROWS_FROM, CROWD, apply_condition
+
+    root = _dev_corpora(tmp_path / "datasets")
+    shutil.rmtree(root / "baved")
+    (root / "baved").mkdir()
+    rows = ["path,label,speaker,arousal"]
+    voices = (170.0, 230.0, 290.0, 350.0, 410.0)
+    t = np.arange(8000) / 16000
+    for i, hz in enumerate(voices):
+        soundfile.write(str(root / "baved" / f"v{i}.wav"), (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32),
+                        16000)
+        rows.append(f"v{i}.wav,,baved-{i},mid")
+    (root / "baved" / "manifest.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("EDGE_SER_DATASETS", str(root))
+    rir = np.zeros(64, dtype=np.float32)
+    rir[0] = 1.0  # a room that changes nothing, so the speech and the voices can be told apart
+    noise = (0.1 * np.sin(2 * np.pi * 3000.0 * np.arange(4000) / 16000)).astype(np.float32)
+    fake = rooms.RoomBank((rir, rir), (noise,))
+    monkeypatch.setattr(rooms, "load_bank", lambda *a, **k: fake)
+    conditions.background_voices.cache_clear()
+    sr = 16000
+    speech = (0.3 * np.sin(2 * np.pi * 100.0 * np.arange(3 * sr) / sr)).astype(np.float32)
+
+    def line(x: np.ndarray, hz: float) -> float:
+        """The amplitude around ``hz`` (+-20 Hz: words in random phases spread a voice's line)."""
+        power = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+        at = np.fft.rfftfreq(x.size, 1 / sr)
+        return float(np.sqrt(power[np.abs(at - hz) <= 20.0].sum()))
+
+    try:
+        assert CROWD == ("far-field", "far-field-crowd") and BORROWS_FROM["far-field-crowd"] == "baved"
+        for seed in range(4):
+            plain = apply_condition("far-field", speech, sr, np.random.default_rng(seed))
+            np.testing.assert_array_equal(plain, rooms.far_field(speech, fake, np.random.default_rng(seed)))
+            crowd = apply_condition("far-field-crowd", speech, sr, np.random.default_rng(seed))
+            assert crowd.shape == speech.shape and crowd.dtype == np.float32
+            np.testing.assert_array_equal(crowd, apply_condition("far-field-crowd", speech, sr,
+                                                                 np.random.default_rng(seed)))
+            assert line(plain, 3000.0) > 0.01 * line(plain, 100.0)  # the noise is behind the speech
+            assert line(crowd, 3000.0) < 1e-3 * line(crowd, 100.0)  # and not behind the crowd's
+            heard = [hz for hz in voices if line(crowd, hz) > 0.03 * line(crowd, 100.0)]
+            assert len(heard) == 4
+            snr = 20 * np.log10(line(crowd, 100.0) / np.sqrt(sum(line(crowd, hz) ** 2 for hz in voices)))
+            assert 5.0 - 1.0 <= snr <= 20.0 + 1.0, snr  # line amplitudes, not the mixer's RMS: a little slack
+    finally:
+        conditions.background_voices.cache_clear()
 
 
 def test_report_takes_pitch_shift_apart_for_models_scored_under_the_voice_shifts():
