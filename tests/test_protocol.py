@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -2438,18 +2439,15 @@ def test_a_cheap_microphone_rolls_off_the_low_end_keeps_a_few_db_of_ripple_and_a
         assert abs((measured[at] - measured[np.argmin(np.abs(f - 1000.0))]) - (db(gain, probe) - db(gain, 1000.0))) < 1.5
 
 
-def test_the_backgrounds_put_one_or_four_unseen_voices_or_held_out_noise_behind_the_speaker(tmp_path, monkeypatch):
-    """noise, talker and babble: the clip's length kept, the background 5-20 dB below the speech, the
-    same copy from the same generator; one talker is one voice, babble several; a missing voice corpus
-    is a clear error."""
-    from converter import conditions, rooms
-    from converter.conditions import BACKGROUNDS, BORROWS_FROM, apply_condition
-
+def _steady_voices(tmp_path: Path, monkeypatch) -> Tuple[Path, Tuple[float, ...]]:
+    """The protocol's test corpora with an unseen-language corpus of five background speakers, each a
+    steady tone (one "voice" per speaker, told apart by its frequency), made the datasets folder:
+    the folder and the five frequencies."""
     root = _dev_corpora(tmp_path / "datasets")
     shutil.rmtree(root / "baved")
     (root / "baved").mkdir()
     rows = ["path,label,speaker,arousal"]
-    voices = (170.0, 230.0, 290.0, 350.0, 410.0)  # one steady "voice" per background speaker
+    voices = (170.0, 230.0, 290.0, 350.0, 410.0)
     t = np.arange(8000) / 16000
     for i, hz in enumerate(voices):
         soundfile.write(str(root / "baved" / f"v{i}.wav"), (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32),
@@ -2457,6 +2455,17 @@ def test_the_backgrounds_put_one_or_four_unseen_voices_or_held_out_noise_behind_
         rows.append(f"v{i}.wav,,baved-{i},mid")
     (root / "baved" / "manifest.csv").write_text("\n".join(rows) + "\n")
     monkeypatch.setenv("EDGE_SER_DATASETS", str(root))
+    return root, voices
+
+
+def test_the_backgrounds_put_one_or_four_unseen_voices_or_held_out_noise_behind_the_speaker(tmp_path, monkeypatch):
+    """noise, talker and babble: the clip's length kept, the background 5-20 dB below the speech, the
+    same copy from the same generator; one talker is one voice, babble several; a missing voice corpus
+    is a clear error."""
+    from converter import conditions, rooms
+    from converter.conditions import BACKGROUNDS, BORROWS_FROM, apply_condition
+
+    root, voices = _steady_voices(tmp_path, monkeypatch)
     conditions.background_voices.cache_clear()
     rooms.load_bank.cache_clear()
     sr = 16000
@@ -2499,18 +2508,7 @@ def test_far_field_crowd_is_the_far_field_condition_with_four_unseen_voices_in_p
     from converter import conditions, rooms
     from converter.conditions import BORROWS_FROM, CROWD, apply_condition
 
-    root = _dev_corpora(tmp_path / "datasets")
-    shutil.rmtree(root / "baved")
-    (root / "baved").mkdir()
-    rows = ["path,label,speaker,arousal"]
-    voices = (170.0, 230.0, 290.0, 350.0, 410.0)
-    t = np.arange(8000) / 16000
-    for i, hz in enumerate(voices):
-        soundfile.write(str(root / "baved" / f"v{i}.wav"), (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32),
-                        16000)
-        rows.append(f"v{i}.wav,,baved-{i},mid")
-    (root / "baved" / "manifest.csv").write_text("\n".join(rows) + "\n")
-    monkeypatch.setenv("EDGE_SER_DATASETS", str(root))
+    _, voices = _steady_voices(tmp_path, monkeypatch)
     rir = np.zeros(64, dtype=np.float32)
     rir[0] = 1.0  # a room that changes nothing, so the speech and the voices can be told apart
     noise = (0.1 * np.sin(2 * np.pi * 3000.0 * np.arange(4000) / 16000)).astype(np.float32)
