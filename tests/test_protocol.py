@@ -2383,7 +2383,8 @@ def test_the_listening_conditions_band_limit_raise_reverberate_or_shorten_one_cl
 def test_the_voice_shifts_move_pitch_and_tempo_as_their_names_say():
     """pitch+2 taken apart: the WSOLA shift raises a tone and keeps the length, the resampling
     raises it and shortens the clip, each stretch alone keeps the tone and shortens the clip."""
-    from converter.conditions import BACKGROUNDS, CONDITIONS, LISTENING, MICROPHONES, VOICE_SHIFTS, apply_condition
+    from converter.conditions import (BACKGROUNDS, CONDITIONS, CROWD, LISTENING, MICROPHONES, VOICE_SHIFTS,
+                                      apply_condition)
 
     sr = 16000
     tone = (0.3 * np.sin(2 * np.pi * 440.0 * np.arange(2 * sr) / sr)).astype(np.float32)
@@ -2396,7 +2397,7 @@ def test_the_voice_shifts_move_pitch_and_tempo_as_their_names_say():
                 "tempo-vocoder": (440.0, shorter), "tempo-wsola": (440.0, shorter),
                 "pitch-2-wsola": (392.0, tone.size)}
     assert list(VOICE_SHIFTS) == list(expected)
-    assert set(VOICE_SHIFTS) | set(LISTENING) | set(BACKGROUNDS) | set(MICROPHONES) == set(CONDITIONS)
+    assert set(VOICE_SHIFTS) | set(LISTENING) | set(BACKGROUNDS) | set(MICROPHONES) | set(CROWD) == set(CONDITIONS)
     for name, (hz, size) in expected.items():
         shifted = apply_condition(name, tone, sr, np.random.default_rng(0))
         assert shifted.dtype == np.float32 and abs(shifted.size - size) <= 2, name
