@@ -127,13 +127,12 @@ def compute_features(
         raise ValueError("a clip is scored far-field or under another condition, not both")
     if treatment.farfield or treatment.condition:
         from .conditions import apply_condition
-        from .rooms import clip_seed, far_field, load_bank
+        from .rooms import clip_seed
 
         rng = np.random.default_rng(clip_seed(path, seed))  # the same copy for every model scored
-        if treatment.farfield:
-            signal = far_field(signal, load_bank("test", sample_rate=config.sample_rate), rng)
-        else:
-            signal = apply_condition(treatment.condition, signal, config.sample_rate, rng)
+        # the protocol's far-field copy is the ``far-field`` condition's, by construction
+        signal = apply_condition("far-field" if treatment.farfield else treatment.condition, signal,
+                                 config.sample_rate, rng)
     elif variant:
         rng = np.random.default_rng(variant_seed(os.path.abspath(path), variant, seed))
         signal, _ = augmentation_function(treatment.augmentation)(signal, config.sample_rate, rng)
