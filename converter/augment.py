@@ -1,7 +1,7 @@
 """Data augmentation, in the audio domain (precomputed) and the feature domain (online).
 
 Audio-domain variants are deterministic functions of ``(clip, variant number, seed)``
-so they can be cached on disk. Five recipes exist (:data:`AUGMENTATIONS`, and ``room-voices``):
+so they can be cached on disk. Six recipes exist (:data:`AUGMENTATIONS`, and ``room-voices``):
 
 * ``studio`` (the first shipped model): gain, synthetic white/pink/brown noise at
   10-35 dB SNR, a mild synthetic reverberation and a speed perturbation;
@@ -15,7 +15,9 @@ so they can be cached on disk. Five recipes exist (:data:`AUGMENTATIONS`, and ``
   noise, voices of the run's own training speakers (:func:`register_voices`; the cache key
   names the bank, ``room-voices:<digest>``);
 * ``room-mic``: ``room`` with half of its copies heard through another microphone, a random
-  equalizer drawn by audiomentations (:func:`another_microphone`).
+  equalizer drawn by audiomentations (:func:`another_microphone`);
+* ``room-pitch``: ``room`` with half of its copies spoken by a voice pitched higher or lower, its
+  formants and timing kept (:func:`transpose_voice`, Praat's PSOLA).
 
 Variant 0 is always the clean clip.
 
@@ -256,17 +258,63 @@ def augment_room_mic(signal: np.ndarray, sample_rate: int, rng: np.random.Genera
                               microphone=MICROPHONE_SHARE)
 
 
+#: ``room-pitch``: the share of its copies whose voice is transposed (:func:`transpose_voice`).
+TRANSPOSE_SHARE = 0.5
+#: ``room-pitch``: a transposed copy's shift, drawn uniformly within +- this many semitones.
+TRANSPOSE_SEMITONES = 3.0
+#: Praat's pitch analysis range for :func:`transpose_voice` (Hz): low men to high, excited women.
+_PITCH_FLOOR, _PITCH_CEILING = 60.0, 600.0
+
+
+def transpose_voice(signal: np.ndarray, sample_rate: int, semitones: float) -> np.ndarray:
+    """The same utterance spoken ``semitones`` higher (or lower), its formants and timing kept.
+
+    Why this and not a resampling or a phase vocoder: those move the formants with the pitch, as
+    a shorter or longer vocal tract would (the cached speed changes and ``warp_bands`` already
+    give those), while a speaker whose normal voice sits higher or lower keeps vowels of the same
+    shape. Praat's pitch-synchronous overlap-add (through parselmouth, workstation only) moves
+    each voiced period and leaves the spectral envelope and the unvoiced sounds where they are.
+    The peak is kept; a clip too short or too quiet for Praat's pitch analysis keeps its pitch.
+    """
+    import parselmouth  # workstation only
+    from parselmouth.praat import call
+
+    x = np.asarray(signal, dtype=np.float32)
+    try:
+        sound = parselmouth.Sound(x.astype(np.float64), sampling_frequency=float(sample_rate))
+        manipulation = call(sound, "To Manipulation", 0.01, _PITCH_FLOOR, _PITCH_CEILING)
+        contour = call(manipulation, "Extract pitch tier")
+        call(contour, "Multiply frequencies", sound.xmin, sound.xmax, 2.0 ** (semitones / 12.0))
+        call([contour, manipulation], "Replace pitch tier")
+        y = call(manipulation, "Get resynthesis (overlap-add)").values[0].astype(np.float32)
+    except parselmouth.PraatError:
+        return x.copy()
+    y = np.pad(y[: x.size], (0, max(0, x.size - y.size)))
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    level = float(np.max(np.abs(y))) if y.size else 0.0
+    return y * np.float32(peak / level) if level > 0 and np.isfinite(level) else x.copy()
+
+
+def augment_room_pitch(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> Tuple[np.ndarray, str]:
+    """:func:`augment_room` with :data:`TRANSPOSE_SHARE` of the copies spoken a little higher or
+    lower (:func:`transpose_voice`, within +- :data:`TRANSPOSE_SEMITONES`): the voice changes before
+    it reaches the room, after the speed change."""
+    return _far_field_variant(signal, sample_rate, rng, measured=0.6, simulated=0.0, synthetic=0.15,
+                              transpose=TRANSPOSE_SHARE)
+
+
 def _far_field_variant(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, measured: float,
                        simulated: float, synthetic: float,
                        voices: Optional[Sequence[Sequence[np.ndarray]]] = None,
-                       microphone: float = 0.0) -> Tuple[np.ndarray, str]:
-    """Speed, then a room (measured, simulated or synthetic, with these shares), noise, a
-    microphone (on a ``microphone`` share), level, band, codec.
+                       microphone: float = 0.0, transpose: float = 0.0) -> Tuple[np.ndarray, str]:
+    """Speed, a transposed voice (on a ``transpose`` share), then a room (measured, simulated or
+    synthetic, with these shares), noise, a microphone (on a ``microphone`` share), level, band,
+    codec.
 
     With ``simulated=0`` the random draws are exactly those of the first ``room`` recipe, so
     its cached copies stay what this function makes. ``voices`` (a voice bank): a share of the
-    real noise is other voices instead; without it no draw is added. With ``microphone=0`` no
-    draw is added either.
+    real noise is other voices instead; without it no draw is added. With ``microphone=0`` or
+    ``transpose=0`` no draw is added either.
     """
     from .audio_io import opus_round_trip
     from .rooms import convolve, load_bank, mix_at_snr, noise_segment
@@ -278,6 +326,10 @@ def _far_field_variant(signal: np.ndarray, sample_rate: int, rng: np.random.Gene
         factor = float(rng.uniform(0.88, 1.12))
         x = change_speed(x, factor)
         steps.append(f"speed{factor:.2f}")
+    if transpose > 0 and rng.random() < transpose:
+        semitones = float(rng.uniform(-TRANSPOSE_SEMITONES, TRANSPOSE_SEMITONES))
+        x = transpose_voice(x, sample_rate, semitones)
+        steps.append(f"pitch{semitones:+.1f}")
     peak = float(np.max(np.abs(x))) + 1e-12
     room = rng.random()
     if room < measured:
@@ -328,6 +380,7 @@ AUGMENTATIONS: Dict[str, Callable[[np.ndarray, int, np.random.Generator], Tuple[
     "room": augment_room,
     "room-sim": augment_room_sim,
     "room-mic": augment_room_mic,
+    "room-pitch": augment_room_pitch,
 }
 
 

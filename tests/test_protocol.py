@@ -1178,6 +1178,69 @@ def test_room_mic_hears_half_its_copies_through_another_microphone_drawn_per_cop
     assert np.std(mids) > 0.5  # and each copy's microphone is a different one
 
 
+def _vowel(f0: float, formant: float = 700.0, seconds: float = 1.0, rate: int = 16000) -> np.ndarray:
+    """A steady vowel-like sound: the harmonics of ``f0`` shaped by one resonance at ``formant``."""
+    t = np.arange(int(rate * seconds)) / rate
+    harmonics = np.arange(1, int(4000 / f0) + 1) * f0
+    gains = 1.0 / np.sqrt((1.0 - (harmonics / formant) ** 2) ** 2 + (harmonics / (formant * 4.0)) ** 2)
+    x = np.sum(gains[:, None] * np.sin(2 * np.pi * harmonics[:, None] * t), axis=0)
+    return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def _f0(y: np.ndarray, rate: int = 16000) -> float:
+    """The strongest autocorrelation period between 60 and 400 Hz, as a frequency."""
+    segment = y[rate // 8: -rate // 8].astype(np.float64)
+    lags = np.correlate(segment, segment, "full")[segment.size - 1:]
+    low, high = rate // 400, rate // 60
+    return rate / (low + int(np.argmax(lags[low:high])))
+
+
+def _formant(y: np.ndarray, rate: int = 16000) -> float:
+    """The power-weighted mean frequency between 200 and 2000 Hz: where the one resonance of
+    :func:`_vowel` sits, whichever harmonics sample it."""
+    power = np.abs(np.fft.rfft(y * np.hanning(y.size))) ** 2
+    hz = np.fft.rfftfreq(y.size, 1 / rate)
+    band = (hz > 200) & (hz < 2000)
+    return float(np.sum(hz[band] * power[band]) / np.sum(power[band]))
+
+
+def test_room_pitch_transposes_half_its_voices_keeping_formants_timing_and_peak(monkeypatch):
+    """room-pitch: half of the room copies are spoken higher or lower within +-3 semitones before the
+    room, and no room copy is; transpose_voice moves the pitch by the semitones asked and leaves the
+    formant, the length and the peak where they were (a speed change moves the formant too); a clip
+    Praat cannot analyse keeps its pitch; a copy stays a function of its seed."""
+    from converter import augment, rooms
+
+    rir = np.zeros(400, dtype=np.float32)
+    rir[0] = 1.0
+    fake = rooms.RoomBank((rir,), (np.random.default_rng(0).standard_normal(4000).astype(np.float32),))
+    monkeypatch.setattr(rooms, "load_bank", lambda *a, **k: fake)
+    x = _vowel(150.0, seconds=0.4)
+    transposed = {"room-pitch": [], "room": []}
+    for seed in range(300):
+        for name, shifts in transposed.items():
+            steps = augment.augmentation_function(name)(x, 16000, np.random.default_rng(seed))[1].split(",")
+            shifts += [float(step[len("pitch"):]) for step in steps if step.startswith("pitch")]
+    assert abs(len(transposed["room-pitch"]) / 300 - augment.TRANSPOSE_SHARE) < 0.08 and not transposed["room"]
+    assert max(np.abs(transposed["room-pitch"])) <= augment.TRANSPOSE_SEMITONES
+    assert min(transposed["room-pitch"]) < -2 and max(transposed["room-pitch"]) > 2
+    copy = augment.augmentation_function("room-pitch")
+    assert np.array_equal(copy(x, 16000, np.random.default_rng(11))[0], copy(x, 16000, np.random.default_rng(11))[0])
+
+    vowel = _vowel(150.0)
+    assert abs(_formant(vowel) - 700.0) < 50
+    for semitones in (3.0, -3.0, 1.5):
+        heard = augment.transpose_voice(vowel, 16000, semitones)
+        assert heard.dtype == np.float32 and heard.shape == vowel.shape
+        assert np.isclose(np.max(np.abs(heard)), np.max(np.abs(vowel)), rtol=1e-5)
+        assert abs(_f0(heard) / _f0(vowel) / 2.0 ** (semitones / 12.0) - 1.0) < 0.02
+        assert abs(_formant(heard) - _formant(vowel)) < 20  # the formant stays
+    faster = augment.change_speed(vowel, 2.0 ** (3.0 / 12.0))
+    assert _formant(faster) - _formant(vowel) > 80  # where a speed change moves it with the pitch
+    for unvoiced in (vowel[:300], np.zeros(16000, dtype=np.float32)):
+        assert np.array_equal(augment.transpose_voice(unvoiced, 16000, 3.0), unvoiced)
+
+
 @pytest.mark.slow
 def test_short_scaling_hears_the_unseen_words_whole_and_cut_short_both_ways_with_the_shipped_model(tmp_path):
     """converter short-scaling: each long enough unseen-language word whole, and cut short, scaled by
