@@ -202,6 +202,15 @@ def augment_room_voices(signal: np.ndarray, sample_rate: int, rng: np.random.Gen
                               voices=_VOICE_BANKS[digest])
 
 
+def _at_peak_of(changed: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """``changed`` scaled so that its largest magnitude is ``original``'s. An equalizer or a pitch
+    shifter changes the level as a side effect, and the level is a step of its own in a copy
+    (:func:`_gain_step`); a silent ``changed`` stays as it is."""
+    peak = float(np.max(np.abs(original))) if original.size else 0.0
+    level = float(np.max(np.abs(changed))) if changed.size else 0.0
+    return changed * np.float32(peak / level) if level > 0 else changed
+
+
 #: ``room-mic``: the share of its copies heard through another microphone (:func:`another_microphone`).
 MICROPHONE_SHARE = 0.5
 
@@ -245,9 +254,7 @@ def another_microphone(signal: np.ndarray, sample_rate: int, rng: np.random.Gene
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    level = float(np.max(np.abs(y))) if y.size else 0.0
-    return y * np.float32(peak / level) if level > 0 else y
+    return _at_peak_of(y, x)
 
 
 def augment_room_mic(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> Tuple[np.ndarray, str]:
@@ -289,10 +296,7 @@ def transpose_voice(signal: np.ndarray, sample_rate: int, semitones: float) -> n
         y = call(manipulation, "Get resynthesis (overlap-add)").values[0].astype(np.float32)
     except parselmouth.PraatError:
         return x.copy()
-    y = np.pad(y[: x.size], (0, max(0, x.size - y.size)))
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    level = float(np.max(np.abs(y))) if y.size else 0.0
-    return y * np.float32(peak / level) if level > 0 and np.isfinite(level) else x.copy()
+    return _at_peak_of(np.pad(y[: x.size], (0, max(0, x.size - y.size))), x)
 
 
 def augment_room_pitch(signal: np.ndarray, sample_rate: int, rng: np.random.Generator) -> Tuple[np.ndarray, str]:
