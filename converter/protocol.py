@@ -446,6 +446,30 @@ def _rooms_long_pitch_recipe() -> Recipe:
     return replace(_rooms_long_recipe(), augmentation="room-pitch")
 
 
+def _rooms_pcen_pitch_recipe() -> Recipe:
+    """rooms-pcen with half of its room-degraded copies spoken a little higher or lower.
+
+    Why: the same as rooms-long-pitch's, for the other member of the shipped ensemble, which
+    loses more to a voice's pitch: on the development split a voice two semitones lower costs the
+    PCEN member 7.0 points on RAVDESS, the same shift higher 2.3 (pooled over every corpus 4,
+    nEMO 6), and its calm answers fall from 81 to 31 % with the lower voice. It is also the
+    member that answers the unseen language best (48.3 and 48.7 %). Everything else is
+    rooms-pcen's; ``room-pitch`` as in rooms-long-pitch (half of the room copies transposed
+    within +-3 semitones, formants and timing kept). No device cost.
+
+    Rule, written before any training of rooms-long-pitch or of this recipe was read: two fresh
+    trainings, seeds 6 and 7, are read as a mean. On the unseen language the mean must gain at
+    least 1.5 points over rooms-pcen's two trainings scored there (seed 4: 48.7 %, seed 5:
+    48.3 %; 48.5 -> 50.0 %), while RAVDESS clean, pooled clean and far-field over every corpus
+    each lose at most 1 point against the mean of rooms-pcen's five development trainings
+    (rooms-pcen, -again, -seed2, -seed4, -seed5: 61.3, 57.8 and 51.2 %). Reported beside it and
+    read by no rule: the listening conditions against rooms-pcen-seed5's. A member that passes
+    goes to the folds and leave-one-corpus-out in a later stop, paired on every fold with the
+    shipped recipe's log-mel member outputs (``converter pair``).
+    """
+    return replace(_rooms_pcen_recipe(), augmentation="room-pitch")
+
+
 def _rooms_long_short_recipe() -> Recipe:
     """rooms-long whose shortened crops are normalized over themselves and go down to 0.4 s.
 
@@ -579,6 +603,7 @@ RECIPES: Dict[str, Tuple[Callable[[], Recipe], Tuple[str, ...]]] = {
     "rooms-long-ema": (_rooms_long_ema_recipe, ("ravdess", "nemo", "ased")),
     "rooms-long-mic": (_rooms_long_mic_recipe, ("ravdess", "nemo", "ased")),
     "rooms-long-pitch": (_rooms_long_pitch_recipe, ("ravdess", "nemo", "ased")),
+    "rooms-pcen-pitch": (_rooms_pcen_pitch_recipe, ("ravdess", "nemo", "ased")),
     "rooms-long-short": (_rooms_long_short_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen-short": (_rooms_pcen_short_recipe, ("ravdess", "nemo", "ased")),
     "rooms-pcen-adv": (_rooms_pcen_adv_recipe, ("ravdess", "nemo", "ased")),
@@ -620,6 +645,8 @@ ENSEMBLES: Dict[str, Tuple[str, ...]] = {
     "rooms-long-mic-pcen": ("rooms-long-mic", "rooms-pcen"),
     # rooms-long-pcen with its log-mel member hearing voices pitched higher and lower in training
     "rooms-long-pitch-pcen": ("rooms-long-pitch", "rooms-pcen"),
+    # rooms-long-pcen with its PCEN member hearing voices pitched higher and lower in training
+    "rooms-long-pcen-pitch": ("rooms-long", "rooms-pcen-pitch"),
     # rooms-long-pcen with a PCEN member whose shortened crops are computed as the device
     # computes a short clip
     "rooms-long-pcen-short": ("rooms-long", "rooms-pcen-short"),
