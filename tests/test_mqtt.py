@@ -269,8 +269,15 @@ def sinks():
     """Sinks made by a test, closed even when it fails."""
     made: List[Any] = []
     yield made
-    for sink in made:
+    close_sinks(made)
+
+
+def close_sinks(sinks: List[Any]) -> None:
+    """Close a test's sinks now: a test that starts its own broker or link closes its sinks before
+    it stops them, where the fixture would close them only after the test."""
+    for sink in sinks:
         sink.close()
+    sinks.clear()
 
 
 def make_config(broker: Mosquitto, **overrides: Any) -> MqttConfig:
@@ -465,9 +472,7 @@ def test_broker_restart_loses_no_event_and_keeps_order(tmp_path, paho, sinks):
         assert counters["last_error"] is None
         watcher.close()
     finally:
-        for sink in sinks:
-            sink.close()
-        sinks.clear()
+        close_sinks(sinks)
         server.stop()
 
 
@@ -502,9 +507,7 @@ def test_network_drop_with_events_in_flight_resends_them_in_order(broker, sinks)
         assert counters["published"] == 15 and counters["reconnects"] >= 1 and counters["dropped"] == 0
         watcher.close()
     finally:
-        for sink in sinks:
-            sink.close()
-        sinks.clear()
+        close_sinks(sinks)
         link.close()
 
 
@@ -530,9 +533,7 @@ def test_steady_stream_through_two_broker_restarts_arrives_complete_and_in_order
         assert counters["reconnects"] >= 2 and counters["dropped"] == 0
         watcher.close()
     finally:
-        for sink in sinks:
-            sink.close()
-        sinks.clear()
+        close_sinks(sinks)
         server.stop()
 
 
@@ -556,9 +557,7 @@ def test_full_queue_drops_the_oldest_and_counts_them(tmp_path, paho, sinks):
         assert sink.counters()["dropped"] == 7
         watcher.close()
     finally:
-        for sink in sinks:
-            sink.close()
-        sinks.clear()
+        close_sinks(sinks)
         server.stop()
 
 
@@ -591,9 +590,7 @@ def test_bad_password_is_reported_once_and_emit_keeps_working(tmp_path, paho, si
         assert good.counters()["last_error"] is None
         watcher.close()
     finally:
-        for sink in sinks:
-            sink.close()
-        sinks.clear()
+        close_sinks(sinks)
         server.stop()
 
 
@@ -627,9 +624,7 @@ def test_tls_with_a_ca_file_and_a_clear_error_for_an_untrusted_broker(tmp_path, 
         assert "certificate verify failed" in untrusting.last_error
         assert untrusting.counters()["queued"] == 1
     finally:
-        for sink in sinks:
-            sink.close()
-        sinks.clear()
+        close_sinks(sinks)
         server.stop()
 
 
